@@ -1,0 +1,222 @@
+//! AWS clients: one `aws_config` load per cold start, reused across invocations.
+//!
+//! `AWS_ENDPOINT_URL` (and the per-service `AWS_ENDPOINT_URL_<SERVICE>`) are honoured by the SDK itself,
+//! which is how everything here runs against moto. Retries use the SDK's adaptive mode (client-side
+//! rate limiting on throttling) and every attempt has a timeout, so a hung endpoint cannot eat the
+//! Lambda's whole budget.
+//!
+//! Every client carries a [`CallLog`] interceptor that records each API operation it executes. The
+//! log is how dry-run is proven to make no mutating call, and how benchmarks count API calls.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+/// Most operations kept in the call log's ordered list (counts are always complete).
+const CALL_LOG_CAPACITY: usize = 50_000;
+
+#[derive(Debug, Default)]
+struct CallLogInner {
+    calls: Vec<String>,
+    executions: BTreeMap<String, u64>,
+    attempts: BTreeMap<String, u64>,
+}
+
+/// Records every AWS operation the clients execute, as `service:Operation`.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog {
+    inner: Arc<Mutex<CallLogInner>>,
+}
+
+impl CallLog {
+    fn with<R>(&self, f: impl FnOnce(&mut CallLogInner) -> R) -> R {
+        // A poisoned lock only means another thread panicked mid-record; the data is still usable.
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// The operations executed so far, in order (first [`CALL_LOG_CAPACITY`]).
+    pub fn calls(&self) -> Vec<String> {
+        self.with(|i| i.calls.clone())
+    }
+
+    /// Executions per operation.
+    pub fn executions(&self) -> BTreeMap<String, u64> {
+        self.with(|i| i.executions.clone())
+    }
+
+    /// Attempts (executions plus retries) per operation.
+    pub fn attempts(&self) -> BTreeMap<String, u64> {
+        self.with(|i| i.attempts.clone())
+    }
+
+    /// Total executions.
+    pub fn total(&self) -> u64 {
+        self.with(|i| i.executions.values().sum())
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&self) {
+        self.with(|i| *i = CallLogInner::default());
+    }
+
+    /// The operations that change state, judged by the verb they start with. Reads are
+    /// `Describe*`, `Get*`, `List*`, `Query`, `Scan`, `BatchGet*`.
+    pub fn mutating_calls(&self) -> Vec<String> {
+        self.calls().into_iter().filter(|c| is_mutating(c)).collect()
+    }
+}
+
+/// Whether an operation name (`service:Operation` or `Operation`) changes state.
+pub fn is_mutating(call: &str) -> bool {
+    let op = call.rsplit(':').next().unwrap_or(call);
+    const READS: [&str; 8] = ["Describe", "Get", "List", "Query", "Scan", "BatchGet", "Head", "Lookup"];
+    !READS.iter().any(|r| op.starts_with(r))
+}
+
+fn operation_key(cfg: &ConfigBag) -> String {
+    match cfg.load::<Metadata>() {
+        Some(m) => format!("{}:{}", m.service().to_lowercase(), m.name()),
+        None => "unknown:unknown".to_string(),
+    }
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "selfheal-call-log"
+    }
+
+    // Not `read_before_execution`: client-level interceptors run that hook before the operation's
+    // metadata is in the config bag.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let key = operation_key(cfg);
+        self.with(|i| {
+            if i.calls.len() < CALL_LOG_CAPACITY {
+                i.calls.push(key.clone());
+            }
+            *i.executions.entry(key).or_default() += 1;
+        });
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let key = operation_key(cfg);
+        self.with(|i| *i.attempts.entry(key).or_default() += 1);
+        Ok(())
+    }
+}
+
+/// The loaded AWS configuration and the call log shared by every client built from it.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub sdk: SdkConfig,
+    pub calls: CallLog,
+}
+
+/// The retry and timeout settings every client uses.
+pub fn resilience() -> (RetryConfig, TimeoutConfig) {
+    let retry = RetryConfig::adaptive().with_max_attempts(4).with_initial_backoff(Duration::from_millis(200));
+    let timeout = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(45))
+        .build();
+    (retry, timeout)
+}
+
+impl Aws {
+    /// Loads configuration from the environment (credentials, region, `AWS_ENDPOINT_URL`).
+    pub async fn from_env() -> Self {
+        let (retry, timeout) = resilience();
+        let sdk =
+            aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeout).load().await;
+        Aws { sdk, calls: CallLog::default() }
+    }
+
+    /// Wraps an already-built configuration (tests build one pointing at moto).
+    pub fn from_sdk_config(sdk: SdkConfig) -> Self {
+        Aws { sdk, calls: CallLog::default() }
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        let conf = aws_sdk_sns::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_sns::Client::from_conf(conf)
+    }
+
+    #[cfg(any(feature = "healer", feature = "backup"))]
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        let conf = aws_sdk_ec2::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    }
+
+    #[cfg(feature = "healer")]
+    pub fn autoscaling(&self) -> aws_sdk_autoscaling::Client {
+        let conf = aws_sdk_autoscaling::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_autoscaling::Client::from_conf(conf)
+    }
+
+    #[cfg(any(feature = "db", feature = "backup"))]
+    pub fn rds(&self) -> aws_sdk_rds::Client {
+        let conf = aws_sdk_rds::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_rds::Client::from_conf(conf)
+    }
+
+    #[cfg(any(feature = "db", feature = "dns"))]
+    pub fn route53(&self) -> aws_sdk_route53::Client {
+        let conf = aws_sdk_route53::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_route53::Client::from_conf(conf)
+    }
+
+    #[cfg(feature = "backup")]
+    pub fn backup(&self) -> aws_sdk_backup::Client {
+        let conf = aws_sdk_backup::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_backup::Client::from_conf(conf)
+    }
+
+    #[cfg(feature = "db")]
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        let conf = aws_sdk_cloudwatch::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_cloudwatch::Client::from_conf(conf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_not_mutating() {
+        assert!(!is_mutating("ec2:DescribeInstances"));
+        assert!(!is_mutating("dynamodb:Query"));
+        assert!(is_mutating("ec2:TerminateInstances"));
+        assert!(is_mutating("autoscaling:TerminateInstanceInAutoScalingGroup"));
+        assert!(is_mutating("dynamodb:PutItem"));
+    }
+}

@@ -1,0 +1,32 @@
+//! The per-function context built once at cold start: validated configuration, the loaded AWS
+//! configuration, the ledger and the envelope publisher. Handlers borrow it on every invocation.
+
+use crate::clients::Aws;
+use crate::config::CommonConfig;
+use crate::envelope::Publisher;
+use crate::error::Result;
+use crate::ledger::Ledger;
+
+/// Everything a handler needs besides its own settings.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub config: CommonConfig,
+    pub aws: Aws,
+    pub ledger: Ledger,
+    pub publisher: Publisher,
+}
+
+impl Ctx {
+    /// Builds the context from validated configuration and loaded AWS configuration.
+    pub fn new(config: CommonConfig, aws: Aws) -> Self {
+        let ledger = Ledger::new(aws.dynamodb(), config.ledger_table.clone(), config.ledger_ttl);
+        let publisher = Publisher::new(aws.sns(), config.topic_arn.clone());
+        Ctx { config, aws, ledger, publisher }
+    }
+
+    /// Reads the environment and loads AWS configuration: the cold-start path of every function.
+    pub async fn from_env(function: &str) -> Result<Self> {
+        let config = CommonConfig::from_env(function)?;
+        Ok(Ctx::new(config, Aws::from_env().await))
+    }
+}

@@ -1,0 +1,66 @@
+//! The library's error type: one enum, each variant naming what went wrong in words an operator can act on.
+
+use thiserror::Error;
+
+/// Everything that can go wrong inside selfheal, from bad input to an AWS call that failed.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The invocation payload is not any event shape the suite understands.
+    #[error("unrecognised event: {0}")]
+    UnknownEvent(String),
+
+    /// The payload has a recognised shape but a field is missing or has the wrong type.
+    #[error("malformed {shape} event: {problem}")]
+    MalformedEvent { shape: &'static str, problem: String },
+
+    /// The event is understood but this function does not act on it.
+    #[error("{function} does not handle {trigger} events")]
+    UnsupportedTrigger { function: &'static str, trigger: String },
+
+    /// A configuration value (environment variable) is missing or invalid.
+    #[error("invalid configuration {name}: {problem}")]
+    Config { name: String, problem: String },
+
+    /// A resource named by an event or an invocation does not exist.
+    #[error("{kind} {id} does not exist")]
+    NotFound { kind: &'static str, id: String },
+
+    /// An AWS API call failed; `operation` names the call, `message` carries the service's words.
+    #[error("AWS {service}:{operation} failed: {message}")]
+    Aws { service: &'static str, operation: &'static str, message: String },
+
+    /// A bounded wait (for a replacement, a promotion, a DNS change) ran out.
+    #[error("timed out after {seconds}s waiting for {what}")]
+    Timeout { what: String, seconds: u64 },
+
+    /// An action's own precondition does not hold, so it refuses to go on.
+    #[error("precondition failed: {0}")]
+    Precondition(String),
+
+    /// A delivery channel of the notifier failed.
+    #[error("delivery to {channel} failed: {message}")]
+    Delivery { channel: String, message: String },
+
+    /// Several things failed; each is listed.
+    #[error("{} failures: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Many(Vec<Error>),
+}
+
+impl Error {
+    /// Builds an [`Error::Aws`] from any SDK error, keeping the service's code and message.
+    pub fn aws<E>(service: &'static str, operation: &'static str, err: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        Error::Aws { service, operation, message }
+    }
+
+    /// A shorthand for [`Error::MalformedEvent`].
+    pub fn malformed(shape: &'static str, problem: impl Into<String>) -> Self {
+        Error::MalformedEvent { shape, problem: problem.into() }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

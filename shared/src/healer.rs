@@ -1,0 +1,1 @@
+//! healer (to be written).

@@ -1,0 +1,40 @@
+//! The Lambda entry shared by every function binary: JSON logging, the runtime loop, and turning a
+//! library error into an invocation failure (so Lambda's retries and on-failure destination keep the
+//! event) with the error logged as one structured line.
+
+use std::future::Future;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// Runs the Lambda runtime loop with `handler`, which receives the raw payload.
+pub async fn run<F, Fut>(function: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(Value) -> Fut,
+    Fut: Future<Output = Result<Value, Error>>,
+{
+    crate::telemetry::init_logging();
+    tracing::info!(function, "cold start");
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let fut = handler(event.payload);
+        async move {
+            match fut.await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    tracing::error!(function, error = %e, "invocation failed");
+                    Err(lambda_runtime::Error::from(e.to_string()))
+                }
+            }
+        }
+    }))
+    .await
+}
+
+/// Logs a cold-start failure (bad configuration) and returns it for `main` to exit with.
+pub fn fatal(function: &'static str, e: Error) -> lambda_runtime::Error {
+    crate::telemetry::init_logging();
+    tracing::error!(function, error = %e, "cold start failed");
+    lambda_runtime::Error::from(e.to_string())
+}

@@ -1,0 +1,1 @@
+//! backup tests (to be written).

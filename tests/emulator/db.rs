@@ -1,0 +1,1 @@
+//! db tests (to be written).

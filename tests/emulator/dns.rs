@@ -1,0 +1,1 @@
+//! dns tests (to be written).

@@ -1,0 +1,1 @@
+//! drill tests (to be written).

@@ -1,0 +1,242 @@
+//! The foundation: every sample event parses to the right trigger, malformed events get clear errors,
+//! duplicates act once, and dry-run mutates nothing but the ledger.
+
+use std::sync::Arc;
+
+use harness::{ctx, event, event_names, sdk_config, unique};
+use selfheal::trigger::{parse_event, Delivery, RdsSource, TriggerKind};
+use selfheal::{ActionReport, ActionRequest, Outcome, Target};
+use serde_json::json;
+
+#[test]
+fn every_sample_event_parses_to_the_right_trigger() {
+    let expected = [
+        ("alarm-eventbridge-ec2-status-check.json", "alarm"),
+        ("alarm-eventbridge-route53-health-check.json", "alarm"),
+        ("alarm-lambda-action-ec2-status-check.json", "alarm"),
+        ("alarm-sns-ec2-status-check.json", "alarm"),
+        ("alarm-sns-rds-primary.json", "alarm"),
+        ("alarm-sns-route53-health-check.json", "alarm"),
+        ("autoscaling-launch-unsuccessful.json", "autoscaling"),
+        ("ec2-instance-state-change-stopped.json", "ec2-instance-state-change"),
+        ("envelope-sns.json", "envelope"),
+        ("health-ec2-instance-retirement.json", "health"),
+        ("manual-dns-failback.json", "manual"),
+        ("manual-promote-replica.json", "manual"),
+        ("manual-replace-instance.json", "manual"),
+        ("rds-db-cluster-event-failover.json", "rds"),
+        ("rds-db-instance-event-failure.json", "rds"),
+        ("schedule-backup-sweep.json", "schedule"),
+    ];
+    let names = event_names();
+    for name in &names {
+        let want = expected
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| *k)
+            .unwrap_or_else(|| panic!("events/{name} has no expectation in this test: add one"));
+        let triggers = parse_event(&event(name, &[])).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(triggers.len(), 1, "{name}");
+        assert_eq!(triggers[0].kind.name(), want, "{name}");
+        assert!(!triggers[0].event_id.is_empty(), "{name}");
+    }
+    assert!(names.len() >= expected.len(), "a sample listed here is missing from events/");
+}
+
+#[test]
+fn one_alarm_state_change_has_one_identity_whichever_way_it_arrives() {
+    let ids: Vec<String> = [
+        "alarm-sns-ec2-status-check.json",
+        "alarm-eventbridge-ec2-status-check.json",
+        "alarm-lambda-action-ec2-status-check.json",
+    ]
+    .iter()
+    .map(|n| parse_event(&event(n, &[])).unwrap().remove(0).event_id)
+    .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[1], ids[2]);
+    assert_eq!(ids[0], "alarm:web-i-0123456789abcdef0-status-check:2026-11-25T10:15:31.180Z");
+}
+
+#[test]
+fn alarm_fields_are_extracted() {
+    let t = parse_event(&event("alarm-sns-ec2-status-check.json", &[])).unwrap().remove(0);
+    let TriggerKind::Alarm(a) = t.kind else { panic!("not an alarm") };
+    assert_eq!(a.dimension("InstanceId"), Some("i-0123456789abcdef0"));
+    assert_eq!(a.metric_name.as_deref(), Some("StatusCheckFailed"));
+    assert_eq!(a.namespace.as_deref(), Some("AWS/EC2"));
+    assert!(matches!(t.delivery, Delivery::Sns { .. }));
+    assert!(a.description.is_none(), "null AlarmDescription is accepted");
+
+    let t = parse_event(&event("rds-db-cluster-event-failover.json", &[])).unwrap().remove(0);
+    let TriggerKind::Rds(r) = t.kind else { panic!("not rds") };
+    assert_eq!(r.source, RdsSource::Cluster);
+    assert_eq!(r.identifier, "orders-aurora");
+    assert_eq!(r.categories, vec!["failover"]);
+    assert_eq!(t.event_id, "eb:5a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d");
+
+    let t = parse_event(&event("health-ec2-instance-retirement.json", &[])).unwrap().remove(0);
+    let TriggerKind::Health(h) = t.kind else { panic!("not health") };
+    assert_eq!(h.affected_entities, vec!["i-0123456789abcdef0"]);
+}
+
+#[test]
+fn malformed_events_get_errors_that_name_the_problem() {
+    let cases = vec![
+        (json!("just a string"), "expected a JSON object, got a string"),
+        (json!({"foo": 1}), "got an object with keys [foo]"),
+        (json!({"Records": []}), "Records is empty"),
+        (json!({"Records": [{"Sns": {"Message": 5}}]}), "malformed SNS event"),
+        (
+            harness::sns_event("arn:aws:sns:us-east-1:123456789012:t", &json!({"hello": "world"})),
+            "neither a CloudWatch alarm",
+        ),
+        (
+            json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn", "Sns": {"MessageId": "m", "TopicArn": "t", "Message": "not json", "Timestamp": "2026-01-01T00:00:00Z", "Type": "Notification", "SignatureVersion": "1", "Signature": "", "SigningCertURL": "", "UnsubscribeURL": "", "MessageAttributes": {}}}]}),
+            "is not JSON",
+        ),
+        (
+            json!({"id": "1", "detail-type": "Object Created", "source": "aws.s3", "detail": {}}),
+            "source=aws.s3 detail-type=\"Object Created\" is not one the suite handles",
+        ),
+        (
+            json!({"id": "1", "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {"state": "stopped"}}),
+            "instance-id",
+        ),
+        (
+            json!({"id": "1", "detail-type": "RDS DB Instance Event", "source": "aws.rds", "detail": {"Message": "x"}}),
+            "missing field SourceIdentifier",
+        ),
+        (json!({"source": "selfheal.manual", "action": 7}), "malformed manual event"),
+        (json!({"source": "selfheal.manual", "action": ""}), "action is empty"),
+        (
+            json!({"source": "aws.cloudwatch", "alarmData": {"alarmName": "x", "state": {"value": "RED", "reason": "", "timestamp": "2026-01-01T00:00:00Z"}}}),
+            "malformed",
+        ),
+    ];
+    for (payload, want) in cases {
+        let err = parse_event(&payload).expect_err(&payload.to_string()).to_string();
+        assert!(err.contains(want), "for {payload}: expected {want:?} in {err:?}");
+    }
+}
+
+fn request(target: &str, event_id: &str, dry_run: bool) -> ActionRequest {
+    ActionRequest {
+        action: "send-message".into(),
+        target: Target::new("sqs-queue", target).in_group("test-group"),
+        event_id: event_id.into(),
+        trigger: "manual".into(),
+        dry_run,
+        reason: "test".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_duplicate_delivered_ten_times_concurrently_acts_once() {
+    let ctx = Arc::new(ctx("test", &[]).await);
+    let sdk = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs.create_queue().queue_name(unique("dup")).send().await.unwrap();
+    let url = queue.queue_url().unwrap().to_string();
+
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let ctx = ctx.clone();
+        let sqs = sqs.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = request(&url, "eb:same-event", false);
+            ctx.execute(req, async {
+                sqs.send_message()
+                    .queue_url(&url)
+                    .message_body("acted")
+                    .send()
+                    .await
+                    .map_err(|e| selfheal::Error::aws("sqs", "SendMessage", e))?;
+                Ok(ActionReport::acted("sent"))
+            })
+            .await
+            .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().outcome);
+    }
+    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Acted).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Duplicate).count(), 9, "{outcomes:?}");
+
+    // What happened in the emulator: exactly one message was sent.
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    let n = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .cloned();
+    assert_eq!(n.as_deref(), Some("1"));
+
+    // And the audit trail holds all ten decisions.
+    let trail = ctx.ledger.audit_trail(&url).await.unwrap();
+    assert_eq!(trail.len(), 10);
+    assert_eq!(trail.iter().filter(|r| r.outcome == "acted").count(), 1);
+}
+
+#[tokio::test]
+async fn cooldown_and_rate_limit_refuse_and_say_why() {
+    let ctx = ctx("test", &[("SELFHEAL_COOLDOWN_SECONDS", "600"), ("SELFHEAL_RATE_LIMIT", "2")]).await;
+    let ok = || async { Ok(ActionReport::acted("done")) };
+    // Two different events on the same target inside the cooldown: one acts.
+    let a = ctx.execute(request("q-1", "e1", false), ok()).await.unwrap();
+    let b = ctx.execute(request("q-1", "e2", false), ok()).await.unwrap();
+    assert_eq!(a.outcome, Outcome::Acted);
+    assert_eq!(b.outcome, Outcome::Refused);
+    assert!(b.reason.contains("cooldown"), "{}", b.reason);
+    // The group allows two actions per window: the third target is refused by the rate limit.
+    let c = ctx.execute(request("q-2", "e3", false), ok()).await.unwrap();
+    let d = ctx.execute(request("q-3", "e4", false), ok()).await.unwrap();
+    assert_eq!(c.outcome, Outcome::Acted);
+    assert_eq!(d.outcome, Outcome::Refused);
+    assert!(d.reason.contains("rate limit"), "{}", d.reason);
+    // The refused rate-limit did not leave a cooldown behind on q-3.
+    assert!(ctx.ledger.read_cooldown("q-3").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn dry_run_mutates_nothing_but_the_ledger_and_takes_no_cooldown() {
+    let ctx = ctx("test", &[("SELFHEAL_COOLDOWN_SECONDS", "600")]).await;
+    let sdk = sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs.create_queue().queue_name(unique("dry")).send().await.unwrap().queue_url().unwrap().to_string();
+    ctx.aws.calls.clear();
+
+    let env = ctx
+        .execute(request(&url, "e1", true), async { Ok(ActionReport::would("would send one message")) })
+        .await
+        .unwrap();
+    assert_eq!(env.outcome, Outcome::DryRun);
+    assert!(env.dry_run);
+    let mutating: Vec<String> =
+        ctx.aws.calls.mutating_calls().into_iter().filter(|c| !c.starts_with("dynamodb:")).collect();
+    assert!(mutating.is_empty(), "dry-run made mutating calls: {mutating:?}");
+    // No cooldown was taken: the same event handled live afterwards acts.
+    let live = ctx.execute(request(&url, "e1", false), async { Ok(ActionReport::acted("sent")) }).await.unwrap();
+    assert_eq!(live.outcome, Outcome::Acted);
+}
+
+#[tokio::test]
+async fn a_failed_action_can_be_retried_by_redelivery() {
+    let ctx = ctx("test", &[]).await;
+    let first = ctx
+        .execute(request("q-f", "e1", false), async { Err(selfheal::Error::Precondition("simulated failure".into())) })
+        .await
+        .unwrap();
+    assert_eq!(first.outcome, Outcome::Failed);
+    assert_eq!(first.severity, selfheal::Severity::Critical);
+    let retry = ctx.execute(request("q-f", "e1", false), async { Ok(ActionReport::acted("ok")) }).await.unwrap();
+    assert_eq!(retry.outcome, Outcome::Acted, "{}", retry.reason);
+}

@@ -1,0 +1,1 @@
+//! healer tests (to be written).

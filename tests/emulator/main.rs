@@ -1,0 +1,11 @@
+//! Integration tests against a real moto server: one test binary (one link of the SDK), one module per
+//! function. Each test creates its own resources with unique names, so tests run in parallel.
+
+mod backup;
+mod db;
+mod dns;
+mod drill;
+mod foundation;
+mod healer;
+mod notifier;
+mod resilience;

@@ -1,0 +1,1 @@
+//! resilience tests (to be written).
