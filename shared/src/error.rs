@@ -41,6 +41,10 @@ pub enum Error {
     #[error("delivery to {channel} failed: {message}")]
     Delivery { channel: String, message: String },
 
+    /// An action was attempted and failed (the invocation fails so Lambda retries or dead-letters it).
+    #[error("action failed: {0}")]
+    ActionFailed(String),
+
     /// Several things failed; each is listed.
     #[error("{} failures: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<Error>),

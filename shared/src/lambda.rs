@@ -38,3 +38,18 @@ pub fn fatal(function: &'static str, e: Error) -> lambda_runtime::Error {
     tracing::error!(function, error = %e, "cold start failed");
     lambda_runtime::Error::from(e.to_string())
 }
+
+/// Ends an invocation: the decisions as the response, or an error when any action failed, so Lambda
+/// retries the event (the ledger makes the retry finish only what did not happen) and, once retries
+/// are spent, hands it to the on-failure destination.
+pub fn conclude(envelopes: Vec<crate::envelope::Envelope>) -> Result<Value, Error> {
+    let failed: Vec<String> = envelopes
+        .iter()
+        .filter(|e| e.outcome == crate::envelope::Outcome::Failed)
+        .map(|e| format!("{} {} on {}: {}", e.function, e.action, e.target.id, e.reason))
+        .collect();
+    if !failed.is_empty() {
+        return Err(Error::ActionFailed(failed.join("; ")));
+    }
+    Ok(serde_json::json!({ "decisions": envelopes }))
+}
