@@ -32,6 +32,8 @@ pub enum Outcome {
     Duplicate,
     /// The action was attempted and failed.
     Failed,
+    /// Something was seen and passed on, with no decision of ours (an alarm sent to the notifier).
+    Observed,
 }
 
 impl Outcome {
@@ -43,6 +45,7 @@ impl Outcome {
             Outcome::DryRun => "dry-run",
             Outcome::Duplicate => "duplicate",
             Outcome::Failed => "failed",
+            Outcome::Observed => "observed",
         }
     }
 }
@@ -211,6 +214,11 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(sns: aws_sdk_sns::Client, topic_arn: Option<String>) -> Self {
         Publisher { sns, topic_arn }
+    }
+
+    /// The SNS client (the notifier publishes to its channel topics with it).
+    pub fn sns(&self) -> &aws_sdk_sns::Client {
+        &self.sns
     }
 
     /// Publishes one envelope to the suite topic and logs it.

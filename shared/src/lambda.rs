@@ -18,7 +18,8 @@ where
     crate::telemetry::init_logging();
     tracing::info!(function, "cold start");
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let fut = handler(event.payload);
+        // Boxed: the handlers' futures are deep enough to overflow rustc's layout query limit inline.
+        let fut = Box::pin(handler(event.payload));
         async move {
             match fut.await {
                 Ok(v) => Ok(v),

@@ -236,3 +236,78 @@ pub async fn drain_notifications(sdk: &SdkConfig, queue_url: &str) -> Vec<(Value
     }
     out
 }
+
+/// A local HTTP endpoint standing in for a webhook receiver (PagerDuty, a chat relay): it records every
+/// request body and answers with the configured statuses in turn (the last one repeats).
+pub struct WebhookReceiver {
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    statuses: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+}
+
+impl WebhookReceiver {
+    /// Starts listening on a free loopback port, on the current tokio runtime.
+    pub async fn start(statuses: &[u16]) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind webhook receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let statuses = std::sync::Arc::new(std::sync::Mutex::new(statuses.to_vec()));
+        let (b, st) = (bodies.clone(), statuses.clone());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (b, st) = (b.clone(), st.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let (header_end, content_length) = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                                .unwrap_or(0usize);
+                            break (pos + 4, len);
+                        }
+                    };
+                    while buf.len() < header_end + content_length {
+                        let Ok(n) = sock.read(&mut chunk).await else { return };
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = &buf[header_end..(header_end + content_length).min(buf.len())];
+                    b.lock().unwrap().push(serde_json::from_slice(body).unwrap_or(Value::Null));
+                    let status = {
+                        let mut s = st.lock().unwrap();
+                        if s.len() > 1 {
+                            s.remove(0)
+                        } else {
+                            s.first().copied().unwrap_or(200)
+                        }
+                    };
+                    let resp = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        WebhookReceiver { url, bodies, statuses }
+    }
+
+    /// Every request body received so far.
+    pub fn received(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// Replaces the statuses answered from now on.
+    pub fn answer(&self, statuses: &[u16]) {
+        *self.statuses.lock().unwrap() = statuses.to_vec();
+    }
+}
