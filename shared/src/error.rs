@@ -60,6 +60,23 @@ impl Error {
         Error::Aws { service, operation, message }
     }
 
+    /// The variant's name, reported as the Lambda `errorType` (`selfheal.UnknownEvent`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::UnknownEvent(_) => "selfheal.UnknownEvent",
+            Error::MalformedEvent { .. } => "selfheal.MalformedEvent",
+            Error::UnsupportedTrigger { .. } => "selfheal.UnsupportedTrigger",
+            Error::Config { .. } => "selfheal.Config",
+            Error::NotFound { .. } => "selfheal.NotFound",
+            Error::Aws { .. } => "selfheal.Aws",
+            Error::Timeout { .. } => "selfheal.Timeout",
+            Error::Precondition(_) => "selfheal.Precondition",
+            Error::Delivery { .. } => "selfheal.Delivery",
+            Error::ActionFailed(_) => "selfheal.ActionFailed",
+            Error::Many(_) => "selfheal.Many",
+        }
+    }
+
     /// A shorthand for [`Error::MalformedEvent`].
     pub fn malformed(shape: &'static str, problem: impl Into<String>) -> Self {
         Error::MalformedEvent { shape, problem: problem.into() }
@@ -68,3 +85,9 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(e: Error) -> Self {
+        lambda_runtime::Diagnostic { error_type: e.kind().to_string(), error_message: e.to_string() }
+    }
+}

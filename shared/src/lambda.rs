@@ -24,8 +24,8 @@ where
             match fut.await {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    tracing::error!(function, error = %e, "invocation failed");
-                    Err(lambda_runtime::Error::from(e.to_string()))
+                    tracing::error!(function, error = %e, kind = e.kind(), "invocation failed");
+                    Err(e)
                 }
             }
         }

@@ -1,0 +1,109 @@
+//! drill-cli: the game day from a terminal.
+//!
+//! ```text
+//! drill-cli provision --out architecture.json --env-file functions.env
+//!     creates the reference architecture (in whatever AWS_ENDPOINT_URL points at) and writes the
+//!     functions' environment for it
+//! drill-cli run --architecture architecture.json --lambda http://127.0.0.1:9000
+//!               [--scenario all|NAME] [--mode dry-run|live] [--confirm]
+//!     runs scenarios, delivering events to the Lambda runtime emulator; prints the reports; exits 1
+//!     if any scenario failed
+//! ```
+
+use std::process::ExitCode;
+
+use selfheal::drill::{self, Architecture, Deliverer, Drill, DrillConfig, DrillRequest, Mode, Scenario};
+
+const USAGE: &str = "usage:
+  drill-cli provision --out FILE --env-file FILE
+  drill-cli run --architecture FILE --lambda URL [--scenario all|NAME] [--mode dry-run|live] [--confirm]";
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn required(args: &[String], name: &str) -> Result<String, String> {
+    flag(args, name).ok_or_else(|| format!("missing {name}\n{USAGE}"))
+}
+
+async fn provision(args: &[String]) -> Result<(), String> {
+    let out = required(args, "--out")?;
+    let env_file = required(args, "--env-file")?;
+    let aws = selfheal::clients::Aws::from_env().await;
+    let prefix = format!("gameday-{}", &uuid_like()[..8]);
+    let ledger = format!("{prefix}-ledger");
+    let arch = drill::provision::provision(&aws, &prefix, &ledger, ("selfheal:enabled", "true"))
+        .await
+        .map_err(|e| format!("provisioning failed: {e}"))?;
+    let json = serde_json::to_string_pretty(&arch).map_err(|e| e.to_string())?;
+    std::fs::write(&out, json).map_err(|e| format!("{out}: {e}"))?;
+    let env: String = drill::gameday_env(&arch).into_iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
+    std::fs::write(&env_file, env).map_err(|e| format!("{env_file}: {e}"))?;
+    println!(
+        "provisioned {prefix}: ASG {} ({} instances over 3 AZs), RDS {} + {} replicas, zone {}",
+        arch.asg_name,
+        arch.asg_desired,
+        arch.db_primary,
+        arch.db_replicas.len(),
+        arch.zone_name
+    );
+    Ok(())
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:016x}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    )
+    .chars()
+    .rev()
+    .collect()
+}
+
+async fn run(args: &[String]) -> Result<bool, String> {
+    let arch_path = required(args, "--architecture")?;
+    let lambda = required(args, "--lambda")?;
+    let text = std::fs::read_to_string(&arch_path).map_err(|e| format!("{arch_path}: {e}"))?;
+    let arch: Architecture = serde_json::from_str(&text).map_err(|e| format!("{arch_path}: {e}"))?;
+    let scenarios = match flag(args, "--scenario").as_deref() {
+        None | Some("all") => Scenario::ALL.to_vec(),
+        Some(name) => vec![Scenario::parse(name).map_err(|e| e.to_string())?],
+    };
+    let mode = Mode::parse(flag(args, "--mode").as_deref().unwrap_or("live")).map_err(|e| e.to_string())?;
+    if mode == Mode::Live && !args.iter().any(|a| a == "--confirm") {
+        return Err("a live drill injects real faults: pass --confirm".into());
+    }
+    let vars: Vec<(String, String)> = drill::gameday_env(&arch);
+    let mut env = selfheal::config::Env::from_map(vars.into_iter().collect());
+    let common = selfheal::config::CommonConfig::read(&mut env, drill::FUNCTION);
+    let cfg = DrillConfig::read(&mut env);
+    env.finish().map_err(|e| e.to_string())?;
+    let aws = selfheal::clients::Aws::from_env().await;
+    let drill = Drill {
+        ctx: selfheal::Ctx::new(common, aws),
+        cfg,
+        deliverer: Deliverer::http(&lambda).map_err(|e| e.to_string())?,
+    };
+    let reports = drill.run(&DrillRequest { scenarios, mode }, &arch).await.map_err(|e| e.to_string())?;
+    println!("{}", drill::report::render_all(&reports));
+    Ok(reports.iter().all(|r| r.passed))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    selfheal::telemetry::init_logging();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("provision") => provision(&args).await.map(|_| true),
+        Some("run") => run(&args).await,
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("drill-cli: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

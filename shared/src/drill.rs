@@ -1,1 +1,0 @@
-//! drill (to be written).

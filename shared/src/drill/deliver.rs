@@ -1,0 +1,108 @@
+//! How a drill's events reach the functions: over HTTP to a Lambda runtime emulator
+//! (`cargo lambda watch`, the local game day), through the SNS topic the deployed functions subscribe
+//! to (a real account), or to handlers in the same process (tests).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// A boxed future returned by in-process handlers.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
+
+/// An in-process handler: (function name, Lambda event) to the function's response.
+pub type InProcessHandler = Arc<dyn Fn(String, Value) -> BoxFuture + Send + Sync>;
+
+/// Where events go.
+#[derive(Clone)]
+pub enum Deliverer {
+    /// POST to a Lambda runtime emulator's Invoke API.
+    Http { base: String, client: reqwest::Client },
+    /// Publish the event's message to a topic the functions subscribe to.
+    Topic { sns: aws_sdk_sns::Client, topic_arn: String },
+    /// Call handlers directly.
+    InProcess(InProcessHandler),
+}
+
+impl std::fmt::Debug for Deliverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Deliverer::Http { base, .. } => write!(f, "Http({base})"),
+            Deliverer::Topic { topic_arn, .. } => write!(f, "Topic({topic_arn})"),
+            Deliverer::InProcess(_) => write!(f, "InProcess"),
+        }
+    }
+}
+
+/// What a function answered: its response, or the error it reported (a failed invocation is an
+/// observation for the drill, not a delivery failure).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Ok(Value),
+    FunctionError(String),
+    /// Published to a topic: the answer is not known.
+    Published,
+}
+
+impl Deliverer {
+    /// A deliverer for a Lambda runtime emulator at `base` (e.g. `http://127.0.0.1:9000`).
+    pub fn http(base: &str) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            // The first invocation of each function may wait for it to compile.
+            .timeout(Duration::from_secs(900))
+            .build()
+            .map_err(|e| Error::Config { name: "SELFHEAL_DRILL_LAMBDA_ENDPOINT".into(), problem: e.to_string() })?;
+        Ok(Deliverer::Http { base: base.trim_end_matches('/').to_string(), client })
+    }
+
+    pub fn topic(sns: &aws_sdk_sns::Client, topic_arn: &str) -> Self {
+        Deliverer::Topic { sns: sns.clone(), topic_arn: topic_arn.to_string() }
+    }
+
+    /// Delivers one Lambda event to `function`.
+    pub async fn deliver(&self, function: &str, event: &Value) -> Result<Answer> {
+        match self {
+            Deliverer::Http { base, client } => {
+                let url = format!("{base}/2015-03-31/functions/{function}/invocations");
+                let resp = client
+                    .post(&url)
+                    .json(event)
+                    .send()
+                    .await
+                    .map_err(|e| Error::Delivery { channel: url.clone(), message: e.to_string() })?;
+                let failed = resp.headers().contains_key("x-amz-function-error") || !resp.status().is_success();
+                let text = resp.text().await.unwrap_or_default();
+                let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+                if failed || body.get("errorMessage").is_some() {
+                    let msg = body.get("errorMessage").and_then(Value::as_str).map(str::to_string).unwrap_or(text);
+                    Ok(Answer::FunctionError(msg))
+                } else {
+                    Ok(Answer::Ok(body))
+                }
+            }
+            Deliverer::Topic { sns, topic_arn } => {
+                // An SNS-shaped event is re-published as its message; anything else as itself.
+                let message = event
+                    .pointer("/Records/0/Sns/Message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| event.to_string());
+                sns.publish()
+                    .topic_arn(topic_arn)
+                    .message(message)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("sns", "Publish", e))?;
+                Ok(Answer::Published)
+            }
+            Deliverer::InProcess(handler) => match handler(function.to_string(), event.clone()).await {
+                Ok(v) => Ok(Answer::Ok(v)),
+                Err(e) => Ok(Answer::FunctionError(e.to_string())),
+            },
+        }
+    }
+}

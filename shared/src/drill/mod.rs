@@ -1,0 +1,218 @@
+//! drill: game days on demand.
+//!
+//! A drill injects a fault the way reality would (stops an instance, loses an AZ, stops the primary
+//! database, fails the primary region's health check, lets backups go stale), delivers the events AWS
+//! would deliver, follows the suite's reaction through the ledger's audit trail and the resources
+//! themselves, and ends with a [`DrillReport`]: what was injected, each action taken, time to detect
+//! and to recover, the guards that fired, and pass/fail against the scenario's expected outcome.
+//!
+//! - [`provision`]: the reference architecture, created in the emulator for a local game day.
+//! - [`scenarios`]: the scenarios, their injections and their expected outcomes.
+//! - [`deliver`]: how events reach the functions (the Lambda runtime emulator over HTTP, an SNS topic
+//!   in a real account, or in-process handlers in tests).
+//! - [`report`]: the report and its rendering.
+//!
+//! Live drills refuse unless the invocation carries the confirmation phrase [`CONFIRM_PHRASE`] and
+//! every target carries the drill tag ([`provision::DRILL_TAG`]` = true`); dry-run drills inject
+//! nothing and ask each function for its dry-run decision instead.
+
+pub mod deliver;
+pub mod provision;
+pub mod report;
+pub mod scenarios;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::{CommonConfig, Env};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::trigger::{parse_event, TriggerKind};
+
+pub use deliver::Deliverer;
+pub use provision::{Architecture, DRILL_TAG};
+pub use report::{DrillReport, StepReport};
+pub use scenarios::Scenario;
+
+/// The function's name in envelopes and logs.
+pub const FUNCTION: &str = "drill";
+
+/// What a live drill's invocation must carry in `params.confirm`.
+pub const CONFIRM_PHRASE: &str = "inject real faults";
+
+/// Whether a drill changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    DryRun,
+    Live,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "dry-run" => Ok(Mode::DryRun),
+            "live" => Ok(Mode::Live),
+            other => Err(Error::malformed("drill", format!("mode must be dry-run or live, got {other:?}"))),
+        }
+    }
+}
+
+/// The drill's own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillConfig {
+    /// How long to wait for the suite to detect and recover, per step.
+    pub recovery_timeout: Duration,
+    /// How often to poll while waiting.
+    pub poll_interval: Duration,
+    /// The architecture under drill, as the game day's provisioning wrote it (JSON), when known.
+    pub architecture: Option<Architecture>,
+}
+
+impl DrillConfig {
+    pub fn read(env: &mut Env) -> Self {
+        let architecture = match env.optional("SELFHEAL_DRILL_ARCHITECTURE") {
+            None => None,
+            Some(text) => match serde_json::from_str(&text) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    env.problem("SELFHEAL_DRILL_ARCHITECTURE", format!("is not an architecture description: {e}"));
+                    None
+                }
+            },
+        };
+        DrillConfig {
+            recovery_timeout: env.seconds("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS", 180, 1, 3600),
+            poll_interval: Duration::from_millis(env.number("SELFHEAL_DRILL_POLL_MS", 500u64, 10, 60_000)),
+            architecture,
+        }
+    }
+}
+
+/// One drill request, from a manual invocation's `params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillRequest {
+    pub scenarios: Vec<Scenario>,
+    pub mode: Mode,
+}
+
+/// Reads and validates a drill request: `{"source":"selfheal.manual","action":"drill",
+/// "params":{"scenario":"lose-instance"|"all","mode":"dry-run"|"live","confirm":"inject real faults"}}`.
+pub fn parse_request(payload: &Value) -> Result<DrillRequest> {
+    let mut triggers = parse_event(payload)?;
+    let trigger = triggers.pop().ok_or_else(|| Error::malformed("drill", "no trigger"))?;
+    let TriggerKind::Manual(m) = trigger.kind else {
+        return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: trigger.kind.name().to_string() });
+    };
+    if m.action != "drill" {
+        return Err(Error::malformed("drill", format!("action must be \"drill\", got {:?}", m.action)));
+    }
+    let scenario = m
+        .params
+        .get("scenario")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::malformed("drill", "params.scenario is required (a scenario name or \"all\")"))?;
+    let scenarios = if scenario == "all" { Scenario::ALL.to_vec() } else { vec![Scenario::parse(scenario)?] };
+    let mode = match m.params.get("mode").and_then(Value::as_str) {
+        Some(s) => Mode::parse(s)?,
+        None => Mode::DryRun,
+    };
+    let mode = if m.dry_run == Some(true) { Mode::DryRun } else { mode };
+    if mode == Mode::Live && m.params.get("confirm").and_then(Value::as_str) != Some(CONFIRM_PHRASE) {
+        return Err(Error::Precondition(format!(
+            "a live drill injects real faults: set params.confirm to {CONFIRM_PHRASE:?} to proceed"
+        )));
+    }
+    Ok(DrillRequest { scenarios, mode })
+}
+
+/// The drill handler: runs scenarios against an architecture and reports.
+pub struct Drill {
+    pub ctx: Ctx,
+    pub cfg: DrillConfig,
+    pub deliverer: Deliverer,
+}
+
+impl Drill {
+    /// Builds the drill from the process environment. Events go to `SELFHEAL_DRILL_LAMBDA_ENDPOINT`
+    /// (a Lambda runtime emulator) when set, and otherwise are published to the alarms topic
+    /// `SELFHEAL_DRILL_EVENTS_TOPIC_ARN` the functions subscribe to.
+    pub async fn from_env() -> Result<Self> {
+        let mut env = Env::from_process();
+        let common = CommonConfig::read(&mut env, FUNCTION);
+        let cfg = DrillConfig::read(&mut env);
+        let endpoint = env.optional("SELFHEAL_DRILL_LAMBDA_ENDPOINT");
+        let topic = env.optional("SELFHEAL_DRILL_EVENTS_TOPIC_ARN");
+        if endpoint.is_none() && topic.is_none() {
+            env.problem(
+                "SELFHEAL_DRILL_LAMBDA_ENDPOINT",
+                "set it (local runtime emulator) or SELFHEAL_DRILL_EVENTS_TOPIC_ARN (deployed suite)",
+            );
+        }
+        env.finish()?;
+        let aws = crate::clients::Aws::from_env().await;
+        let ctx = Ctx::new(common, aws);
+        let deliverer = match (endpoint, topic) {
+            (Some(ep), _) => Deliverer::http(&ep)?,
+            (None, Some(t)) => Deliverer::topic(ctx.publisher.sns(), &t),
+            (None, None) => return Err(Error::Precondition("no way to deliver events".into())),
+        };
+        Ok(Drill { ctx, cfg, deliverer })
+    }
+
+    /// Handles a manual drill invocation.
+    pub async fn handle(&self, payload: &Value) -> Result<Value> {
+        let req = parse_request(payload)?;
+        let arch = self.cfg.architecture.clone().ok_or_else(|| Error::Config {
+            name: "SELFHEAL_DRILL_ARCHITECTURE".into(),
+            problem: "is required: the drill needs to know which resources are its targets".into(),
+        })?;
+        let reports = self.run(&req, &arch).await?;
+        let passed = reports.iter().all(|r| r.passed);
+        let text = report::render_all(&reports);
+        tracing::info!(passed, "drill finished\n{text}");
+        Ok(json!({ "passed": passed, "reports": reports, "text": text }))
+    }
+
+    /// Runs every requested scenario in order.
+    pub async fn run(&self, req: &DrillRequest, arch: &Architecture) -> Result<Vec<DrillReport>> {
+        let mut out = Vec::new();
+        for s in &req.scenarios {
+            let report = scenarios::run(self, *s, req.mode, arch).await;
+            let envelope = crate::envelope::Envelope::new(
+                FUNCTION,
+                s.name(),
+                crate::envelope::Target::new("scenario", s.name()),
+                if report.passed { crate::envelope::Outcome::Acted } else { crate::envelope::Outcome::Failed },
+                report.headline(),
+            )
+            .dry_run(req.mode == Mode::DryRun)
+            .detail("report", &report);
+            self.ctx.record(envelope).await?;
+            out.push(report);
+        }
+        Ok(out)
+    }
+}
+
+/// The environment every function gets in a local game day against `arch` (written to the env file
+/// `cargo lambda watch` reads). Endpoint and credentials come from the caller's environment.
+pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = vec![
+        ("SELFHEAL_LEDGER_TABLE".into(), arch.ledger_table.clone()),
+        ("SELFHEAL_TOPIC_ARN".into(), arch.topic_arn.clone()),
+        ("SELFHEAL_DRY_RUN".into(), "false".into()),
+        ("SELFHEAL_COOLDOWN_SECONDS".into(), "300".into()),
+        ("SELFHEAL_RATE_LIMIT".into(), "10".into()),
+        ("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS".into(), "120".into()),
+        ("SELFHEAL_DRILL_ARCHITECTURE".into(), serde_json::to_string(arch).unwrap_or_default()),
+    ];
+    for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "RUST_LOG"] {
+        if let Ok(val) = std::env::var(key) {
+            v.push((key.into(), val));
+        }
+    }
+    v
+}

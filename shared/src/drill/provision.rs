@@ -1,0 +1,357 @@
+//! Provisions the reference architecture (`../shared/seed-ha-architecture.txt`) for a local game day:
+//! a VPC with one subnet in each of three AZs, a launch template and an Auto Scaling group spread over
+//! them, an RDS Multi-AZ primary with two read replicas, a Route 53 zone with an application failover
+//! record pair (each side with a health check) and a database CNAME, backup-tagged EBS volumes, the
+//! suite's SNS topic and the ledger table. Every resource is opted in and drill-tagged.
+//!
+//! Not provisioned: the load balancer (the suite never acts on it; Auto Scaling health stands in for
+//! its health checks) and the S3 bucket (nothing in the suite acts on S3).
+
+use serde::{Deserialize, Serialize};
+
+use crate::clients::Aws;
+use crate::error::{Error, Result};
+
+/// The tag that marks a resource as fair game for live drills.
+pub const DRILL_TAG: &str = "selfheal:drill";
+
+/// The availability zones the game day spreads over.
+pub const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+
+/// Everything the game day created, by id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Architecture {
+    pub prefix: String,
+    pub vpc_id: String,
+    pub subnet_ids: Vec<String>,
+    pub security_group_id: String,
+    pub launch_template_id: String,
+    pub asg_name: String,
+    pub asg_desired: i32,
+    pub db_primary: String,
+    pub db_replicas: Vec<String>,
+    pub zone_id: String,
+    pub zone_name: String,
+    pub app_record: String,
+    pub db_record: String,
+    pub primary_health_check: String,
+    pub secondary_health_check: String,
+    pub primary_ip: String,
+    pub secondary_ip: String,
+    pub backup_volumes: Vec<String>,
+    pub topic_arn: String,
+    pub ledger_table: String,
+}
+
+fn aws_err<E>(service: &'static str, op: &'static str) -> impl FnOnce(E) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| Error::aws(service, op, e)
+}
+
+fn missing(what: &str) -> Error {
+    Error::Precondition(format!("the emulator returned no {what}"))
+}
+
+/// Creates the whole reference architecture with names starting with `prefix`.
+pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&str, &str)) -> Result<Architecture> {
+    use aws_sdk_ec2::types::{RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, TagSpecification};
+    let ec2 = aws.ec2();
+    let tags = [(opt_in.0, opt_in.1), (DRILL_TAG, "true"), ("selfheal:gameday", prefix)];
+    let ec2_tags = |rt: ResourceType, extra: &[(&str, &str)]| {
+        let mut b = TagSpecification::builder().resource_type(rt);
+        for (k, v) in tags.iter().chain(extra.iter()) {
+            b = b.tags(Ec2Tag::builder().key(*k).value(*v).build());
+        }
+        b.build()
+    };
+
+    let vpc = ec2.create_vpc().cidr_block("10.20.0.0/16").send().await.map_err(aws_err("ec2", "CreateVpc"))?;
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| missing("VPC id"))?.to_string();
+    let mut subnet_ids = Vec::new();
+    for (i, az) in AZS.iter().enumerate() {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.20.{i}.0/24"))
+            .availability_zone(*az)
+            .send()
+            .await
+            .map_err(aws_err("ec2", "CreateSubnet"))?;
+        subnet_ids.push(s.subnet().and_then(|s| s.subnet_id()).ok_or_else(|| missing("subnet id"))?.to_string());
+    }
+    let sg = ec2
+        .create_security_group()
+        .group_name(format!("{prefix}-web"))
+        .description("selfheal game day web tier")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .map_err(aws_err("ec2", "CreateSecurityGroup"))?;
+    let security_group_id = sg.group_id().ok_or_else(|| missing("security group id"))?.to_string();
+    let images = ec2.describe_images().owners("amazon").send().await.map_err(aws_err("ec2", "DescribeImages"))?;
+    let image_id = images.images().iter().find_map(|i| i.image_id()).ok_or_else(|| missing("AMI"))?.to_string();
+    let lt = ec2
+        .create_launch_template()
+        .launch_template_name(format!("{prefix}-web"))
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(&image_id)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .security_group_ids(&security_group_id)
+                .tag_specifications(
+                    aws_sdk_ec2::types::LaunchTemplateTagSpecificationRequest::builder()
+                        .resource_type(ResourceType::Instance)
+                        .set_tags(Some(tags.iter().map(|(k, v)| Ec2Tag::builder().key(*k).value(*v).build()).collect()))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(aws_err("ec2", "CreateLaunchTemplate"))?;
+    let launch_template_id = lt
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .ok_or_else(|| missing("launch template id"))?
+        .to_string();
+
+    // The web tier: an Auto Scaling group over three AZs.
+    let asg_name = format!("{prefix}-web");
+    let asg_desired = 6;
+    let autoscaling = aws.autoscaling();
+    let mut create = autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&asg_name)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(&launch_template_id)
+                .version("$Latest")
+                .build(),
+        )
+        .min_size(asg_desired)
+        .max_size(asg_desired * 2)
+        .desired_capacity(asg_desired)
+        .health_check_type("EC2")
+        .vpc_zone_identifier(subnet_ids.join(","));
+    for (k, v) in tags {
+        create = create.tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .propagate_at_launch(true)
+                .resource_id(&asg_name)
+                .resource_type("auto-scaling-group")
+                .build(),
+        );
+    }
+    create.send().await.map_err(aws_err("autoscaling", "CreateAutoScalingGroup"))?;
+
+    // The data tier: a Multi-AZ primary and two read replicas in other AZs.
+    let rds = aws.rds();
+    let rds_tags =
+        || tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build()).collect::<Vec<_>>();
+    let db_primary = format!("{prefix}-orders");
+    rds.create_db_instance()
+        .db_instance_identifier(&db_primary)
+        .engine("mysql")
+        .db_instance_class("db.t3.medium")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("gameday-password-1")
+        .multi_az(true)
+        .backup_retention_period(7)
+        .set_tags(Some(rds_tags()))
+        .send()
+        .await
+        .map_err(aws_err("rds", "CreateDBInstance"))?;
+    let mut db_replicas = Vec::new();
+    for (i, az) in AZS.iter().skip(1).enumerate() {
+        let id = format!("{db_primary}-replica-{}", i + 1);
+        rds.create_db_instance_read_replica()
+            .db_instance_identifier(&id)
+            .source_db_instance_identifier(&db_primary)
+            .availability_zone(*az)
+            .set_tags(Some(rds_tags()))
+            .send()
+            .await
+            .map_err(aws_err("rds", "CreateDBInstanceReadReplica"))?;
+        db_replicas.push(id);
+    }
+    let primary_endpoint = rds
+        .describe_db_instances()
+        .db_instance_identifier(&db_primary)
+        .send()
+        .await
+        .map_err(aws_err("rds", "DescribeDBInstances"))?
+        .db_instances()
+        .first()
+        .and_then(|d| d.endpoint())
+        .and_then(|e| e.address())
+        .unwrap_or("primary.db.internal")
+        .to_string();
+
+    // The front door: Route 53 failover records with health checks, and the database CNAME.
+    let (zone_id, primary_health_check, secondary_health_check, primary_ip, secondary_ip) =
+        provision_dns(aws, prefix, &primary_endpoint, &tags).await?;
+    let zone_name = format!("{prefix}.example.com.");
+
+    // Backup-tagged volumes with no snapshot yet: stale by definition.
+    let mut backup_volumes = Vec::new();
+    for (i, az) in AZS.iter().enumerate() {
+        let v = ec2
+            .create_volume()
+            .availability_zone(*az)
+            .size(8)
+            .tag_specifications(ec2_tags(
+                ResourceType::Volume,
+                &[("selfheal:backup", "gold"), ("Name", &format!("{prefix}-data-{i}"))],
+            ))
+            .send()
+            .await
+            .map_err(aws_err("ec2", "CreateVolume"))?;
+        backup_volumes.push(v.volume_id().ok_or_else(|| missing("volume id"))?.to_string());
+    }
+
+    let sns = aws.sns();
+    let topic =
+        sns.create_topic().name(format!("{prefix}-events")).send().await.map_err(aws_err("sns", "CreateTopic"))?;
+    let topic_arn = topic.topic_arn().ok_or_else(|| missing("topic ARN"))?.to_string();
+    let ledger = crate::ledger::Ledger::new(aws.dynamodb(), ledger_table, std::time::Duration::from_secs(86_400));
+    ledger.ensure_table().await?;
+
+    Ok(Architecture {
+        prefix: prefix.to_string(),
+        vpc_id,
+        subnet_ids,
+        security_group_id,
+        launch_template_id,
+        asg_name,
+        asg_desired,
+        db_primary,
+        db_replicas,
+        zone_id,
+        app_record: format!("app.{zone_name}"),
+        db_record: format!("db.{zone_name}"),
+        zone_name,
+        primary_health_check,
+        secondary_health_check,
+        primary_ip,
+        secondary_ip,
+        backup_volumes,
+        topic_arn,
+        ledger_table: ledger_table.to_string(),
+    })
+}
+
+async fn provision_dns(
+    aws: &Aws,
+    prefix: &str,
+    db_endpoint: &str,
+    tags: &[(&str, &str)],
+) -> Result<(String, String, String, String, String)> {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet,
+        ResourceRecordSetFailover, RrType, Tag, TagResourceType,
+    };
+    let r53 = aws.route53();
+    let zone_name = format!("{prefix}.example.com.");
+    let zone = r53
+        .create_hosted_zone()
+        .name(&zone_name)
+        .caller_reference(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await
+        .map_err(aws_err("route53", "CreateHostedZone"))?;
+    let zone_id = zone
+        .hosted_zone()
+        .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
+        .ok_or_else(|| missing("hosted zone id"))?;
+    let r53_tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect();
+    r53.change_tags_for_resource()
+        .resource_type(TagResourceType::Hostedzone)
+        .resource_id(&zone_id)
+        .set_add_tags(Some(r53_tags.clone()))
+        .send()
+        .await
+        .map_err(aws_err("route53", "ChangeTagsForResource"))?;
+
+    let (primary_ip, secondary_ip) = ("192.0.2.10".to_string(), "198.51.100.10".to_string());
+    let mut checks = Vec::new();
+    for ip in [&primary_ip, &secondary_ip] {
+        let hc = r53
+            .create_health_check()
+            .caller_reference(uuid::Uuid::new_v4().to_string())
+            .health_check_config(
+                HealthCheckConfig::builder()
+                    .r#type(HealthCheckType::Http)
+                    .ip_address(ip.as_str())
+                    .port(80)
+                    .resource_path("/health")
+                    .request_interval(10)
+                    .failure_threshold(3)
+                    .build()
+                    .map_err(aws_err("route53", "CreateHealthCheck"))?,
+            )
+            .send()
+            .await
+            .map_err(aws_err("route53", "CreateHealthCheck"))?;
+        let id = hc.health_check().map(|h| h.id().to_string()).ok_or_else(|| missing("health check id"))?;
+        r53.change_tags_for_resource()
+            .resource_type(TagResourceType::Healthcheck)
+            .resource_id(&id)
+            .set_add_tags(Some(r53_tags.clone()))
+            .send()
+            .await
+            .map_err(aws_err("route53", "ChangeTagsForResource"))?;
+        checks.push(id);
+    }
+    let app = format!("app.{zone_name}");
+    let record = |id: &str, failover: ResourceRecordSetFailover, ip: &str, hc: &str| -> Result<Change> {
+        let rrs = ResourceRecordSet::builder()
+            .name(&app)
+            .r#type(RrType::A)
+            .set_identifier(id)
+            .failover(failover)
+            .ttl(60)
+            .health_check_id(hc)
+            .resource_records(ResourceRecord::builder().value(ip).build().map_err(aws_err("route53", "Change"))?)
+            .build()
+            .map_err(aws_err("route53", "Change"))?;
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(rrs)
+            .build()
+            .map_err(aws_err("route53", "Change"))
+    };
+    let db_cname = ResourceRecordSet::builder()
+        .name(format!("db.{zone_name}"))
+        .r#type(RrType::Cname)
+        .ttl(30)
+        .resource_records(ResourceRecord::builder().value(db_endpoint).build().map_err(aws_err("route53", "Change"))?)
+        .build()
+        .map_err(aws_err("route53", "Change"))?;
+    let batch = ChangeBatch::builder()
+        .comment("selfheal game day")
+        .changes(record("primary", ResourceRecordSetFailover::Primary, &primary_ip, &checks[0])?)
+        .changes(record("secondary", ResourceRecordSetFailover::Secondary, &secondary_ip, &checks[1])?)
+        .changes(
+            Change::builder()
+                .action(ChangeAction::Create)
+                .resource_record_set(db_cname)
+                .build()
+                .map_err(aws_err("route53", "Change"))?,
+        )
+        .build()
+        .map_err(aws_err("route53", "Change"))?;
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(batch)
+        .send()
+        .await
+        .map_err(aws_err("route53", "ChangeResourceRecordSets"))?;
+    let (p, s) = (checks[0].clone(), checks[1].clone());
+    Ok((zone_id, p, s, primary_ip, secondary_ip))
+}
