@@ -2,6 +2,7 @@
 //! function. Each test creates its own resources with unique names, so tests run in parallel.
 
 mod backup;
+mod bad_input;
 mod db;
 mod dns;
 mod drill;

@@ -18,6 +18,8 @@ use selfheal::config::{CommonConfig, Env};
 use selfheal::Ctx;
 use serde_json::Value;
 
+pub mod proxy;
+
 /// The region every test uses.
 pub const REGION: &str = "us-east-1";
 
@@ -100,6 +102,15 @@ pub async fn sdk_config() -> SdkConfig {
 /// SDK configuration pointing at any endpoint (the fault-injection proxy uses it).
 pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
     let (retry, timeout) = selfheal::clients::resilience();
+    sdk_config_with(endpoint, retry, timeout).await
+}
+
+/// [`sdk_config_at`] with other retry and timeout settings (tests of slow responses use short timeouts).
+pub async fn sdk_config_with(
+    endpoint: &str,
+    retry: aws_config::retry::RetryConfig,
+    timeout: aws_config::timeout::TimeoutConfig,
+) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
