@@ -31,6 +31,11 @@ pub struct Architecture {
     pub asg_desired: i32,
     pub db_primary: String,
     pub db_replicas: Vec<String>,
+    /// A second database whose replica stands in the standby region's place (region failover).
+    #[serde(default)]
+    pub region_db_primary: Option<String>,
+    #[serde(default)]
+    pub region_db_replica: Option<String>,
     pub zone_id: String,
     pub zone_name: String,
     pub app_record: String,
@@ -180,6 +185,28 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
             .map_err(aws_err("rds", "CreateDBInstanceReadReplica"))?;
         db_replicas.push(id);
     }
+    let region_db_primary = format!("{prefix}-accounts");
+    rds.create_db_instance()
+        .db_instance_identifier(&region_db_primary)
+        .engine("postgres")
+        .db_instance_class("db.t3.medium")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("gameday-password-1")
+        .multi_az(true)
+        .set_tags(Some(rds_tags()))
+        .send()
+        .await
+        .map_err(aws_err("rds", "CreateDBInstance"))?;
+    let region_db_replica = format!("{region_db_primary}-standby");
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier(&region_db_replica)
+        .source_db_instance_identifier(&region_db_primary)
+        .availability_zone(AZS[2])
+        .set_tags(Some(rds_tags()))
+        .send()
+        .await
+        .map_err(aws_err("rds", "CreateDBInstanceReadReplica"))?;
     let primary_endpoint = rds
         .describe_db_instances()
         .db_instance_identifier(&db_primary)
@@ -232,6 +259,8 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         asg_desired,
         db_primary,
         db_replicas,
+        region_db_primary: Some(region_db_primary),
+        region_db_replica: Some(region_db_replica),
         zone_id,
         app_record: format!("app.{zone_name}"),
         db_record: format!("db.{zone_name}"),
