@@ -8,5 +8,6 @@ mod dns;
 mod drill;
 mod foundation;
 mod healer;
+mod infra;
 mod notifier;
 mod resilience;

@@ -490,7 +490,7 @@ async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result
     let deadline = clock + drill.cfg.recovery_timeout;
     let mut detect_ms = None;
     let mut recover_ms = None;
-    let mut records: Vec<AuditRecord> = Vec::new();
+    let mut records: Vec<AuditRecord>;
     let mut last_check = String::new();
     loop {
         records = drill
