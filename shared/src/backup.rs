@@ -460,7 +460,7 @@ impl Report {
             Outcome::DryRun => self.tally(kind).would_fix += 1,
             Outcome::Failed => self.fail(kind, &env.target.id, env.reason.clone()),
             Outcome::Skipped => self.tally(kind).compliant += 1,
-            Outcome::Duplicate | Outcome::Refused => self.tally(kind).skipped += 1,
+            Outcome::Duplicate | Outcome::Refused | Outcome::Observed => self.tally(kind).skipped += 1,
         }
         let n = |k: &str| env.details.get(k).and_then(Value::as_array).map(|a| a.len() as u64).unwrap_or(0);
         if env.outcome == Outcome::Acted || env.outcome == Outcome::Failed {

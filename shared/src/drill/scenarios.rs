@@ -115,7 +115,14 @@ fn sns_wrap(topic: &str, message: &Value) -> Value {
 }
 
 /// A CloudWatch alarm notification as SNS delivers it (each call is a new state change).
-pub fn alarm_event(topic: &str, name: &str, state: &str, metric: &str, namespace: &str, dims: &[(&str, &str)]) -> Value {
+pub fn alarm_event(
+    topic: &str,
+    name: &str,
+    state: &str,
+    metric: &str,
+    namespace: &str,
+    dims: &[(&str, &str)],
+) -> Value {
     let dimensions: Vec<Value> = dims.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
     let message = json!({
         "AlarmName": name, "AlarmDescription": "selfheal drill", "AWSAccountId": "123456789012",
@@ -216,7 +223,8 @@ async fn run_inner(
     match scenario {
         Scenario::LoseInstance => {
             let members = in_service(aws, &arch.asg_name).await?;
-            let victim = members.first().cloned().ok_or_else(|| Error::Precondition("the group has no instance".into()))?;
+            let victim =
+                members.first().cloned().ok_or_else(|| Error::Precondition("the group has no instance".into()))?;
             let step = if live {
                 require_drill_tag_ec2(aws, &[victim.clone()]).await?;
                 stop_instances(aws, &[victim.clone()]).await?;
@@ -225,7 +233,10 @@ async fn run_inner(
                     name: "replace the lost instance".into(),
                     function: "instance-healer",
                     events: vec![ec2_alarm(arch, &victim)],
-                    expected: format!("{victim} replaced through {}; group back to {}", arch.asg_name, arch.asg_desired),
+                    expected: format!(
+                        "{victim} replaced through {}; group back to {}",
+                        arch.asg_name, arch.asg_desired
+                    ),
                     want: vec!["acted"],
                     want_count: 1,
                     verify: Verify::GroupRecovered {
@@ -235,10 +246,12 @@ async fn run_inner(
                     },
                 }
             } else {
-                dry_run_step("instance-healer", "replace", &victim, Verify::GroupUntouched {
-                    asg: arch.asg_name.clone(),
-                    members: members.clone(),
-                })
+                dry_run_step(
+                    "instance-healer",
+                    "replace",
+                    &victim,
+                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members: members.clone() },
+                )
             };
             run_step(drill, step, report).await
         }
@@ -268,10 +281,12 @@ async fn run_inner(
                 }
             } else {
                 let members: Vec<String> = by_az.iter().map(|(i, _)| i.clone()).collect();
-                dry_run_step("instance-healer", "replace", &victims[0], Verify::GroupUntouched {
-                    asg: arch.asg_name.clone(),
-                    members,
-                })
+                dry_run_step(
+                    "instance-healer",
+                    "replace",
+                    &victims[0],
+                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members },
+                )
             };
             run_step(drill, step, report).await
         }
@@ -280,10 +295,12 @@ async fn run_inner(
             let count = (members.len() * 2).div_ceil(3);
             let victims: Vec<String> = members.iter().take(count).cloned().collect();
             if !live {
-                let step = dry_run_step("instance-healer", "replace", &victims[0], Verify::GroupUntouched {
-                    asg: arch.asg_name.clone(),
-                    members: members.clone(),
-                });
+                let step = dry_run_step(
+                    "instance-healer",
+                    "replace",
+                    &victims[0],
+                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members: members.clone() },
+                );
                 return run_step(drill, step, report).await;
             }
             require_drill_tag_ec2(aws, &victims).await?;
@@ -339,9 +356,12 @@ async fn run_inner(
                     },
                 }
             } else {
-                let mut s = dry_run_step("db-failover", "failover", &primary, Verify::StillReplicas {
-                    replicas: replicas.clone(),
-                });
+                let mut s = dry_run_step(
+                    "db-failover",
+                    "failover",
+                    &primary,
+                    Verify::StillReplicas { replicas: replicas.clone() },
+                );
                 s.events = vec![manual("failover", &primary, true, true, json!({}))];
                 s
             };
@@ -361,20 +381,24 @@ async fn run_inner(
                 )
             };
             if !live {
-                let mut s = dry_run_step("dns-failover", "failover", &arch.app_record, Verify::RecordAnswers {
-                    zone_id: arch.zone_id.clone(),
-                    name: arch.app_record.clone(),
-                    value: primary_value,
-                });
+                let mut s = dry_run_step(
+                    "dns-failover",
+                    "failover",
+                    &arch.app_record,
+                    Verify::RecordAnswers {
+                        zone_id: arch.zone_id.clone(),
+                        name: arch.app_record.clone(),
+                        value: primary_value,
+                    },
+                );
                 s.events =
                     vec![manual("failover", &arch.app_record, true, false, json!({"zone": arch.zone_id, "type": "A"}))];
                 return run_step(drill, s, report).await;
             }
             set_health_check_inverted(aws, &arch.primary_health_check, true).await?;
-            report.injected.push(format!(
-                "failed the primary region's health check {} (inverted it)",
-                arch.primary_health_check
-            ));
+            report
+                .injected
+                .push(format!("failed the primary region's health check {} (inverted it)", arch.primary_health_check));
             run_step(
                 drill,
                 Step {
@@ -416,7 +440,13 @@ async fn run_inner(
                 Step {
                     name: "fail back once the primary is healthy".into(),
                     function: "dns-failover",
-                    events: vec![manual("failback", &arch.app_record, false, false, json!({"zone": arch.zone_id, "type": "A"}))],
+                    events: vec![manual(
+                        "failback",
+                        &arch.app_record,
+                        false,
+                        false,
+                        json!({"zone": arch.zone_id, "type": "A"}),
+                    )],
                     expected: format!("{} answers {primary_value} again", arch.app_record),
                     want: vec!["acted"],
                     want_count: 1,
@@ -432,10 +462,9 @@ async fn run_inner(
         }
         Scenario::StaleBackups => {
             let step = if live {
-                report.injected.push(format!(
-                    "none: {} tagged volumes have never been snapshotted",
-                    arch.backup_volumes.len()
-                ));
+                report
+                    .injected
+                    .push(format!("none: {} tagged volumes have never been snapshotted", arch.backup_volumes.len()));
                 Step {
                     name: "scheduled sweep".into(),
                     function: "backup-enforcer",
@@ -493,14 +522,8 @@ async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result
     let mut records: Vec<AuditRecord>;
     let mut last_check = String::new();
     loop {
-        records = drill
-            .ctx
-            .ledger
-            .audit_since(&since)
-            .await?
-            .into_iter()
-            .filter(|r| r.function == step.function)
-            .collect();
+        records =
+            drill.ctx.ledger.audit_since(&since).await?.into_iter().filter(|r| r.function == step.function).collect();
         if detect_ms.is_none() {
             if let Some(first) = records.first() {
                 let at = chrono::DateTime::parse_from_rfc3339(&first.time)
@@ -561,7 +584,13 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
             let members = in_service(aws, asg).await?;
             let lingering: Vec<&String> = gone.iter().filter(|g| members.contains(g)).collect();
             let ok = members.len() >= *desired && lingering.is_empty();
-            Ok((ok, format!("{asg} has {} in service (want {desired}), lost ones still in it: {lingering:?}", members.len())))
+            Ok((
+                ok,
+                format!(
+                    "{asg} has {} in service (want {desired}), lost ones still in it: {lingering:?}",
+                    members.len()
+                ),
+            ))
         }
         Verify::GroupUntouched { asg, members } => {
             let now = group_members(aws, asg).await?;
@@ -581,7 +610,8 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
                 .as_ref()
                 .map(|i| i.tag_list().iter().any(|t| t.key() == Some("selfheal:promoted-from")))
                 .unwrap_or(false);
-            let standalone = inst.as_ref().map(|i| i.read_replica_source_db_instance_identifier().is_none()).unwrap_or(false);
+            let standalone =
+                inst.as_ref().map(|i| i.read_replica_source_db_instance_identifier().is_none()).unwrap_or(false);
             let endpoint = inst.as_ref().and_then(|i| i.endpoint()).and_then(|e| e.address()).unwrap_or("").to_string();
             let mut ok = promoted_tag || standalone;
             let mut seen = format!("{replica} promoted: {ok}");
@@ -608,16 +638,18 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
                     .send()
                     .await
                     .map_err(|e| Error::aws("ec2", "DescribeSnapshots", e))?;
-                let fresh = snaps.snapshots().iter().any(|s| {
-                    s.start_time()
-                        .map(|t| t.secs() >= since.timestamp() - 5)
-                        .unwrap_or(false)
-                });
+                let fresh = snaps
+                    .snapshots()
+                    .iter()
+                    .any(|s| s.start_time().map(|t| t.secs() >= since.timestamp() - 5).unwrap_or(false));
                 if !fresh {
                     missing.push(v.clone());
                 }
             }
-            Ok((missing.is_empty(), format!("{} of {} volumes snapshotted", volumes.len() - missing.len(), volumes.len())))
+            Ok((
+                missing.is_empty(),
+                format!("{} of {} volumes snapshotted", volumes.len() - missing.len(), volumes.len()),
+            ))
         }
         Verify::StillReplicas { replicas } => {
             let mut changed = Vec::new();
@@ -659,9 +691,8 @@ async fn record_answer(aws: &crate::clients::Aws, zone_id: &str, name: &str) -> 
     let value_of = |s: &aws_sdk_route53::types::ResourceRecordSet| {
         s.resource_records().first().map(|r| r.value().to_string()).unwrap_or_default()
     };
-    if let Some(p) = sets
-        .iter()
-        .find(|s| s.failover() == Some(&aws_sdk_route53::types::ResourceRecordSetFailover::Primary))
+    if let Some(p) =
+        sets.iter().find(|s| s.failover() == Some(&aws_sdk_route53::types::ResourceRecordSetFailover::Primary))
     {
         return Ok(value_of(p));
     }
@@ -755,7 +786,10 @@ async fn require_drill_tag_rds(aws: &crate::clients::Aws, db: &str) -> Result<()
     if tagged {
         Ok(())
     } else {
-        Err(Error::Precondition(format!("{db} does not carry {}=true: live drills only touch drill-tagged resources", super::DRILL_TAG)))
+        Err(Error::Precondition(format!(
+            "{db} does not carry {}=true: live drills only touch drill-tagged resources",
+            super::DRILL_TAG
+        )))
     }
 }
 
