@@ -87,7 +87,12 @@ pub struct RecordRef {
 impl RecordRef {
     /// A record reference with no standby values.
     pub fn new(zone: &str, name: &str, rtype: &str) -> Self {
-        RecordRef { zone: zone.trim().to_string(), name: normalise_name(name), rtype: rtype.to_uppercase(), standby: vec![] }
+        RecordRef {
+            zone: zone.trim().to_string(),
+            name: normalise_name(name),
+            rtype: rtype.to_uppercase(),
+            standby: vec![],
+        }
     }
 
     /// Parses one `SELFHEAL_DNS_RECORDS` entry.
@@ -641,11 +646,7 @@ pub async fn list_record(
 }
 
 /// The tags of a hosted zone or a health check.
-pub async fn tags(
-    r53: &aws_sdk_route53::Client,
-    kind: TagResourceType,
-    id: &str,
-) -> Result<Vec<(String, String)>> {
+pub async fn tags(r53: &aws_sdk_route53::Client, kind: TagResourceType, id: &str) -> Result<Vec<(String, String)>> {
     let out = r53
         .list_tags_for_resource()
         .resource_type(kind)
@@ -698,7 +699,12 @@ pub async fn health(r53: &aws_sdk_route53::Client, health_check_id: &str) -> Res
 }
 
 /// Submits one atomic change batch; returns the change id.
-pub async fn submit(r53: &aws_sdk_route53::Client, zone_id: &str, changes: &[PlannedChange], comment: &str) -> Result<String> {
+pub async fn submit(
+    r53: &aws_sdk_route53::Client,
+    zone_id: &str,
+    changes: &[PlannedChange],
+    comment: &str,
+) -> Result<String> {
     let mut batch = ChangeBatch::builder().comment(comment.chars().take(256).collect::<String>());
     for c in changes {
         let change = Change::builder()
@@ -720,11 +726,15 @@ pub async fn submit(r53: &aws_sdk_route53::Client, zone_id: &str, changes: &[Pla
 }
 
 /// Polls `GetChange` until INSYNC or `timeout`; returns whether it got there.
-pub async fn wait_insync(r53: &aws_sdk_route53::Client, change_id: &str, timeout: Duration, poll: Duration) -> Result<bool> {
+pub async fn wait_insync(
+    r53: &aws_sdk_route53::Client,
+    change_id: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Result<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let out =
-            r53.get_change().id(change_id).send().await.map_err(|e| Error::aws("route53", "GetChange", e))?;
+        let out = r53.get_change().id(change_id).send().await.map_err(|e| Error::aws("route53", "GetChange", e))?;
         if out.change_info().is_some_and(|c| *c.status() == ChangeStatus::Insync) {
             return Ok(true);
         }
@@ -803,7 +813,13 @@ impl DnsFailover {
 
     /// Flips `record` in `direction` (for db-failover and the drill): the same guards as any trigger,
     /// without the alarm re-check of the primary and without failback hysteresis.
-    pub async fn flip(&self, record: &RecordRef, direction: Direction, trigger: &Trigger, dry_run: bool) -> Result<Envelope> {
+    pub async fn flip(
+        &self,
+        record: &RecordRef,
+        direction: Direction,
+        trigger: &Trigger,
+        dry_run: bool,
+    ) -> Result<Envelope> {
         let dry_run = effective_dry_run(self.ctx.config.dry_run, Some(dry_run));
         self.run_flip(record, direction, trigger, dry_run, FlipOptions::default()).await
     }
@@ -852,11 +868,15 @@ impl DnsFailover {
                 let req = self.request(&record, "-", Direction::Failover, t, dry_run, "");
                 let env = self
                     .ctx
-                    .envelope(&req, Outcome::Skipped, format!(
+                    .envelope(
+                        &req,
+                        Outcome::Skipped,
+                        format!(
                         "health check {hc} of {} is failing but it takes no traffic now: nothing to move, the standby \
                          capacity is lost",
                         set.describe()
-                    ))
+                    ),
+                    )
                     .severity(Severity::Warning);
                 self.ctx.record(env).await?
             }
@@ -939,7 +959,11 @@ impl DnsFailover {
             let trail = self.ctx.ledger.audit_trail(&target.id).await?;
             let pending = last_flip(&trail).is_some_and(|f| f.direction == Direction::Failover);
             if pending {
-                let opts = FlipOptions { hysteresis: true, reason: Some("scheduled failback sweep".into()), ..Default::default() };
+                let opts = FlipOptions {
+                    hysteresis: true,
+                    reason: Some("scheduled failback sweep".into()),
+                    ..Default::default()
+                };
                 out.push(self.run_flip(r, Direction::Failback, t, self.ctx.config.dry_run, opts).await?);
             }
         }
@@ -950,7 +974,15 @@ impl DnsFailover {
         Target::new(TARGET_KIND, format!("{zone_id}/{}/{}", r.name, r.rtype)).in_group(format!("route53:{zone_id}"))
     }
 
-    fn request(&self, r: &RecordRef, zone_id: &str, d: Direction, t: &Trigger, dry_run: bool, reason: &str) -> ActionRequest {
+    fn request(
+        &self,
+        r: &RecordRef,
+        zone_id: &str,
+        d: Direction,
+        t: &Trigger,
+        dry_run: bool,
+        reason: &str,
+    ) -> ActionRequest {
         ActionRequest {
             action: d.as_str().to_string(),
             target: Self::target_for(zone_id, r),
@@ -978,7 +1010,8 @@ impl DnsFailover {
                 id: format!("{} {} in hosted zone {zone_id}", record.name, record.rtype),
             });
         }
-        let reason = opts.reason.clone().unwrap_or_else(|| format!("{} requested by {}", direction.as_str(), t.kind.name()));
+        let reason =
+            opts.reason.clone().unwrap_or_else(|| format!("{} requested by {}", direction.as_str(), t.kind.name()));
         let req = self.request(record, &zone_id, direction, t, dry_run, &reason);
         tracing::info!(record = %record.name, zone = %zone_id, direction = direction.as_str(), dry_run, event = %t.event_id, "dns flip considered");
 
@@ -997,10 +1030,14 @@ impl DnsFailover {
         if !opted_in {
             let env = self
                 .ctx
-                .envelope(&req, Outcome::Refused, format!(
-                    "not opted in: neither hosted zone {zone_id} nor a health check of {} carries {}={}",
-                    record.name, self.ctx.config.opt_in_tag, self.ctx.config.opt_in_value
-                ))
+                .envelope(
+                    &req,
+                    Outcome::Refused,
+                    format!(
+                        "not opted in: neither hosted zone {zone_id} nor a health check of {} carries {}={}",
+                        record.name, self.ctx.config.opt_in_tag, self.ctx.config.opt_in_value
+                    ),
+                )
                 .severity(Severity::Warning)
                 .detail("current", &current);
             return self.ctx.record(env).await;
@@ -1028,13 +1065,18 @@ impl DnsFailover {
             }
             let healthy = |sets: &[RecordSet]| -> Vec<(String, Option<bool>)> {
                 sets.iter()
-                    .filter_map(|s| s.health_check_id.as_ref().map(|hc| (s.describe(), readings.get(hc).and_then(|r| r.healthy))))
+                    .filter_map(|s| {
+                        s.health_check_id.as_ref().map(|hc| (s.describe(), readings.get(hc).and_then(|r| r.healthy)))
+                    })
                     .collect()
             };
             let (losing_h, gaining_h) = (healthy(&losing), healthy(&gaining));
             let losing_failing = losing_h.iter().any(|(_, h)| *h != Some(true));
-            let gaining_bad: Vec<String> =
-                gaining_h.iter().filter(|(_, h)| *h != Some(true)).map(|(d, h)| format!("{d}: {}", health_word(*h))).collect();
+            let gaining_bad: Vec<String> = gaining_h
+                .iter()
+                .filter(|(_, h)| *h != Some(true))
+                .map(|(d, h)| format!("{d}: {}", health_word(*h)))
+                .collect();
             let health_detail: Vec<&HealthReading> = readings.values().collect();
             if !gaining_bad.is_empty() {
                 let report = if losing_failing {
@@ -1049,7 +1091,11 @@ impl DnsFailover {
                         "will not move traffic to an unhealthy target: {}",
                         gaining_bad.join(", ")
                     ))
-                    .severity(if opts.recheck_primary { Severity::Critical } else { Severity::Warning })
+                    .severity(if opts.recheck_primary {
+                        Severity::Critical
+                    } else {
+                        Severity::Warning
+                    })
                 };
                 return Ok(report.detail("current", &current).detail("health", &health_detail));
             }
@@ -1113,7 +1159,11 @@ impl DnsFailover {
             Direction::Failover => {
                 if let Some(f) = last.filter(|f| f.direction == Direction::Failover) {
                     if same_sets(current, &f.after) {
-                        return Ok(Plan::Noop(format!("already failed over at {} (event {})", f.at.to_rfc3339(), f.event_id)));
+                        return Ok(Plan::Noop(format!(
+                            "already failed over at {} (event {})",
+                            f.at.to_rfc3339(),
+                            f.event_id
+                        )));
                     }
                 }
                 let standby = self
@@ -1128,7 +1178,9 @@ impl DnsFailover {
             }
             Direction::Failback => {
                 let Some(f) = last.filter(|f| f.direction == Direction::Failover) else {
-                    return Ok(Plan::Noop("nothing to fail back: no recorded failover of this record is pending".into()));
+                    return Ok(Plan::Noop(
+                        "nothing to fail back: no recorded failover of this record is pending".into(),
+                    ));
                 };
                 if !same_sets(current, &f.after) {
                     return Err(ActionReport::refused(format!(
@@ -1204,7 +1256,8 @@ mod tests {
         assert!(RecordRef::parse("example.com.").unwrap_err().contains("zone/name"));
         assert!(RecordRef::parse("example.com./app.other.org.").unwrap_err().contains("not inside zone"));
 
-        let mut env = Env::from_map([("SELFHEAL_DNS_RECORDS".to_string(), "bad, ok.com./a.ok.com.".to_string())].into());
+        let mut env =
+            Env::from_map([("SELFHEAL_DNS_RECORDS".to_string(), "bad, ok.com./a.ok.com.".to_string())].into());
         let c = DnsConfig::read(&mut env);
         assert_eq!(c.records.len(), 1);
         let err = env.finish().unwrap_err().to_string();
@@ -1232,7 +1285,10 @@ mod tests {
 
     #[test]
     fn weighted_pair_moves_all_weight_and_keeps_the_total() {
-        let cur = vec![set("w-blue", None, Some(90), "10.0.0.1", Some("a")), set("w-green", None, Some(10), "10.0.0.2", None)];
+        let cur = vec![
+            set("w-blue", None, Some(90), "10.0.0.1", Some("a")),
+            set("w-green", None, Some(10), "10.0.0.2", None),
+        ];
         let Plan::Change(want) = plan_failover(&cur, None, &[]).unwrap() else { panic!() };
         assert_eq!((want[0].weight, want[1].weight), (Some(0), Some(100)));
         assert!(change_batch(&cur, &want).iter().all(|c| c.action == "UPSERT"));
@@ -1292,7 +1348,11 @@ mod tests {
             }
         };
         assert!(last_flip(&[]).is_none());
-        let trail = vec![rec(Outcome::Acted, false, "failover"), rec(Outcome::DryRun, true, "failback"), rec(Outcome::Refused, false, "failback")];
+        let trail = vec![
+            rec(Outcome::Acted, false, "failover"),
+            rec(Outcome::DryRun, true, "failback"),
+            rec(Outcome::Refused, false, "failback"),
+        ];
         let f = last_flip(&trail).unwrap();
         assert_eq!(f.direction, Direction::Failover);
         assert!(same_sets(&f.before, &before));
