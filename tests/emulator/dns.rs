@@ -1,1 +1,440 @@
-//! dns tests (to be written).
+//! dns-failover against moto: real-shaped alarm and manual events through the handler, asserting on the
+//! record sets Route 53 holds afterwards, the envelopes, the ledger and the notifications.
+//!
+//! moto's `GetHealthCheckStatus` always reports `Success`, so a side is made unhealthy by inverting its
+//! health check (what `selfheal::dns::health` reads). moto quirks worked around here: records are first
+//! written with UPSERT and names without the trailing dot (its DELETE validation compares against the
+//! journal of earlier writes, and its CREATE check rejects a CREATE identical to an earlier CREATE).
+
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord, ResourceRecordSet,
+    ResourceRecordSetFailover, RrType, Tag, TagResourceType,
+};
+use harness::{ctx, drain_notifications, event, sdk_config, topic_with_queue, unique};
+use selfheal::dns::{Direction, DnsConfig, DnsFailover, RecordRef, FUNCTION};
+use selfheal::trigger::parse_event;
+use selfheal::{Envelope, Outcome, Severity};
+use serde_json::Value;
+
+const SAMPLE_HC: &str = "abcdef12-3456-7890-abcd-ef1234567890";
+
+struct Fixture {
+    r53: aws_sdk_route53::Client,
+    zone: String,
+    zone_id: String,
+    app: String,
+    web: String,
+    hc_blue: String,
+    hc_green: String,
+    hc_wblue: String,
+}
+
+async fn health_check(r53: &aws_sdk_route53::Client, ip: &str, failing: bool) -> String {
+    let cfg = HealthCheckConfig::builder()
+        .r#type(HealthCheckType::Http)
+        .ip_address(ip)
+        .port(80)
+        .resource_path("/health")
+        .inverted(failing)
+        .build()
+        .unwrap();
+    let out = r53.create_health_check().caller_reference(unique("hc")).health_check_config(cfg).send().await.unwrap();
+    out.health_check().unwrap().id().to_string()
+}
+
+async fn set_failing(r53: &aws_sdk_route53::Client, hc: &str, failing: bool) {
+    r53.update_health_check().health_check_id(hc).inverted(failing).send().await.unwrap();
+}
+
+fn rrset(name: &str, id: &str, failover: Option<&str>, weight: Option<i64>, ip: &str, hc: &str) -> ResourceRecordSet {
+    ResourceRecordSet::builder()
+        .name(name)
+        .r#type(RrType::A)
+        .set_identifier(id)
+        .set_failover(failover.map(ResourceRecordSetFailover::from))
+        .set_weight(weight)
+        .ttl(60)
+        .resource_records(ResourceRecord::builder().value(ip).build().unwrap())
+        .health_check_id(hc)
+        .build()
+        .unwrap()
+}
+
+/// A zone (opted in when `tagged`) with a failover pair `app.<zone>` (blue PRIMARY, green SECONDARY)
+/// and a weighted pair `web.<zone>` (wblue 100, wgreen 0). Primaries' checks fail when `primary_failing`.
+async fn fixture(tagged: bool, primary_failing: bool, standby_failing: bool) -> Fixture {
+    let sdk = sdk_config().await;
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let zone = format!("{}.example.com.", unique("z"));
+    let z = r53.create_hosted_zone().name(&zone).caller_reference(unique("ref")).send().await.unwrap();
+    let zone_id = z.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    if tagged {
+        r53.change_tags_for_resource()
+            .resource_type(TagResourceType::Hostedzone)
+            .resource_id(&zone_id)
+            .add_tags(Tag::builder().key("selfheal:enabled").value("true").build())
+            .send()
+            .await
+            .unwrap();
+    }
+    let hc_blue = health_check(&r53, "10.0.0.1", primary_failing).await;
+    let hc_green = health_check(&r53, "10.0.1.1", standby_failing).await;
+    let hc_wblue = health_check(&r53, "10.0.0.2", primary_failing).await;
+    let hc_wgreen = health_check(&r53, "10.0.1.2", standby_failing).await;
+    let app = format!("app.{zone}");
+    let web = format!("web.{zone}");
+    let bare = |n: &str| n.trim_end_matches('.').to_string();
+    let changes = [
+        rrset(&bare(&app), "blue", Some("PRIMARY"), None, "10.0.0.1", &hc_blue),
+        rrset(&bare(&app), "green", Some("SECONDARY"), None, "10.0.1.1", &hc_green),
+        rrset(&bare(&web), "wblue", None, Some(100), "10.0.0.2", &hc_wblue),
+        rrset(&bare(&web), "wgreen", None, Some(0), "10.0.1.2", &hc_wgreen),
+    ];
+    let mut batch = ChangeBatch::builder();
+    for s in changes {
+        batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(s).build().unwrap());
+    }
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(batch.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    Fixture { r53, zone, zone_id, app, web, hc_blue, hc_green, hc_wblue }
+}
+
+impl Fixture {
+    fn records_var(&self) -> String {
+        format!("{z}/{},{z}/{}", self.app, self.web, z = self.zone)
+    }
+
+    async fn handler(&self, vars: &[(&str, &str)]) -> DnsFailover {
+        let records = self.records_var();
+        let mut all: Vec<(&str, &str)> = vec![("SELFHEAL_DNS_RECORDS", records.as_str())];
+        all.extend_from_slice(vars);
+        let ctx = ctx(FUNCTION, &all).await;
+        let mut env = harness::env(&all);
+        let cfg = DnsConfig::read(&mut env);
+        env.finish().unwrap();
+        DnsFailover::new(ctx, cfg)
+    }
+
+    /// (set id, failover role or weight) of every set of `name`, sorted by set id.
+    async fn state(&self, name: &str) -> Vec<(String, String)> {
+        let out = self.r53.list_resource_record_sets().hosted_zone_id(&self.zone_id).send().await.unwrap();
+        let mut v: Vec<(String, String)> = out
+            .resource_record_sets()
+            .iter()
+            .filter(|s| s.name() == name)
+            .map(|s| {
+                let role = match (s.failover(), s.weight()) {
+                    (Some(f), _) => f.as_str().to_string(),
+                    (None, Some(w)) => w.to_string(),
+                    _ => "simple".to_string(),
+                };
+                (s.set_identifier().unwrap_or("-").to_string(), role)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    async fn app_state(&self) -> Vec<(String, String)> {
+        self.state(&self.app).await
+    }
+
+    async fn web_state(&self) -> Vec<(String, String)> {
+        self.state(&self.web).await
+    }
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+fn original_app() -> Vec<(String, String)> {
+    pairs(&[("blue", "PRIMARY"), ("green", "SECONDARY")])
+}
+
+fn flipped_app() -> Vec<(String, String)> {
+    pairs(&[("blue", "SECONDARY"), ("green", "PRIMARY")])
+}
+
+fn original_web() -> Vec<(String, String)> {
+    pairs(&[("wblue", "100"), ("wgreen", "0")])
+}
+
+fn flipped_web() -> Vec<(String, String)> {
+    pairs(&[("wblue", "0"), ("wgreen", "100")])
+}
+
+/// The SNS alarm sample for health check `hc`, as alarm `name`, in `state`, changed at `time`.
+fn sns_alarm(hc: &str, name: &str, state: &str, time: &str) -> Value {
+    let mut v = event(
+        "alarm-sns-route53-health-check.json",
+        &[(SAMPLE_HC, hc), ("app-primary-health", name), ("2026-11-25T10:15:31.180+0000", time)],
+    );
+    if state != "ALARM" {
+        let msg = v["Records"][0]["Sns"]["Message"].as_str().unwrap().to_string();
+        let mut m: Value = serde_json::from_str(&msg).unwrap();
+        m["NewStateValue"] = Value::String(state.into());
+        m["OldStateValue"] = Value::String("ALARM".into());
+        v["Records"][0]["Sns"]["Message"] = Value::String(m.to_string());
+    }
+    v
+}
+
+/// The EventBridge alarm sample for `hc`.
+fn eventbridge_alarm(hc: &str, name: &str, state: &str) -> Value {
+    let mut v = event("alarm-eventbridge-route53-health-check.json", &[(SAMPLE_HC, hc), ("app-primary-health", name)]);
+    v["detail"]["state"]["value"] = Value::String(state.into());
+    v
+}
+
+/// The manual sample (`failback`, dry run) rewritten for `zone`, `action`, `dry_run` and `request`.
+fn manual(zone: &str, action: &str, dry_run: bool, request: &str) -> Value {
+    let mut v = event("manual-dns-failback.json", &[("example.com.", zone)]);
+    v["action"] = Value::String(action.into());
+    v["dryRun"] = Value::Bool(dry_run);
+    v["requestId"] = Value::String(request.into());
+    v
+}
+
+fn decisions(out: &Value) -> Vec<Envelope> {
+    serde_json::from_value(out["decisions"].clone()).unwrap()
+}
+
+async fn run(h: &DnsFailover, payload: &Value) -> Vec<Envelope> {
+    decisions(&h.handle(payload).await.unwrap())
+}
+
+#[tokio::test]
+async fn a_failing_primary_flips_a_failover_pair_and_a_weighted_pair_to_the_standby() {
+    let f = fixture(true, true, false).await;
+    let h = f.handler(&[]).await;
+
+    // Failover pair via SNS.
+    let alarm = sns_alarm(&f.hc_blue, &unique("app-health"), "ALARM", "2026-11-25T10:15:31.180+0000");
+    let out = run(&h, &alarm).await;
+    assert_eq!(out.len(), 1);
+    let e = &out[0];
+    assert_eq!(e.outcome, Outcome::Acted, "{e:?}");
+    assert_eq!(e.action, "failover");
+    assert_eq!(e.details["insync"], Value::Bool(true), "{e:?}");
+    assert!(e.reason.contains("INSYNC"), "{}", e.reason);
+    assert_eq!(e.details["changeBatch"].as_array().unwrap().len(), 4);
+    assert_eq!(e.details["before"][0]["failover"], "PRIMARY");
+    assert_eq!(f.app_state().await, flipped_app());
+    assert_eq!(f.web_state().await, original_web(), "the other record is untouched");
+
+    // Weighted pair via EventBridge.
+    let out = run(&h, &eventbridge_alarm(&f.hc_wblue, &unique("web-health"), "ALARM")).await;
+    assert_eq!(out[0].outcome, Outcome::Acted, "{:?}", out[0]);
+    assert_eq!(out[0].details["insync"], Value::Bool(true));
+    assert_eq!(f.web_state().await, flipped_web());
+
+    // Redelivery of the same alarm: a duplicate, nothing changes.
+    let out = run(&h, &alarm).await;
+    assert_eq!(out[0].outcome, Outcome::Duplicate, "{:?}", out[0]);
+    assert_eq!(f.app_state().await, flipped_app());
+
+    // The ledger holds the before and after values.
+    let trail = h.ctx().ledger.audit_trail(&e.target.id).await.unwrap();
+    let acted: Vec<_> = trail.iter().filter(|r| r.outcome == "acted").collect();
+    assert_eq!(acted.len(), 1);
+    assert_eq!(acted[0].envelope.details["after"], e.details["after"]);
+    let r53_calls = h.ctx().aws.calls.mutating_calls();
+    assert_eq!(r53_calls.iter().filter(|c| c.starts_with("route53:")).count(), 2, "{r53_calls:?}");
+}
+
+#[tokio::test]
+async fn failback_restores_the_original_by_hand_and_after_the_hysteresis() {
+    let f = fixture(true, true, false).await;
+    let patient =
+        f.handler(&[("SELFHEAL_COOLDOWN_SECONDS", "0"), ("SELFHEAL_DNS_FAILBACK_AFTER_SECONDS", "3600")]).await;
+    let eager = DnsFailover::new(patient.ctx().clone(), {
+        let mut env =
+            harness::env(&[("SELFHEAL_DNS_RECORDS", &f.records_var()), ("SELFHEAL_DNS_FAILBACK_AFTER_SECONDS", "0")]);
+        let c = DnsConfig::read(&mut env);
+        env.finish().unwrap();
+        c
+    });
+    let name = unique("app-health");
+    run(&patient, &sns_alarm(&f.hc_blue, &name, "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    let wname = unique("web-health");
+    run(&patient, &eventbridge_alarm(&f.hc_wblue, &wname, "ALARM")).await;
+    assert_eq!(f.app_state().await, flipped_app());
+    assert_eq!(f.web_state().await, flipped_web());
+
+    // The primary recovers; its OK alarm comes too soon for automatic failback.
+    set_failing(&f.r53, &f.hc_blue, false).await;
+    set_failing(&f.r53, &f.hc_wblue, false).await;
+    let out = run(&patient, &sns_alarm(&f.hc_blue, &name, "OK", "2026-11-25T10:20:00.000+0000")).await;
+    assert_eq!(out[0].outcome, Outcome::Skipped, "{:?}", out[0]);
+    assert!(out[0].reason.contains("SELFHEAL_DNS_FAILBACK_AFTER_SECONDS"), "{}", out[0].reason);
+    assert_eq!(f.app_state().await, flipped_app());
+
+    // The standby's OK is not a reason to fail back.
+    let out = run(&eager, &sns_alarm(&f.hc_green, &unique("green"), "OK", "2026-11-25T10:21:00.000+0000")).await;
+    assert_eq!(out[0].outcome, Outcome::Skipped, "{:?}", out[0]);
+    assert_eq!(f.app_state().await, flipped_app());
+
+    // By hand (the sample manual event): restores the original pair.
+    let out = run(&patient, &manual(&f.zone, "failback", false, &unique("op"))).await;
+    assert_eq!(out[0].outcome, Outcome::Acted, "{:?}", out[0]);
+    assert_eq!(out[0].action, "failback");
+    assert_eq!(f.app_state().await, original_app());
+    // A second failback has nothing to do.
+    let out = run(&patient, &manual(&f.zone, "failback", false, &unique("op"))).await;
+    assert_eq!(out[0].outcome, Outcome::Skipped, "{:?}", out[0]);
+    assert!(out[0].reason.contains("nothing to fail back"), "{}", out[0].reason);
+
+    // Automatically, once the hysteresis has passed: the weighted pair's OK alarm restores its weights.
+    let mut ok = eventbridge_alarm(&f.hc_wblue, &wname, "OK");
+    ok["detail"]["state"]["timestamp"] = Value::String("2026-11-25T11:00:00.000+0000".into());
+    let out = run(&eager, &ok).await;
+    assert_eq!(out[0].outcome, Outcome::Acted, "{:?}", out[0]);
+    assert_eq!(f.web_state().await, original_web());
+}
+
+#[tokio::test]
+async fn an_unhealthy_standby_blocks_the_flip_and_notifies() {
+    let f = fixture(true, true, true).await;
+    let sdk = sdk_config().await;
+    let (topic, queue) = topic_with_queue(&sdk, &unique("dns-topic")).await;
+    let h = f.handler(&[("SELFHEAL_TOPIC_ARN", &topic)]).await;
+
+    // Both sides failing: nothing changes (fail open), a human is paged.
+    let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    assert_eq!(out[0].outcome, Outcome::Refused, "{:?}", out[0]);
+    assert_eq!(out[0].severity, Severity::Critical);
+    assert!(out[0].reason.contains("both sides are unhealthy"), "{}", out[0].reason);
+    assert_eq!(f.app_state().await, original_app());
+
+    // A planned failover (healthy primary) to a failing standby is refused too.
+    set_failing(&f.r53, &f.hc_wblue, false).await;
+    let mut m = manual(&f.zone, "failover", false, &unique("op"));
+    m["target"] = Value::String(f.web.clone());
+    let out = run(&h, &m).await;
+    assert_eq!(out[0].outcome, Outcome::Refused, "{:?}", out[0]);
+    assert!(out[0].reason.contains("will not move traffic to an unhealthy target"), "{}", out[0].reason);
+    assert_eq!(f.web_state().await, original_web());
+
+    let mutating: Vec<String> =
+        h.ctx().aws.calls.mutating_calls().into_iter().filter(|c| c.starts_with("route53:")).collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+    let notes = drain_notifications(&sdk, &queue).await;
+    let refused: Vec<&Value> = notes.iter().map(|(m, _)| m).filter(|m| m["outcome"] == "refused").collect();
+    assert_eq!(refused.len(), 2, "{notes:?}");
+    assert!(refused.iter().any(|m| m["severity"] == "critical"));
+}
+
+#[tokio::test]
+async fn two_flips_inside_the_anti_flap_window_do_one() {
+    let f = fixture(true, true, false).await;
+    let h = f.handler(&[("SELFHEAL_COOLDOWN_SECONDS", "900")]).await;
+    let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    assert_eq!(out[0].outcome, Outcome::Acted, "{:?}", out[0]);
+
+    set_failing(&f.r53, &f.hc_blue, false).await;
+    let out = run(&h, &manual(&f.zone, "failback", false, &unique("op"))).await;
+    assert_eq!(out[0].outcome, Outcome::Refused, "{:?}", out[0]);
+    assert!(out[0].reason.contains("cooldown"), "{}", out[0].reason);
+    assert_eq!(f.app_state().await, flipped_app());
+
+    // The direct API (db-failover, drill) is held by the same window.
+    let t = parse_event(&manual(&f.zone, "failback", false, &unique("drill"))).unwrap().remove(0);
+    let rec = RecordRef::new(&f.zone, &f.app, "A");
+    let e = h.flip(&rec, Direction::Failback, &t, false).await.unwrap();
+    assert_eq!(e.outcome, Outcome::Refused, "{e:?}");
+    assert_eq!(f.app_state().await, flipped_app());
+}
+
+#[tokio::test]
+async fn dry_run_shows_the_change_batch_and_changes_nothing() {
+    let f = fixture(true, true, false).await;
+    let h = f.handler(&[("SELFHEAL_DRY_RUN", "true")]).await;
+    let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    let e = &out[0];
+    assert_eq!(e.outcome, Outcome::DryRun, "{e:?}");
+    assert!(e.dry_run);
+    let batch = e.details["changeBatch"].as_array().unwrap();
+    let actions: Vec<&str> = batch.iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["DELETE", "DELETE", "CREATE", "CREATE"]);
+    let created_primary = batch.iter().find(|c| c["action"] == "CREATE" && c["recordSet"]["failover"] == "PRIMARY");
+    assert_eq!(created_primary.unwrap()["recordSet"]["setIdentifier"], "green");
+    assert_eq!(f.app_state().await, original_app());
+
+    // An invocation asking for a dry run on a live function gets one too (the sample manual event).
+    let live = f.handler(&[]).await;
+    let out = run(&live, &event("manual-dns-failback.json", &[("example.com.", &f.zone)])).await;
+    assert_eq!(out[0].outcome, Outcome::Skipped, "nothing to fail back yet: {:?}", out[0]);
+    let mut m = manual(&f.zone, "failover", true, &unique("op"));
+    m["target"] = Value::String(f.web.clone());
+    let out = run(&live, &m).await;
+    assert_eq!(out[0].outcome, Outcome::DryRun, "{:?}", out[0]);
+    assert_eq!(out[0].details["after"][0]["weight"], 0);
+    assert_eq!(f.web_state().await, original_web());
+
+    for c in [h.ctx(), live.ctx()].iter().flat_map(|c| c.aws.calls.mutating_calls()) {
+        assert!(c.starts_with("dynamodb:") || c.starts_with("sns:"), "dry-run made a mutating call: {c}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_does_not_exist_gets_a_clear_error() {
+    let f = fixture(true, true, false).await;
+    let ghost = format!("ghost.{}", f.zone);
+    let records = format!("{}/{ghost},nosuch-{}.example.com./x.nosuch-{}.example.com.", f.zone, f.zone_id, f.zone_id);
+    let ctx = ctx(FUNCTION, &[]).await;
+    let mut env = harness::env(&[("SELFHEAL_DNS_RECORDS", &records)]);
+    let cfg = DnsConfig::read(&mut env);
+    env.finish().unwrap();
+    let h = DnsFailover::new(ctx, cfg);
+
+    let mut m = manual(&f.zone, "failover", false, &unique("op"));
+    m["target"] = Value::String(ghost.clone());
+    let err = h.handle(&m).await.unwrap_err().to_string();
+    assert!(err.contains("route53 record") && err.contains(&ghost) && err.contains("does not exist"), "{err}");
+
+    let mut m = manual(&format!("nosuch-{}.example.com.", f.zone_id), "failover", false, &unique("op"));
+    m["target"] = Value::String(format!("x.nosuch-{}.example.com.", f.zone_id));
+    let err = h.handle(&m).await.unwrap_err().to_string();
+    assert!(err.contains("hosted zone") && err.contains("does not exist"), "{err}");
+
+    // A record that is not managed at all is refused, not guessed at.
+    let mut m = manual(&f.zone, "failover", false, &unique("op"));
+    m["target"] = Value::String(f.web.clone());
+    let out = run(&h, &m).await;
+    assert_eq!(out[0].outcome, Outcome::Refused);
+    assert!(out[0].reason.contains("not a managed record"), "{}", out[0].reason);
+
+    let bad = serde_json::json!({"source": "selfheal.manual", "action": "explode", "target": ghost});
+    let err = h.handle(&bad).await.unwrap_err().to_string();
+    assert!(err.contains("failover and failback"), "{err}");
+    assert!(h.ctx().aws.calls.mutating_calls().iter().all(|c| !c.starts_with("route53:")));
+    assert_eq!(f.app_state().await, original_app());
+}
+
+#[tokio::test]
+async fn a_zone_without_the_opt_in_tag_is_refused() {
+    let f = fixture(false, true, false).await;
+    let h = f.handler(&[]).await;
+    let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    assert_eq!(out[0].outcome, Outcome::Refused, "{:?}", out[0]);
+    assert!(out[0].reason.contains("not opted in"), "{}", out[0].reason);
+    assert_eq!(f.app_state().await, original_app());
+
+    // Tagging one of the record's health checks opts it in.
+    f.r53
+        .change_tags_for_resource()
+        .resource_type(TagResourceType::Healthcheck)
+        .resource_id(&f.hc_blue)
+        .add_tags(Tag::builder().key("selfheal:enabled").value("true").build())
+        .send()
+        .await
+        .unwrap();
+    let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app"), "ALARM", "2026-11-25T10:16:31.180+0000")).await;
+    assert_eq!(out[0].outcome, Outcome::Acted, "{:?}", out[0]);
+    assert_eq!(f.app_state().await, flipped_app());
+}
