@@ -378,10 +378,14 @@ pub fn intent_from_trigger(t: &Trigger) -> Result<Intent> {
             if !relevant {
                 return Ok(Intent::Ignore {
                     target: Target::new(tkind, &e.identifier),
-                    reason: format!("RDS event categories {:?} are not failure, availability or failover", e.categories),
+                    reason: format!(
+                        "RDS event categories {:?} are not failure, availability or failover",
+                        e.categories
+                    ),
                 });
             }
-            let reason = format!("RDS {} {}: {}", e.rds_event_id.as_deref().unwrap_or("event"), e.identifier, e.message);
+            let reason =
+                format!("RDS {} {}: {}", e.rds_event_id.as_deref().unwrap_or("event"), e.identifier, e.message);
             Ok(plain(kind, &e.identifier, reason))
         }
         TriggerKind::Alarm(a) => {
@@ -410,11 +414,9 @@ pub fn intent_from_trigger(t: &Trigger) -> Result<Intent> {
                     format!("db-failover understands action \"failover\", got {:?}", m.action),
                 ));
             }
-            let id = m
-                .target
-                .as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| Error::malformed("manual", "target (a DB instance or cluster identifier) is required"))?;
+            let id = m.target.as_deref().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                Error::malformed("manual", "target (a DB instance or cluster identifier) is required")
+            })?;
             let param = |k: &str| -> Result<Option<String>> {
                 match m.params.get(k) {
                     None | Some(Value::Null) => Ok(None),
@@ -555,9 +557,7 @@ impl LagSource for CloudWatchLag {
 // ---------------------------------------------------------------------------------------------------
 
 fn tags_map(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
-        .collect()
+    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
 }
 
 fn instance_info(d: &aws_sdk_rds::types::DbInstance, region: Option<&str>) -> DbInstanceInfo {
@@ -594,7 +594,11 @@ fn rds_for(aws: &Aws, region: Option<&str>) -> aws_sdk_rds::Client {
 
 /// Describes one DB instance; `Ok(None)` when it does not exist. Tags come from `TagList`, or from
 /// `ListTagsForResource` when the description carries none.
-pub async fn describe_instance(rds: &aws_sdk_rds::Client, id: &str, region: Option<&str>) -> Result<Option<DbInstanceInfo>> {
+pub async fn describe_instance(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+    region: Option<&str>,
+) -> Result<Option<DbInstanceInfo>> {
     let out = match rds.describe_db_instances().db_instance_identifier(id).send().await {
         Ok(o) => o,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_db_instance_not_found_fault()) => return Ok(None),
@@ -652,7 +656,11 @@ pub async fn describe_cluster(rds: &aws_sdk_rds::Client, id: &str) -> Result<Opt
             .db_cluster_members()
             .iter()
             .filter_map(|m| {
-                Some((m.db_instance_identifier()?.to_string(), m.is_cluster_writer().unwrap_or(false), m.promotion_tier()))
+                Some((
+                    m.db_instance_identifier()?.to_string(),
+                    m.is_cluster_writer().unwrap_or(false),
+                    m.promotion_tier(),
+                ))
             })
             .collect(),
     }))
@@ -691,7 +699,9 @@ pub async fn upsert_cname(
     wait: Duration,
     poll: Duration,
 ) -> Result<String> {
-    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType};
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
+    };
     let op = "ChangeResourceRecordSets";
     let err = |e: aws_sdk_route53::error::BuildError| Error::aws("route53", op, e);
     let rrs = ResourceRecordSet::builder()
@@ -816,7 +826,13 @@ impl DbFailover {
                     if intent.kind == TargetKind::Either && describe_cluster(&rds, &intent.id).await?.is_some() {
                         return self.cluster(t, intent, dry_run).await.map(|e| vec![e]);
                     }
-                    let req = self.request(t, ACTION_FAILOVER, Target::new("rds-instance", &intent.id), dry_run, intent.reason);
+                    let req = self.request(
+                        t,
+                        ACTION_FAILOVER,
+                        Target::new("rds-instance", &intent.id),
+                        dry_run,
+                        intent.reason,
+                    );
                     let env = self
                         .ctx
                         .envelope(&req, Outcome::Refused, format!("DB instance {} does not exist", req.target.id))
@@ -849,7 +865,13 @@ impl DbFailover {
         self.ctx.record(env).await
     }
 
-    async fn instance(&self, t: &Trigger, intent: FailoverIntent, primary: DbInstanceInfo, dry_run: bool) -> Result<Envelope> {
+    async fn instance(
+        &self,
+        t: &Trigger,
+        intent: FailoverIntent,
+        primary: DbInstanceInfo,
+        dry_run: bool,
+    ) -> Result<Envelope> {
         let target = Target::new("rds-instance", &primary.id).in_group(RATE_GROUP);
         let req = self.request(t, ACTION_FAILOVER, target, dry_run, intent.reason.clone());
         if primary.replica_source.is_some() && !primary.tags.contains_key(PROMOTED_FROM_TAG) {
@@ -895,8 +917,11 @@ impl DbFailover {
         let rds = self.ctx.aws.rds();
         let work = async {
             if dry_run {
-                return Ok(ActionReport::would(format!("would reboot {} with forced failover to its standby", primary.id))
-                    .detail("oldAz", &primary.az));
+                return Ok(ActionReport::would(format!(
+                    "would reboot {} with forced failover to its standby",
+                    primary.id
+                ))
+                .detail("oldAz", &primary.az));
             }
             let started = Instant::now();
             tracing::info!(db = %primary.id, "RebootDBInstance ForceFailover");
@@ -1044,7 +1069,9 @@ impl DbFailover {
             };
             let took = started.elapsed().as_secs_f64();
             let Some(endpoint) = promoted.endpoint.clone() else {
-                return Ok(base(ActionReport::failed(format!("promoted {new_id} but it reports no endpoint; DNS not repointed"))));
+                return Ok(base(ActionReport::failed(format!(
+                    "promoted {new_id} but it reports no endpoint; DNS not repointed"
+                ))));
             };
             let mut report = base(ActionReport::acted(format!(
                 "promoted {new_id} (lag {}) to replace failed primary {} in {took:.0}s",
@@ -1100,7 +1127,13 @@ impl DbFailover {
     }
 
     /// Polls an instance until `done` holds, bounded by the configured wait.
-    async fn wait_instance<F>(&self, rds: &aws_sdk_rds::Client, id: &str, region: Option<&str>, done: F) -> Result<DbInstanceInfo>
+    async fn wait_instance<F>(
+        &self,
+        rds: &aws_sdk_rds::Client,
+        id: &str,
+        region: Option<&str>,
+        done: F,
+    ) -> Result<DbInstanceInfo>
     where
         F: Fn(&DbInstanceInfo) -> bool,
     {
@@ -1149,7 +1182,8 @@ impl DbFailover {
         }
         let writer = members.iter().find(|m| m.writer).cloned();
         if cluster.status == "failing-over" && !intent.force {
-            let env = self.ctx.envelope(&req, Outcome::Skipped, format!("cluster {} is already failing over", cluster.id));
+            let env =
+                self.ctx.envelope(&req, Outcome::Skipped, format!("cluster {} is already failing over", cluster.id));
             return self.ctx.record(env).await;
         }
         let writer_down = writer.as_ref().is_none_or(|w| is_unavailable(&w.status) || w.status == "missing");
@@ -1165,7 +1199,9 @@ impl DbFailover {
         }
         let reader = match choose_reader(&members, intent.replica.as_deref()) {
             Ok(r) => r,
-            Err(why) => return self.refuse(&req, format!("{why}; a human must restore the writer"), Severity::Critical).await,
+            Err(why) => {
+                return self.refuse(&req, format!("{why}; a human must restore the writer"), Severity::Critical).await
+            }
         };
         req.action = ACTION_CLUSTER.to_string();
         let old = writer.map(|w| w.id);
@@ -1267,7 +1303,8 @@ mod tests {
     #[test]
     fn replica_choice_prefers_tag_then_other_az_then_lag() {
         let p = inst("p", "a");
-        let cs = vec![cand("same-az", "a", Some(1.0)), cand("other-az", "b", Some(5.0)), cand("other-az-2", "c", Some(3.0))];
+        let cs =
+            vec![cand("same-az", "a", Some(1.0)), cand("other-az", "b", Some(5.0)), cand("other-az-2", "c", Some(3.0))];
         let (c, _) = choose_replica(&p, &cs, 30.0, TAG, false, None);
         assert_eq!(c.unwrap().info.id, "other-az-2");
         let mut cs2 = cs.clone();
@@ -1362,7 +1399,8 @@ mod tests {
 
     #[test]
     fn config_reads_and_validates() {
-        let map = |pairs: &[(&str, &str)]| Env::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let map =
+            |pairs: &[(&str, &str)]| Env::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
         let mut env = map(&[]);
         let c = DbConfig::read(&mut env);
         env.finish().unwrap();
@@ -1416,7 +1454,8 @@ mod tests {
                     let m = q.metric_stat().and_then(|s| s.metric());
                     m.and_then(|m| m.metric_name()) == Some("ReplicaLag")
                         && m.and_then(|m| m.namespace()) == Some("AWS/RDS")
-                        && m.map(|m| m.dimensions()).and_then(|d| d.first()).and_then(|d| d.value()) == Some("orders-r1")
+                        && m.map(|m| m.dimensions()).and_then(|d| d.first()).and_then(|d| d.value())
+                            == Some("orders-r1")
                 })
                 .then_output(|| {
                     GetMetricDataOutput::builder()
