@@ -34,7 +34,8 @@ struct CallLogInner {
     attempts: BTreeMap<String, u64>,
 }
 
-/// Records every AWS operation the clients execute, as `service:Operation`.
+/// Records every AWS operation the clients execute, as `service:Operation` with the IAM service prefix
+/// (`ec2:TerminateInstances`, `autoscaling:SetInstanceHealth`, `route53:ChangeResourceRecordSets`).
 #[derive(Debug, Clone, Default)]
 pub struct CallLog {
     inner: Arc<Mutex<CallLogInner>>,
@@ -88,7 +89,11 @@ pub fn is_mutating(call: &str) -> bool {
 
 fn operation_key(cfg: &ConfigBag) -> String {
     match cfg.load::<Metadata>() {
-        Some(m) => format!("{}:{}", m.service().to_lowercase(), m.name()),
+        // The SDK's service names ("Auto Scaling", "Route 53") without spaces are the IAM prefixes.
+        Some(m) => {
+            let service: String = m.service().chars().filter(|c| !c.is_whitespace()).collect();
+            format!("{}:{}", service.to_lowercase(), m.name())
+        }
         None => "unknown:unknown".to_string(),
     }
 }

@@ -761,8 +761,20 @@ impl DbFailover {
         let mut env = Env::from_process();
         let common = CommonConfig::read(&mut env, FUNCTION);
         let cfg = DbConfig::read(&mut env);
+        // Emulators only (moto does not speak CloudWatch's current protocol): every replica reports
+        // this lag. Never set it against a real account: it replaces the RPO guard's evidence.
+        let lag_override = env
+            .optional("SELFHEAL_DB_LAG_OVERRIDE_SECONDS")
+            .map(|_| env.number("SELFHEAL_DB_LAG_OVERRIDE_SECONDS", 0.0f64, 0.0, 86_400.0));
         env.finish()?;
-        Ok(DbFailover::new(Ctx::new(common, Aws::from_env().await), cfg))
+        let handler = DbFailover::new(Ctx::new(common, Aws::from_env().await), cfg);
+        Ok(match lag_override {
+            Some(lag) => {
+                tracing::warn!(lag, "SELFHEAL_DB_LAG_OVERRIDE_SECONDS is set: replica lag is not read from CloudWatch");
+                handler.with_lag_source(Arc::new(StaticLag::new(Vec::<(String, f64)>::new()).with_default(lag)))
+            }
+            None => handler,
+        })
     }
 
     /// A handler reading replica lag from CloudWatch.

@@ -208,6 +208,17 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         ("SELFHEAL_RATE_LIMIT".into(), "10".into()),
         ("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS".into(), "120".into()),
         ("SELFHEAL_DRILL_ARCHITECTURE".into(), serde_json::to_string(arch).unwrap_or_default()),
+        ("SELFHEAL_HEALER_WAIT_SECONDS".into(), "60".into()),
+        ("SELFHEAL_HEALER_POLL_SECONDS".into(), "1".into()),
+        ("SELFHEAL_DB_DNS_ZONE_ID".into(), arch.zone_id.clone()),
+        ("SELFHEAL_DB_DNS_RECORD".into(), arch.db_record.clone()),
+        ("SELFHEAL_DB_WAIT_SECONDS".into(), "60".into()),
+        ("SELFHEAL_DB_POLL_SECONDS".into(), "1".into()),
+        // moto cannot serve CloudWatch's current protocol: replicas report a fixed, healthy lag.
+        ("SELFHEAL_DB_LAG_OVERRIDE_SECONDS".into(), "2".into()),
+        ("SELFHEAL_DNS_RECORDS".into(), format!("{}/{}/A", arch.zone_id, arch.app_record)),
+        ("SELFHEAL_DNS_INSYNC_POLL_SECONDS".into(), "1".into()),
+        ("SELFHEAL_DNS_INSYNC_TIMEOUT_SECONDS".into(), "30".into()),
     ];
     for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "RUST_LOG"] {
         if let Ok(val) = std::env::var(key) {

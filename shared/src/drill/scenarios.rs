@@ -4,8 +4,7 @@
 //! | scenario | injected (live) | expected reaction |
 //! |---|---|---|
 //! | `lose-instance` | one web instance stops | instance-healer replaces it through its group; the group is back at desired capacity without it |
-//! | `lose-az` | every web instance in one AZ stops | each is replaced; capacity restored |
-//! | `bad-deploy` | most of the web fleet stops at once | the `maxUnhealthy` short-circuit: nothing replaced, a human paged; then the drill restarts them |
+//! | `lose-az` | every web instance in one AZ stops | the `maxUnhealthy` short-circuit (an AZ event is upstream trouble, like Kubernetes MachineHealthCheck): nothing replaced, a human paged; then the drill restarts them |
 //! | `lose-primary-db` | the orders primary stops | db-failover promotes the best replica and repoints the database CNAME |
 //! | `region-failover` | the primary region's health check fails | dns-failover flips the app record to the standby and db-failover promotes the accounts replica; then the check recovers and a failback restores the record |
 //! | `stale-backups` | (nothing: the tagged volumes have never been snapshotted) | backup-enforcer's sweep snapshots each one |
@@ -30,17 +29,15 @@ use crate::ledger::AuditRecord;
 pub enum Scenario {
     LoseInstance,
     LoseAz,
-    BadDeploy,
     LosePrimaryDb,
     RegionFailover,
     StaleBackups,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::LoseInstance,
         Scenario::LoseAz,
-        Scenario::BadDeploy,
         Scenario::LosePrimaryDb,
         Scenario::RegionFailover,
         Scenario::StaleBackups,
@@ -50,7 +47,6 @@ impl Scenario {
         match self {
             Scenario::LoseInstance => "lose-instance",
             Scenario::LoseAz => "lose-az",
-            Scenario::BadDeploy => "bad-deploy",
             Scenario::LosePrimaryDb => "lose-primary-db",
             Scenario::RegionFailover => "region-failover",
             Scenario::StaleBackups => "stale-backups",
@@ -72,8 +68,8 @@ pub enum Verify {
     GroupRecovered { asg: String, desired: usize, gone: Vec<String> },
     /// Every one of `members` is still in the group (nothing was replaced).
     GroupUntouched { asg: String, members: Vec<String> },
-    /// `replica` is a standalone writer now, and when set the CNAME points at it.
-    ReplicaPromoted { replica: String, cname: Option<(String, String)> },
+    /// One of `replicas` is a promoted writer now, and when set the CNAME points at it.
+    ReplicaPromoted { replicas: Vec<String>, cname: Option<(String, String)> },
     /// The record's answer (the PRIMARY set's, for failover pairs) is `value`.
     RecordAnswers { zone_id: String, name: String, value: String },
     /// Each volume has a snapshot the suite created after the step started.
@@ -257,68 +253,32 @@ async fn run_inner(
         }
         Scenario::LoseAz => {
             let by_az = in_service_by_az(aws, &arch.asg_name).await?;
+            let members: Vec<String> = by_az.iter().map(|(i, _)| i.clone()).collect();
             let az = super::provision::AZS[0];
             let victims: Vec<String> = by_az.iter().filter(|(_, z)| z == az).map(|(i, _)| i.clone()).collect();
             if victims.is_empty() {
                 return Err(Error::Precondition(format!("no in-service instance in {az}")));
             }
-            let step = if live {
-                require_drill_tag_ec2(aws, &victims).await?;
-                stop_instances(aws, &victims).await?;
-                report.injected.push(format!("stopped every instance in {az}: {}", victims.join(", ")));
-                Step {
-                    name: format!("replace {az}'s instances"),
-                    function: "instance-healer",
-                    events: victims.iter().map(|v| ec2_alarm(arch, v)).collect(),
-                    expected: format!("{} instances replaced; group back to {}", victims.len(), arch.asg_desired),
-                    want: vec!["acted"],
-                    want_count: victims.len(),
-                    verify: Verify::GroupRecovered {
-                        asg: arch.asg_name.clone(),
-                        desired: arch.asg_desired as usize,
-                        gone: victims.clone(),
-                    },
-                }
-            } else {
-                let members: Vec<String> = by_az.iter().map(|(i, _)| i.clone()).collect();
-                dry_run_step(
-                    "instance-healer",
-                    "replace",
-                    &victims[0],
-                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members },
-                )
-            };
-            run_step(drill, step, report).await
-        }
-        Scenario::BadDeploy => {
-            let members = in_service(aws, &arch.asg_name).await?;
-            let count = (members.len() * 2).div_ceil(3);
-            let victims: Vec<String> = members.iter().take(count).cloned().collect();
             if !live {
                 let step = dry_run_step(
                     "instance-healer",
                     "replace",
                     &victims[0],
-                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members: members.clone() },
+                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members },
                 );
                 return run_step(drill, step, report).await;
             }
             require_drill_tag_ec2(aws, &victims).await?;
             stop_instances(aws, &victims).await?;
-            report.injected.push(format!(
-                "stopped {} of {} instances at once (a bad deploy): {}",
-                victims.len(),
-                members.len(),
-                victims.join(", ")
-            ));
+            report.injected.push(format!("stopped every instance in {az}: {}", victims.join(", ")));
             let step = Step {
-                name: "short-circuit instead of replacing".into(),
+                name: format!("short-circuit on {az}'s outage"),
                 function: "instance-healer",
-                events: vec![ec2_alarm(arch, &victims[0])],
-                expected: "maxUnhealthy fires: nothing replaced, a human paged".into(),
+                events: victims.iter().map(|v| ec2_alarm(arch, v)).collect(),
+                expected: "maxUnhealthy fires for the AZ: nothing replaced, a human paged with the evidence".into(),
                 want: vec!["refused"],
-                want_count: 1,
-                verify: Verify::GroupUntouched { asg: arch.asg_name.clone(), members: members.clone() },
+                want_count: victims.len(),
+                verify: Verify::GroupUntouched { asg: arch.asg_name.clone(), members },
             };
             let result = run_step(drill, step, report).await;
             start_instances(aws, &victims).await?;
@@ -328,7 +288,7 @@ async fn run_inner(
         Scenario::LosePrimaryDb => {
             let primary = arch.db_primary.clone();
             let replicas = arch.db_replicas.clone();
-            let expected_replica = replicas.first().cloned().unwrap_or_default();
+
             let step = if live {
                 require_drill_tag_rds(aws, &primary).await?;
                 aws.rds()
@@ -347,11 +307,11 @@ async fn run_inner(
                         "RDS-EVENT-0031",
                         "The DB instance has failed due to an incompatible configuration or an underlying storage issue.",
                     )],
-                    expected: format!("{expected_replica} promoted and {} repointed at it", arch.db_record),
+                    expected: format!("one of {} promoted and {} repointed at it", replicas.join(", "), arch.db_record),
                     want: vec!["acted"],
                     want_count: 1,
                     verify: Verify::ReplicaPromoted {
-                        replica: expected_replica,
+                        replicas: replicas.clone(),
                         cname: Some((arch.zone_id.clone(), arch.db_record.clone())),
                     },
                 }
@@ -427,7 +387,7 @@ async fn run_inner(
                         expected: format!("{replica} promoted"),
                         want: vec!["acted"],
                         want_count: 1,
-                        verify: Verify::ReplicaPromoted { replica: replica.clone(), cname: None },
+                        verify: Verify::ReplicaPromoted { replicas: vec![replica.clone()], cname: None },
                     },
                     report,
                 )
@@ -597,28 +557,32 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
             let missing: Vec<&String> = members.iter().filter(|m| !now.contains(m)).collect();
             Ok((missing.is_empty(), format!("{asg} members replaced: {missing:?}")))
         }
-        Verify::ReplicaPromoted { replica, cname } => {
-            let db = aws
-                .rds()
-                .describe_db_instances()
-                .db_instance_identifier(replica)
-                .send()
-                .await
-                .map_err(|e| Error::aws("rds", "DescribeDBInstances", e))?;
-            let inst = db.db_instances().first().cloned();
-            let promoted_tag = inst
-                .as_ref()
-                .map(|i| i.tag_list().iter().any(|t| t.key() == Some("selfheal:promoted-from")))
-                .unwrap_or(false);
-            let standalone =
-                inst.as_ref().map(|i| i.read_replica_source_db_instance_identifier().is_none()).unwrap_or(false);
-            let endpoint = inst.as_ref().and_then(|i| i.endpoint()).and_then(|e| e.address()).unwrap_or("").to_string();
-            let mut ok = promoted_tag || standalone;
-            let mut seen = format!("{replica} promoted: {ok}");
+        Verify::ReplicaPromoted { replicas, cname } => {
+            let mut promoted = None;
+            for replica in replicas {
+                let db = aws
+                    .rds()
+                    .describe_db_instances()
+                    .db_instance_identifier(replica)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("rds", "DescribeDBInstances", e))?;
+                let Some(inst) = db.db_instances().first() else { continue };
+                let tagged = inst.tag_list().iter().any(|t| t.key() == Some("selfheal:promoted-from"));
+                if tagged || inst.read_replica_source_db_instance_identifier().is_none() {
+                    let endpoint = inst.endpoint().and_then(|e| e.address()).unwrap_or("").to_string();
+                    promoted = Some((replica.clone(), endpoint));
+                    break;
+                }
+            }
+            let Some((replica, endpoint)) = promoted else {
+                return Ok((false, format!("none of {} promoted", replicas.join(", "))));
+            };
+            let mut ok = true;
+            let mut seen = format!("{replica} promoted");
             if let Some((zone, name)) = cname {
                 let answer = record_answer(aws, zone, name).await?;
-                let points = answer.trim_end_matches('.') == endpoint.trim_end_matches('.');
-                ok &= points;
+                ok = answer.trim_end_matches('.') == endpoint.trim_end_matches('.');
                 seen.push_str(&format!("; {name} -> {answer}"));
             }
             Ok((ok, seen))
