@@ -229,7 +229,10 @@ pub struct HealRequest {
 pub enum Intake {
     Heal(HealRequest),
     /// Nothing to do; recorded as skipped against `target` (an instance id or alarm name).
-    Ignore { target: String, reason: String },
+    Ignore {
+        target: String,
+        reason: String,
+    },
 }
 
 fn is_instance_id(s: &str) -> bool {
@@ -345,7 +348,10 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
                 match (k.as_str(), v.as_str()) {
                     ("step", Some(s)) => {
                         step = Some(Step::parse(s).ok_or_else(|| {
-                            Error::malformed("manual", format!("params.step must be reboot, stop-start or replace, got {s:?}"))
+                            Error::malformed(
+                                "manual",
+                                format!("params.step must be reboot, stop-start or replace, got {s:?}"),
+                            )
                         })?)
                     }
                     ("step", None) => return Err(Error::malformed("manual", "params.step must be a string")),
@@ -432,11 +438,8 @@ pub fn short_circuit(members: &[Health], target: &str, max_percent: u32, min_unh
         p
     };
     let check = |scope: String, set: Vec<&Health>| -> Option<ShortCircuit> {
-        let evidence: BTreeMap<String, Vec<String>> = set
-            .iter()
-            .map(|h| (h.instance_id.clone(), broken(h)))
-            .filter(|(_, p)| !p.is_empty())
-            .collect();
+        let evidence: BTreeMap<String, Vec<String>> =
+            set.iter().map(|h| (h.instance_id.clone(), broken(h))).filter(|(_, p)| !p.is_empty()).collect();
         let (u, n) = (evidence.len(), set.len());
         let trips = u >= min_unhealthy as usize && n > 0 && (u as u64) * 100 > u64::from(max_percent) * n as u64;
         trips.then_some(ShortCircuit { scope, unhealthy: u, members: n, max_percent, evidence })
@@ -710,7 +713,9 @@ pub mod ec2 {
     pub async fn launch_twin(ec2: &Client, old: &InstanceFacts, token: &str) -> Result<String> {
         let mut req = ec2.run_instances().min_count(1).max_count(1).client_token(token);
         if let Some((id, version)) = old.launch_template() {
-            req = req.launch_template(LaunchTemplateSpecification::builder().launch_template_id(id).version(version).build());
+            req = req.launch_template(
+                LaunchTemplateSpecification::builder().launch_template_id(id).version(version).build(),
+            );
         }
         // Explicit values win over the template's, so the twin lands where the old one was.
         if let Some(image) = &old.image_id {
@@ -737,7 +742,8 @@ pub mod ec2 {
         for (k, v) in old.replacement_tags() {
             spec = spec.tags(Tag::builder().key(k).value(v).build());
         }
-        let out = req.tag_specifications(spec.build()).send().await.map_err(|e| Error::aws("ec2", "RunInstances", e))?;
+        let out =
+            req.tag_specifications(spec.build()).send().await.map_err(|e| Error::aws("ec2", "RunInstances", e))?;
         out.instances()
             .first()
             .and_then(|i| i.instance_id())
@@ -1042,14 +1048,23 @@ impl Healer {
                 let failure = refine(h.failure, &health);
                 let steps = ladder(failure, &inst.state, inst.ebs_backed);
                 let step = choose_step(&steps, prior, h.step);
-                if step == Step::Replace && inst.state != "terminated" && ec2::termination_protected(&ec2c, &id).await? {
+                if step == Step::Replace && inst.state != "terminated" && ec2::termination_protected(&ec2c, &id).await?
+                {
                     return self
-                        .refuse(&req, format!("{id} has termination protection on; not replacing it"), Severity::Warning)
+                        .refuse(
+                            &req,
+                            format!("{id} has termination protection on; not replacing it"),
+                            Severity::Warning,
+                        )
                         .await;
                 }
                 if step == Step::StopStart && !inst.ebs_backed {
                     return self
-                        .refuse(&req, format!("{id} has an instance-store root and cannot stop/start"), Severity::Warning)
+                        .refuse(
+                            &req,
+                            format!("{id} has an instance-store root and cannot stop/start"),
+                            Severity::Warning,
+                        )
                         .await;
                 }
                 tracing::info!(instance = %id, ?failure, step = step.as_str(), prior, "standalone step chosen");
@@ -1242,7 +1257,9 @@ impl Healer {
             .iter()
             .filter(|r| r.function == FUNCTION && r.action == ACTION && r.outcome == Outcome::Acted.as_str())
             .filter(|r| r.time >= since)
-            .filter(|r| r.envelope.details.get("step").and_then(Value::as_str).is_some_and(|s| Step::parse(s).is_some()))
+            .filter(|r| {
+                r.envelope.details.get("step").and_then(Value::as_str).is_some_and(|s| Step::parse(s).is_some())
+            })
             .count())
     }
 }
@@ -1518,7 +1535,8 @@ mod tests {
         // A single standalone instance is never short-circuited by itself.
         assert!(short_circuit(&[health("i-9", "a", "running", "")], "i-9", 40, 2).is_none());
         // One AZ of a large group going down trips on the AZ.
-        let mut big: Vec<Health> = (0..9).map(|i| health(&format!("i-{i}"), ["a", "b", "c"][i % 3], "running", "Healthy")).collect();
+        let mut big: Vec<Health> =
+            (0..9).map(|i| health(&format!("i-{i}"), ["a", "b", "c"][i % 3], "running", "Healthy")).collect();
         for h in big.iter_mut().filter(|h| h.az.as_deref() == Some("a")).take(2) {
             h.state = "stopped".into();
         }

@@ -28,7 +28,8 @@ async fn clients() -> Env {
 }
 
 async fn healer(vars: &[(&str, &str)]) -> Healer {
-    let mut all: Vec<(&str, &str)> = vec![("SELFHEAL_HEALER_WAIT_SECONDS", "20"), ("SELFHEAL_HEALER_POLL_SECONDS", "1")];
+    let mut all: Vec<(&str, &str)> =
+        vec![("SELFHEAL_HEALER_WAIT_SECONDS", "20"), ("SELFHEAL_HEALER_POLL_SECONDS", "1")];
     all.extend_from_slice(vars);
     let ctx = harness::ctx(FUNCTION, &all).await;
     let mut env = harness::env(&all);
@@ -149,7 +150,13 @@ fn tag(i: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
 
 /// The mutating calls outside the ledger (DynamoDB) and the notifier (SNS).
 fn resource_mutations(h: &Healer) -> Vec<String> {
-    h.ctx().aws.calls.mutating_calls().into_iter().filter(|c| !c.starts_with("dynamodb:") && !c.starts_with("sns:")).collect()
+    h.ctx()
+        .aws
+        .calls
+        .mutating_calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("dynamodb:") && !c.starts_with("sns:"))
+        .collect()
 }
 
 fn decision(out: &Value) -> &Value {
@@ -167,7 +174,9 @@ async fn standalone(e: &Env, opted_in: bool) -> (String, String, String, String)
     let (vpc_id, subnets) = vpc(&e.ec2).await;
     let sg = e.ec2.create_security_group().group_name(unique("sg")).description("web").vpc_id(&vpc_id).send().await;
     let sg = sg.unwrap().group_id().unwrap().to_string();
-    let mut tags = TagSpecification::builder().resource_type(ResourceType::Instance).tags(Tag::builder().key("Name").value("web-1").build());
+    let mut tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key("Name").value("web-1").build());
     if opted_in {
         tags = tags.tags(Tag::builder().key(OPT_IN.0).value(OPT_IN.1).build());
     }
@@ -246,7 +255,7 @@ async fn an_unhealthy_share_above_the_threshold_replaces_nothing_and_pages() {
     }
     let topic = unique("healer-topic");
     let (topic_arn, queue) = harness::topic_with_queue(&e.sdk, &topic).await;
-    let h = healer(&[("SELFHEAL_TOPIC_ARN", &topic_arn)]).await;
+    let h = healer(&[("SELFHEAL_TOPIC_ARN", topic_arn.as_str())]).await;
 
     let out = h.handle(&alarm("alarm-lambda-action-ec2-status-check.json", &sick[0])).await.unwrap();
     let d = decision(&out);
@@ -320,7 +329,8 @@ async fn a_stopped_standalone_instance_is_started_and_once_healthy_is_left_alone
 
     // A later alarm on the now-healthy instance: the re-check refuses.
     let later = alarm("alarm-lambda-action-ec2-status-check.json", &id);
-    let later: Value = serde_json::from_str(&later.to_string().replace("2026-11-25T10:15:31.180", "2026-11-25T11:15:31.180")).unwrap();
+    let later: Value =
+        serde_json::from_str(&later.to_string().replace("2026-11-25T10:15:31.180", "2026-11-25T11:15:31.180")).unwrap();
     h.ctx().aws.calls.clear();
     let out = h.handle(&later).await.unwrap();
     let d = decision(&out);
