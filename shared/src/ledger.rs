@@ -154,6 +154,20 @@ impl Ledger {
         }
     }
 
+    /// The recorded status (`in-progress`, `done`, `failed`) of a claim on (target, action, event, mode),
+    /// if one exists: a read, so callers can recognise a redelivery before doing their own pre-checks.
+    pub async fn claim_status(
+        &self,
+        target: &str,
+        action: &str,
+        event_id: &str,
+        dry_run: bool,
+    ) -> Result<Option<String>> {
+        let mode = if dry_run { "dry-run" } else { "live" };
+        let pk = format!("claim#{target}#{action}#{event_id}#{mode}");
+        Ok(self.get(&pk, "claim").await?.map(|item| get_s(&item, "status").unwrap_or("unknown").to_string()))
+    }
+
     /// Records how a claimed action ended. `failed` lets a redelivery claim it again.
     pub async fn complete(&self, claim: &Claim, outcome: Outcome, reason: &str) -> Result<()> {
         let status = if outcome == Outcome::Failed { "failed" } else { "done" };
