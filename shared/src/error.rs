@@ -56,8 +56,8 @@ impl Error {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
-        Error::Aws { service, operation, message }
+        let full = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+        Error::Aws { service, operation, message: without_debug_dump(&full) }
     }
 
     /// The variant's name, reported as the Lambda `errorType` (`selfheal.UnknownEvent`, ...).
@@ -81,6 +81,15 @@ impl Error {
     pub fn malformed(shape: &'static str, problem: impl Into<String>) -> Self {
         Error::MalformedEvent { shape, problem: problem.into() }
     }
+}
+
+/// `DisplayErrorContext` ends with a `Debug` dump of the whole response (headers, body bytes);
+/// operators need the chain of messages, not the dump.
+fn without_debug_dump(text: &str) -> String {
+    const DUMPS: [&str; 5] =
+        [" (ServiceError(", " (DispatchFailure(", " (ResponseError(", " (TimeoutError(", " (ConstructionFailure("];
+    let cut = DUMPS.iter().filter_map(|m| text.find(m)).min().unwrap_or(text.len());
+    text[..cut].to_string()
 }
 
 /// The library's result type.

@@ -204,7 +204,8 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         ("SELFHEAL_LEDGER_TABLE".into(), arch.ledger_table.clone()),
         ("SELFHEAL_TOPIC_ARN".into(), arch.topic_arn.clone()),
         ("SELFHEAL_DRY_RUN".into(), "false".into()),
-        ("SELFHEAL_COOLDOWN_SECONDS".into(), "300".into()),
+        // A game day compresses time: a short cooldown, so anti-flap can be seen firing and expiring.
+        ("SELFHEAL_COOLDOWN_SECONDS".into(), "15".into()),
         ("SELFHEAL_RATE_LIMIT".into(), "10".into()),
         ("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS".into(), "120".into()),
         ("SELFHEAL_DRILL_ARCHITECTURE".into(), serde_json::to_string(arch).unwrap_or_default()),

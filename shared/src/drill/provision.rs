@@ -123,22 +123,24 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         .ok_or_else(|| missing("launch template id"))?
         .to_string();
 
-    // The web tier: an Auto Scaling group over three AZs.
+    // The web tier: an Auto Scaling group over three AZs, two instances in each. The instances are
+    // launched per subnet and attached, because an emulator that launches a group's capacity in one
+    // call puts it all in one AZ.
     let asg_name = format!("{prefix}-web");
-    let asg_desired = 6;
+    let per_az = 2;
+    let asg_desired = per_az * AZS.len() as i32;
     let autoscaling = aws.autoscaling();
+    let template = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+        .launch_template_id(&launch_template_id)
+        .version("$Latest")
+        .build();
     let mut create = autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(&asg_name)
-        .launch_template(
-            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-                .launch_template_id(&launch_template_id)
-                .version("$Latest")
-                .build(),
-        )
-        .min_size(asg_desired)
+        .launch_template(template)
+        .min_size(0)
         .max_size(asg_desired * 2)
-        .desired_capacity(asg_desired)
+        .desired_capacity(0)
         .health_check_type("EC2")
         .vpc_zone_identifier(subnet_ids.join(","));
     for (k, v) in tags {
@@ -153,6 +155,40 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         );
     }
     create.send().await.map_err(aws_err("autoscaling", "CreateAutoScalingGroup"))?;
+    let mut launched = Vec::new();
+    for subnet in &subnet_ids {
+        let run = ec2
+            .run_instances()
+            .launch_template(
+                aws_sdk_ec2::types::LaunchTemplateSpecification::builder()
+                    .launch_template_id(&launch_template_id)
+                    .version("$Latest")
+                    .build(),
+            )
+            .subnet_id(subnet)
+            .min_count(per_az)
+            .max_count(per_az)
+            .tag_specifications(ec2_tags(ResourceType::Instance, &[("Name", &asg_name)]))
+            .send()
+            .await
+            .map_err(aws_err("ec2", "RunInstances"))?;
+        launched.extend(run.instances().iter().filter_map(|i| i.instance_id()).map(str::to_string));
+    }
+    autoscaling
+        .attach_instances()
+        .auto_scaling_group_name(&asg_name)
+        .set_instance_ids(Some(launched))
+        .send()
+        .await
+        .map_err(aws_err("autoscaling", "AttachInstances"))?;
+    autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&asg_name)
+        .min_size(asg_desired)
+        .desired_capacity(asg_desired)
+        .send()
+        .await
+        .map_err(aws_err("autoscaling", "UpdateAutoScalingGroup"))?;
 
     // The data tier: a Multi-AZ primary and two read replicas in other AZs.
     let rds = aws.rds();
@@ -337,7 +373,9 @@ async fn provision_dns(
             .map_err(aws_err("route53", "ChangeTagsForResource"))?;
         checks.push(id);
     }
-    let app = format!("app.{zone_name}");
+    // Created with UPSERT and no trailing dot: the emulator matches later DELETEs of a failover swap
+    // against the exact request that created a set.
+    let app = format!("app.{}", zone_name.trim_end_matches('.'));
     let record = |id: &str, failover: ResourceRecordSetFailover, ip: &str, hc: &str| -> Result<Change> {
         let rrs = ResourceRecordSet::builder()
             .name(&app)
@@ -350,7 +388,7 @@ async fn provision_dns(
             .build()
             .map_err(aws_err("route53", "Change"))?;
         Change::builder()
-            .action(ChangeAction::Create)
+            .action(ChangeAction::Upsert)
             .resource_record_set(rrs)
             .build()
             .map_err(aws_err("route53", "Change"))

@@ -383,7 +383,7 @@ async fn run_inner(
                     Step {
                         name: "promote the standby region's replica".into(),
                         function: "db-failover",
-                        events: vec![manual("failover", db, false, true, json!({"replica": replica}))],
+                        events: vec![manual("failover", db, false, true, json!({"replica": replica, "mode": "promote"}))],
                         expected: format!("{replica} promoted"),
                         want: vec!["acted"],
                         want_count: 1,
@@ -395,18 +395,34 @@ async fn run_inner(
             }
             set_health_check_inverted(aws, &arch.primary_health_check, false).await?;
             report.injected.push(format!("restored the primary's health check {}", arch.primary_health_check));
+            let failback = || manual("failback", &arch.app_record, false, false, json!({"zone": arch.zone_id, "type": "A"}));
             run_step(
                 drill,
                 Step {
-                    name: "fail back once the primary is healthy".into(),
+                    name: "an immediate failback is held by the anti-flap window".into(),
                     function: "dns-failover",
-                    events: vec![manual(
-                        "failback",
-                        &arch.app_record,
-                        false,
-                        false,
-                        json!({"zone": arch.zone_id, "type": "A"}),
-                    )],
+                    events: vec![failback()],
+                    expected: format!("refused; {} still answers {standby_value}", arch.app_record),
+                    want: vec!["refused"],
+                    want_count: 1,
+                    verify: Verify::RecordAnswers {
+                        zone_id: arch.zone_id.clone(),
+                        name: arch.app_record.clone(),
+                        value: standby_value.clone(),
+                    },
+                },
+                report,
+            )
+            .await?;
+            let window = drill.ctx.config.cooldown + Duration::from_secs(1);
+            report.injected.push(format!("waited out the {}s anti-flap window", window.as_secs()));
+            tokio::time::sleep(window).await;
+            run_step(
+                drill,
+                Step {
+                    name: "fail back after the anti-flap window".into(),
+                    function: "dns-failover",
+                    events: vec![failback()],
                     expected: format!("{} answers {primary_value} again", arch.app_record),
                     want: vec!["acted"],
                     want_count: 1,
@@ -466,7 +482,7 @@ fn describe(r: &AuditRecord) -> String {
 /// recovery are seen or the recovery timeout passes.
 async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result<()> {
     let t0 = chrono::Utc::now();
-    let since = (t0 - chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let since = t0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let clock = Instant::now();
     let mut answers = Vec::new();
     for event in &step.events {
