@@ -189,7 +189,8 @@ pub async fn run(drill: &Drill, scenario: Scenario, mode: Mode, arch: &Architect
         passed: false,
         total_ms: 0,
     };
-    let result = run_inner(drill, scenario, mode, arch, &mut report).await;
+    // Boxed: the scenario futures are large, and the drill may run on a small stack.
+    let result = Box::pin(run_inner(drill, scenario, mode, arch, &mut report)).await;
     if let Err(e) = result {
         report.steps.push(StepReport {
             name: "scenario".into(),
@@ -383,7 +384,13 @@ async fn run_inner(
                     Step {
                         name: "promote the standby region's replica".into(),
                         function: "db-failover",
-                        events: vec![manual("failover", db, false, true, json!({"replica": replica, "mode": "promote"}))],
+                        events: vec![manual(
+                            "failover",
+                            db,
+                            false,
+                            true,
+                            json!({"replica": replica, "mode": "promote"}),
+                        )],
                         expected: format!("{replica} promoted"),
                         want: vec!["acted"],
                         want_count: 1,
@@ -395,7 +402,8 @@ async fn run_inner(
             }
             set_health_check_inverted(aws, &arch.primary_health_check, false).await?;
             report.injected.push(format!("restored the primary's health check {}", arch.primary_health_check));
-            let failback = || manual("failback", &arch.app_record, false, false, json!({"zone": arch.zone_id, "type": "A"}));
+            let failback =
+                || manual("failback", &arch.app_record, false, false, json!({"zone": arch.zone_id, "type": "A"}));
             run_step(
                 drill,
                 Step {
