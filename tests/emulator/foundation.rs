@@ -237,3 +237,26 @@ async fn a_failed_action_can_be_retried_by_redelivery() {
     let retry = ctx.execute(request("q-f", "e1", false), async { Ok(ActionReport::acted("ok")) }).await.unwrap();
     assert_eq!(retry.outcome, Outcome::Acted, "{}", retry.reason);
 }
+
+/// `tests/FAILURE-MODES.md` names only tests that exist, so the table cannot drift from the suite.
+#[test]
+fn the_failure_modes_document_names_only_real_tests() {
+    let root = harness::root().join("tests");
+    let doc = std::fs::read_to_string(root.join("FAILURE-MODES.md")).unwrap();
+    let mut named = 0;
+    for cell in doc.split('`') {
+        let Some((module, test)) = cell.split_once("::") else { continue };
+        if module.contains(' ') || test.contains(' ') || module.is_empty() {
+            continue;
+        }
+        let source = std::fs::read_to_string(root.join("emulator").join(format!("{module}.rs"))).unwrap_or_else(|_| {
+            panic!("FAILURE-MODES.md names module {module}, which has no tests/emulator/{module}.rs")
+        });
+        assert!(
+            source.contains(&format!("fn {test}(")),
+            "FAILURE-MODES.md names {module}::{test}, which does not exist"
+        );
+        named += 1;
+    }
+    assert!(named >= 30, "the document names {named} tests");
+}
