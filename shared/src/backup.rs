@@ -1140,7 +1140,7 @@ impl BackupEnforcer {
                 copy,
                 ..Work::default()
             };
-            jobs.push(Job::Volume(v.clone(), policy.clone(), work));
+            jobs.push(Job::Volume(Box::new((v.clone(), policy.clone(), work))));
         }
 
         let results: Vec<(String, String, Result<Option<Envelope>>)> = stream::iter(jobs)
@@ -1154,7 +1154,8 @@ impl BackupEnforcer {
                             let r = self.unknown_policy(t, KIND_VOLUME, &id, &policy, dry_run).await.map(Some);
                             (id, "unknown-policy".to_string(), r)
                         }
-                        Job::Volume(v, policy, work) => {
+                        Job::Volume(job) => {
+                            let (v, policy, work) = *job;
                             if work.is_empty() {
                                 return (v.id, String::new(), Ok(None));
                             }
@@ -1500,7 +1501,7 @@ impl BackupEnforcer {
 /// One unit of per-resource work in a sweep.
 enum Job {
     Unknown(String, String),
-    Volume(Volume, Policy, Work),
+    Volume(Box<(Volume, Policy, Work)>),
 }
 
 #[cfg(test)]

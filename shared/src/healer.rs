@@ -244,7 +244,7 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
     match &t.kind {
         TriggerKind::Alarm(a) => {
             let metric = a.metric_name.clone().unwrap_or_default();
-            if !cfg.alarm_metrics.iter().any(|m| *m == metric) {
+            if !cfg.alarm_metrics.contains(&metric) {
                 return Err(Error::UnsupportedTrigger {
                     function: FUNCTION,
                     trigger: format!(

@@ -314,8 +314,7 @@ async fn forward(sock: &mut TcpStream, upstream: &str, lines: &[String], body: &
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
         let size_line = String::from_utf8_lossy(&data[..pos]).to_string();
         let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
         if size == 0 {

@@ -223,8 +223,8 @@ async fn run_inner(
             let victim =
                 members.first().cloned().ok_or_else(|| Error::Precondition("the group has no instance".into()))?;
             let step = if live {
-                require_drill_tag_ec2(aws, &[victim.clone()]).await?;
-                stop_instances(aws, &[victim.clone()]).await?;
+                require_drill_tag_ec2(aws, std::slice::from_ref(&victim)).await?;
+                stop_instances(aws, std::slice::from_ref(&victim)).await?;
                 report.injected.push(format!("stopped {victim} in {}", arch.asg_name));
                 Step {
                     name: "replace the lost instance".into(),
