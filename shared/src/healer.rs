@@ -244,7 +244,7 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
     match &t.kind {
         TriggerKind::Alarm(a) => {
             let metric = a.metric_name.clone().unwrap_or_default();
-            if !cfg.alarm_metrics.iter().any(|m| *m == metric) {
+            if !cfg.alarm_metrics.contains(&metric) {
                 return Err(Error::UnsupportedTrigger {
                     function: FUNCTION,
                     trigger: format!(
@@ -972,7 +972,8 @@ impl Healer {
                     tracing::info!(target = %target, reason = %reason, "ignored");
                     out.push(self.ctx.record(self.ctx.envelope(&req, Outcome::Skipped, reason)).await?);
                 }
-                Intake::Heal(h) => out.push(self.heal(t, h).await?),
+                // Boxed: the healing future is large, and a binary embedding it inline overflows layout.
+                Intake::Heal(h) => out.push(Box::pin(self.heal(t, h)).await?),
             }
         }
         Ok(out)
