@@ -972,7 +972,8 @@ impl Healer {
                     tracing::info!(target = %target, reason = %reason, "ignored");
                     out.push(self.ctx.record(self.ctx.envelope(&req, Outcome::Skipped, reason)).await?);
                 }
-                Intake::Heal(h) => out.push(self.heal(t, h).await?),
+                // Boxed: the healing future is large, and a binary embedding it inline overflows layout.
+                Intake::Heal(h) => out.push(Box::pin(self.heal(t, h)).await?),
             }
         }
         Ok(out)

@@ -2,6 +2,8 @@
 //! reboot → stop/start → replace when standalone), under every selfheal guardrail. All logic lives in
 //! `selfheal::healer`.
 
+#![recursion_limit = "256"]
+
 use selfheal::healer::{Healer, FUNCTION};
 
 #[tokio::main]
