@@ -445,7 +445,9 @@ pub fn traffic_shift(current: &[RecordSet], desired: &[RecordSet]) -> (Vec<Recor
             if let Some(h) = have {
                 losing.push(h.clone());
             }
-        } else if want.set_identifier.is_none() && have.is_some_and(|h| !same_sets(std::slice::from_ref(h), std::slice::from_ref(want))) {
+        } else if want.set_identifier.is_none()
+            && have.is_some_and(|h| !same_sets(std::slice::from_ref(h), std::slice::from_ref(want)))
+        {
             // A simple record changing its value: the old value loses, the new one gains.
             if let Some(h) = have {
                 losing.push(h.clone());
