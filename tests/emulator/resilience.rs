@@ -97,3 +97,120 @@ async fn seeded_random_faults_are_deterministic() {
     assert_eq!(a, b);
     assert!(a.iter().any(|x| *x) && a.iter().any(|x| !*x), "a mix of faults and passes: {a:?}");
 }
+
+/// The reference architecture behind a fault proxy, and a function's settings for it.
+async fn architecture_behind_proxy(seed: u64) -> (FaultProxy, Aws, selfheal::drill::Architecture) {
+    let proxy = FaultProxy::start(&moto_endpoint(), seed).await;
+    let (retry, timeout) = selfheal::clients::resilience();
+    let aws = Aws::from_sdk_config(sdk_config_with(&proxy.endpoint, retry, timeout).await);
+    let prefix = harness::unique("fx");
+    let arch =
+        selfheal::drill::provision::provision(&aws, &prefix, &format!("{prefix}-ledger"), ("selfheal:enabled", "true"))
+            .await
+            .unwrap();
+    (proxy, aws, arch)
+}
+
+fn settings(
+    arch: &selfheal::drill::Architecture,
+    function: &str,
+) -> (selfheal::config::CommonConfig, selfheal::config::Env) {
+    let mut env = selfheal::config::Env::from_map(selfheal::drill::gameday_env(arch).into_iter().collect());
+    let common = selfheal::config::CommonConfig::read(&mut env, function);
+    (common, env)
+}
+
+#[tokio::test]
+async fn instance_healer_retries_a_throttled_replacement_and_replaces_once() {
+    use selfheal::healer::{Healer, HealerConfig};
+    let (proxy, aws, arch) = architecture_behind_proxy(21).await;
+    let (common, mut env) = settings(&arch, "instance-healer");
+    let healer = Healer::new(selfheal::Ctx::new(common, aws.clone()), HealerConfig::read(&mut env));
+    let group =
+        aws.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&arch.asg_name).send().await.unwrap();
+    let victim = group.auto_scaling_groups()[0].instances()[0].instance_id().unwrap().to_string();
+    aws.ec2().stop_instances().instance_ids(&victim).send().await.unwrap();
+
+    proxy.add(Rule::new("TerminateInstanceInAutoScalingGroup", Fault::Throttle, Times::First(2)));
+    let alarm = selfheal::drill::scenarios::alarm_event(
+        &arch.topic_arn,
+        "fx-status",
+        "ALARM",
+        "StatusCheckFailed",
+        "AWS/EC2",
+        &[("InstanceId", victim.as_str())],
+    );
+    let out = healer.handle(&alarm).await.unwrap();
+    assert_eq!(out["decisions"][0]["outcome"], "acted", "{out}");
+    assert_eq!(proxy.faulted("TerminateInstanceInAutoScalingGroup"), 2);
+    assert_eq!(proxy.count("TerminateInstanceInAutoScalingGroup"), 3, "retried until it went through, once");
+    let group =
+        aws.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&arch.asg_name).send().await.unwrap();
+    let members: Vec<&str> =
+        group.auto_scaling_groups()[0].instances().iter().filter_map(|i| i.instance_id()).collect();
+    assert_eq!(members.len(), arch.asg_desired as usize);
+    assert!(!members.contains(&victim.as_str()));
+}
+
+#[tokio::test]
+async fn db_failover_gives_up_cleanly_when_promotion_keeps_failing_and_never_promotes_twice() {
+    use selfheal::db::{DbConfig, DbFailover, StaticLag};
+    let (proxy, aws, arch) = architecture_behind_proxy(22).await;
+    let (common, mut env) = settings(&arch, "db-failover");
+    let db = DbFailover::new(selfheal::Ctx::new(common, aws.clone()), DbConfig::read(&mut env))
+        .with_lag_source(std::sync::Arc::new(StaticLag::new(Vec::<(String, f64)>::new()).with_default(1.0)));
+    aws.rds().stop_db_instance().db_instance_identifier(&arch.db_primary).send().await.unwrap();
+
+    proxy.add(Rule::new("PromoteReadReplica", Fault::ServerError(500), Times::Always));
+    let event = selfheal::drill::scenarios::rds_event(&arch.db_primary, "failure", "RDS-EVENT-0031", "failed");
+    let err = db.handle(&event).await.unwrap_err().to_string();
+    assert!(err.contains("action failed"), "the invocation fails so Lambda retries: {err}");
+    assert_eq!(proxy.count("PromoteReadReplica"), 4, "retried as a 5xx, then gave up: {:?}", proxy.seen());
+    // Nothing half-done: no replica was promoted, and the ledger knows the attempt failed.
+    for r in &arch.db_replicas {
+        let d = aws.rds().describe_db_instances().db_instance_identifier(r).send().await.unwrap();
+        let tags = d.db_instances()[0].tag_list();
+        assert!(!tags.iter().any(|t| t.key() == Some("selfheal:promoted-from")), "{r} was promoted");
+    }
+    let trail = db.ctx().ledger.audit_trail(&arch.db_primary).await.unwrap();
+    assert!(trail.iter().any(|r| r.outcome == "failed"), "{:?}", trail.iter().map(|r| &r.outcome).collect::<Vec<_>>());
+
+    // A retry after the fault clears does not promote a second replica blindly: the one-promotion
+    // marker is held, so a person decides.
+    proxy.clear();
+    let again = selfheal::drill::scenarios::rds_event(&arch.db_primary, "failure", "RDS-EVENT-0031", "failed");
+    let _ = db.handle(&again).await;
+    assert_eq!(proxy.count("PromoteReadReplica"), 4, "no further promotion attempt");
+}
+
+#[tokio::test]
+async fn dns_failover_survives_a_dropped_change_and_reaches_insync_once() {
+    use selfheal::dns::{DnsConfig, DnsFailover};
+    let (proxy, aws, arch) = architecture_behind_proxy(23).await;
+    let (common, mut env) = settings(&arch, "dns-failover");
+    let dns = DnsFailover::new(selfheal::Ctx::new(common, aws.clone()), DnsConfig::read(&mut env));
+    aws.route53()
+        .update_health_check()
+        .health_check_id(&arch.primary_health_check)
+        .inverted(true)
+        .send()
+        .await
+        .unwrap();
+
+    let changes_before = proxy.count("ChangeResourceRecordSets");
+    proxy.add(Rule::new("GetChange", Fault::Drop, Times::First(1)));
+    proxy.add(Rule::new("ListResourceRecordSets", Fault::Throttle, Times::First(1)));
+    let alarm = selfheal::drill::scenarios::alarm_event(
+        &arch.topic_arn,
+        "fx-health",
+        "ALARM",
+        "HealthCheckStatus",
+        "AWS/Route53",
+        &[("HealthCheckId", arch.primary_health_check.as_str())],
+    );
+    let out = dns.handle(&alarm).await.unwrap();
+    assert_eq!(out["decisions"][0]["outcome"], "acted", "{out}");
+    assert_eq!(out["decisions"][0]["details"]["insync"], true, "{out}");
+    assert_eq!(proxy.count("ChangeResourceRecordSets") - changes_before, 1, "one change batch: {:?}", proxy.seen());
+    assert_eq!(proxy.faulted("GetChange"), 1);
+}
