@@ -135,3 +135,55 @@ fn huge_payloads_are_refused_before_parsing() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert!(parse_bytes(deep.as_bytes()).is_err());
 }
+
+/// Every handler's entry: random JSON that the parser rejects makes no AWS call in any function.
+#[test]
+fn every_handler_rejects_bad_input_without_an_aws_call() {
+    use selfheal::backup::{BackupConfig, BackupEnforcer};
+    use selfheal::db::{DbConfig, DbFailover};
+    use selfheal::dns::{DnsConfig, DnsFailover};
+    use selfheal::healer::{Healer, HealerConfig};
+    use selfheal::notifier::{Notifier, NotifierConfig};
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let inputs = std::sync::Mutex::new(Vec::new());
+    let mut runner = seeded_runner(150);
+    runner
+        .run(&any_json(), |v| {
+            if parse_event(&v).is_err() {
+                inputs.lock().unwrap().push(v);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let inputs = inputs.into_inner().unwrap();
+    assert!(inputs.len() > 100, "the generator makes mostly bad input: {}", inputs.len());
+    rt.block_on(async {
+        let vars = [("SELFHEAL_DNS_RECORDS", "example.com./app.example.com./A")];
+        let env = || harness::env(&vars);
+        let healer = Healer::new(harness::ctx("instance-healer", &vars).await, HealerConfig::read(&mut env()));
+        let db = DbFailover::new(harness::ctx("db-failover", &vars).await, DbConfig::read(&mut env()));
+        let dns = DnsFailover::new(harness::ctx("dns-failover", &vars).await, DnsConfig::read(&mut env()));
+        let backup = BackupEnforcer::new(harness::ctx("backup-enforcer", &vars).await, BackupConfig::read(&mut env()));
+        let notifier = Notifier::new(harness::ctx("notifier", &vars).await, NotifierConfig::read(&mut env())).unwrap();
+        for ctx in [healer.ctx(), db.ctx(), dns.ctx(), backup.ctx(), notifier.ctx()] {
+            ctx.aws.calls.clear();
+        }
+        for v in &inputs {
+            assert!(healer.handle(v).await.is_err());
+            assert!(db.handle(v).await.is_err());
+            assert!(dns.handle(v).await.is_err());
+            assert!(backup.handle(v).await.is_err());
+            assert!(notifier.handle(v).await.is_err());
+        }
+        for (name, ctx) in [
+            ("instance-healer", healer.ctx()),
+            ("db-failover", db.ctx()),
+            ("dns-failover", dns.ctx()),
+            ("backup-enforcer", backup.ctx()),
+            ("notifier", notifier.ctx()),
+        ] {
+            assert_eq!(ctx.aws.calls.total(), 0, "{name} called AWS on bad input: {:?}", ctx.aws.calls.calls());
+        }
+    });
+}
