@@ -42,7 +42,7 @@ use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::guardrails::{effective_dry_run, ActionReport, ActionRequest};
 use crate::telemetry::Metric;
-use crate::trigger::{parse_event, Trigger, TriggerKind};
+use crate::trigger::{Trigger, TriggerKind};
 
 /// The function's name in envelopes and the ledger.
 pub const FUNCTION: &str = "backup-enforcer";
@@ -945,12 +945,7 @@ impl BackupEnforcer {
 
     /// The Lambda entry: parse, sweep, conclude (an error when any action failed).
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        let triggers = parse_event(payload)?;
-        let mut all = Vec::new();
-        for t in &triggers {
-            all.extend(self.handle_trigger(t).await?);
-        }
-        crate::lambda::conclude(all)
+        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// One trigger: a schedule or a manual `sweep` runs a sweep now.

@@ -60,7 +60,7 @@ use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::guardrails::{effective_dry_run, is_opted_in, ActionReport, ActionRequest};
-use crate::trigger::{parse_event, AlarmState, RdsSource, Trigger, TriggerKind};
+use crate::trigger::{AlarmState, RdsSource, Trigger, TriggerKind};
 
 /// The function's name in envelopes and the ledger.
 pub const FUNCTION: &str = "db-failover";
@@ -799,23 +799,7 @@ impl DbFailover {
 
     /// Handles one invocation payload: every trigger it carries, then [`crate::lambda::conclude`].
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        let triggers = parse_event(payload)?;
-        let mut envelopes = Vec::new();
-        let mut errors = Vec::new();
-        for t in &triggers {
-            match self.handle_trigger(t).await {
-                Ok(mut e) => envelopes.append(&mut e),
-                Err(e) => {
-                    tracing::error!(event_id = %t.event_id, error = %e, "db-failover could not handle trigger");
-                    errors.push(e);
-                }
-            }
-        }
-        match errors.len() {
-            0 => crate::lambda::conclude(envelopes),
-            1 => Err(errors.remove(0)),
-            _ => Err(Error::Many(errors)),
-        }
+        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// Handles one trigger and returns the decisions recorded for it.
@@ -1285,6 +1269,7 @@ fn fmt_lag(lag: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trigger::parse_event;
 
     fn inst(id: &str, az: &str) -> DbInstanceInfo {
         DbInstanceInfo {

@@ -58,7 +58,7 @@ use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::guardrails::{effective_dry_run, is_opted_in, ActionReport, ActionRequest};
 use crate::ledger::AuditRecord;
-use crate::trigger::{parse_event, Alarm, AlarmState, Manual, Trigger, TriggerKind};
+use crate::trigger::{Alarm, AlarmState, Manual, Trigger, TriggerKind};
 
 /// The function's name in envelopes and the ledger.
 pub const FUNCTION: &str = "dns-failover";
@@ -795,12 +795,7 @@ impl DnsFailover {
 
     /// Lambda entry: parse, decide, act, record; errors when any action failed.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        let triggers = parse_event(payload)?;
-        let mut out = Vec::new();
-        for t in &triggers {
-            out.extend(self.handle_trigger(t).await?);
-        }
-        crate::lambda::conclude(out)
+        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// Handles one trigger (the drill calls this directly).

@@ -938,28 +938,7 @@ impl Healer {
     /// Lambda entry: every trigger in the payload is handled; the decisions come back, or an error
     /// when an action failed or a trigger could not be handled (each named).
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        let triggers = crate::trigger::parse_event(payload)?;
-        let mut envelopes = Vec::new();
-        let mut errors = Vec::new();
-        for t in &triggers {
-            match self.handle_trigger(t).await {
-                Ok(mut e) => envelopes.append(&mut e),
-                Err(e) => {
-                    tracing::error!(event_id = %t.event_id, error = %e, "trigger not handled");
-                    errors.push(e);
-                }
-            }
-        }
-        let concluded = crate::lambda::conclude(envelopes);
-        match (concluded, errors.len()) {
-            (Ok(v), 0) => Ok(v),
-            (Ok(_), 1) => Err(errors.remove(0)),
-            (Ok(_), _) => Err(Error::Many(errors)),
-            (Err(e), _) => {
-                errors.insert(0, e);
-                Err(if errors.len() == 1 { errors.remove(0) } else { Error::Many(errors) })
-            }
-        }
+        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// Handles one trigger (the drill calls this directly).

@@ -54,3 +54,33 @@ pub fn conclude(envelopes: Vec<crate::envelope::Envelope>) -> Result<Value, Erro
     }
     Ok(serde_json::json!({ "decisions": envelopes }))
 }
+
+/// Handles every trigger a payload carries with `handle`, then concludes: the decisions, or an error
+/// when an action failed or a trigger could not be handled (each one named; later triggers still run).
+pub async fn handle_each<F, Fut>(function: &'static str, payload: &Value, mut handle: F) -> Result<Value, Error>
+where
+    F: FnMut(crate::trigger::Trigger) -> Fut,
+    Fut: Future<Output = Result<Vec<crate::envelope::Envelope>, Error>>,
+{
+    let triggers = crate::trigger::parse_event(payload)?;
+    let mut envelopes = Vec::new();
+    let mut errors = Vec::new();
+    for t in triggers {
+        let event_id = t.event_id.clone();
+        match handle(t).await {
+            Ok(mut e) => envelopes.append(&mut e),
+            Err(e) => {
+                tracing::error!(function, event_id = %event_id, error = %e, "trigger not handled");
+                errors.push(e);
+            }
+        }
+    }
+    if let Err(e) = conclude(envelopes.clone()) {
+        errors.insert(0, e);
+    }
+    match errors.len() {
+        0 => conclude(envelopes),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Many(errors)),
+    }
+}
