@@ -75,12 +75,13 @@ where
             }
         }
     }
-    if let Err(e) = conclude(envelopes.clone()) {
-        errors.insert(0, e);
-    }
-    match errors.len() {
-        0 => conclude(envelopes),
-        1 => Err(errors.remove(0)),
-        _ => Err(Error::Many(errors)),
+    match conclude(envelopes) {
+        Ok(decisions) if errors.is_empty() => Ok(decisions),
+        Ok(_) => Err(if errors.len() == 1 { errors.remove(0) } else { Error::Many(errors) }),
+        Err(failed) if errors.is_empty() => Err(failed),
+        Err(failed) => {
+            errors.insert(0, failed);
+            Err(Error::Many(errors))
+        }
     }
 }

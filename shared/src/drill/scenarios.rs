@@ -342,16 +342,8 @@ async fn run_inner(
                 )
             };
             if !live {
-                let mut s = dry_run_step(
-                    "dns-failover",
-                    "failover",
-                    &arch.app_record,
-                    Verify::RecordAnswers {
-                        zone_id: arch.zone_id.clone(),
-                        name: arch.app_record.clone(),
-                        value: primary_value,
-                    },
-                );
+                let mut s =
+                    dry_run_step("dns-failover", "failover", &arch.app_record, app_answers(arch, primary_value));
                 s.events =
                     vec![manual("failover", &arch.app_record, true, false, json!({"zone": arch.zone_id, "type": "A"}))];
                 return run_step(drill, s, report).await;
@@ -369,11 +361,7 @@ async fn run_inner(
                     expected: format!("{} answers {standby_value}", arch.app_record),
                     want: vec!["acted"],
                     want_count: 1,
-                    verify: Verify::RecordAnswers {
-                        zone_id: arch.zone_id.clone(),
-                        name: arch.app_record.clone(),
-                        value: standby_value.clone(),
-                    },
+                    verify: app_answers(arch, standby_value.clone()),
                 },
                 report,
             )
@@ -413,11 +401,7 @@ async fn run_inner(
                     expected: format!("refused; {} still answers {standby_value}", arch.app_record),
                     want: vec!["refused"],
                     want_count: 1,
-                    verify: Verify::RecordAnswers {
-                        zone_id: arch.zone_id.clone(),
-                        name: arch.app_record.clone(),
-                        value: standby_value.clone(),
-                    },
+                    verify: app_answers(arch, standby_value.clone()),
                 },
                 report,
             )
@@ -434,11 +418,7 @@ async fn run_inner(
                     expected: format!("{} answers {primary_value} again", arch.app_record),
                     want: vec!["acted"],
                     want_count: 1,
-                    verify: Verify::RecordAnswers {
-                        zone_id: arch.zone_id.clone(),
-                        name: arch.app_record.clone(),
-                        value: primary_value,
-                    },
+                    verify: app_answers(arch, primary_value),
                 },
                 report,
             )
@@ -468,6 +448,11 @@ async fn run_inner(
             run_step(drill, step, report).await
         }
     }
+}
+
+/// The application record answers `value`.
+fn app_answers(arch: &Architecture, value: impl Into<String>) -> Verify {
+    Verify::RecordAnswers { zone_id: arch.zone_id.clone(), name: arch.app_record.clone(), value: value.into() }
 }
 
 fn dry_run_step(function: &'static str, action: &str, target: &str, verify: Verify) -> Step {
