@@ -1,15 +1,19 @@
-//! backup-enforcer: keeps every opted-in EBS volume and RDS instance backed up on schedule, prunes
-//! the suite's own snapshots by retention, and keeps one AWS Backup plan (and its vault) per policy in
-//! line with configuration.
+//! backup-enforcer: keeps every opted-in EBS volume, RDS instance and Aurora cluster backed up on
+//! schedule, prunes the suite's own snapshots by retention, and keeps one AWS Backup plan (and its
+//! vault) per policy in line with configuration.
 //!
-//! Opt-in is the policy tag itself (`selfheal:backup=<policy>`): a resource without it is not managed.
+//! A resource is managed when it carries both the policy tag (`selfheal:backup=<policy>`) and the
+//! suite's opt-in tag (`selfheal:enabled=true` by default, as for every function, and as the IAM
+//! conditions in `infra/template.yaml` require); one with a policy tag only is counted in the report
+//! as not opted in and left alone. Aurora cluster members are backed up through their cluster.
 //! Policies (`gold`, `silver`, `bronze` built in, overridable with `SELFHEAL_BACKUP_POLICIES`) say how
 //! old the newest snapshot may be, how long the suite's snapshots are kept, how many are always kept,
 //! which vault the plan targets and which region copies go to.
 //!
 //! A sweep (EventBridge schedule or `{"source":"selfheal.manual","action":"sweep"}`):
 //! 1. lists everything once, paginated: tagged volumes, every self-owned snapshot, every snapshot an
-//!    own AMI uses, DB instances, DB snapshots, and the copies already in each DR region;
+//!    own AMI uses, DB instances and clusters, their snapshots, and the copies already in each DR
+//!    region;
 //! 2. decides per resource with pure functions ([`is_stale`], [`plan_prune`], [`rds_retention_fix`],
 //!    [`copy_candidate`]) that take `now` as a parameter;
 //! 3. acts per resource with bounded concurrency (`SELFHEAL_BACKUP_CONCURRENCY`), each resource through
@@ -25,7 +29,9 @@
 //! IAM actions called: ec2:DescribeVolumes, ec2:DescribeSnapshots, ec2:DescribeImages,
 //! ec2:CreateSnapshot, ec2:CreateTags (tags on create), ec2:DeleteSnapshot, ec2:CopySnapshot (DR
 //! region); rds:DescribeDBInstances, rds:DescribeDBSnapshots, rds:CreateDBSnapshot,
-//! rds:AddTagsToResource (tags on create), rds:DeleteDBSnapshot, rds:ModifyDBInstance;
+//! rds:AddTagsToResource (tags on create), rds:DeleteDBSnapshot, rds:ModifyDBInstance,
+//! rds:DescribeDBClusters, rds:DescribeDBClusterSnapshots, rds:CreateDBClusterSnapshot,
+//! rds:DeleteDBClusterSnapshot, rds:ModifyDBCluster;
 //! backup:ListBackupPlans, backup:GetBackupPlan, backup:CreateBackupPlan, backup:UpdateBackupPlan,
 //! backup:DescribeBackupVault, backup:CreateBackupVault.
 
@@ -58,6 +64,8 @@ pub const TAG_COPY_OF: &str = "selfheal:copy-of";
 /// Resource kinds in envelopes and the report.
 pub const KIND_VOLUME: &str = "ebs-volume";
 pub const KIND_DB: &str = "rds-instance";
+/// An Aurora cluster: backed up as one (its member instances have no snapshots of their own).
+pub const KIND_CLUSTER: &str = "rds-cluster";
 pub const KIND_PLAN: &str = "backup-plan";
 
 /// RDS keeps automated backups for at most this many days.
@@ -418,6 +426,8 @@ pub struct Tally {
     pub would_fix: u64,
     /// Another run holds the window's claim, or a guard refused.
     pub skipped: u64,
+    /// Carries a policy tag but not the opt-in tag: left alone.
+    pub not_opted_in: u64,
 }
 
 /// The sweep's outcome, sent as the details of one envelope.
@@ -437,14 +447,44 @@ pub struct Report {
     pub failures: BTreeMap<String, String>,
     /// Listing errors: a whole resource type that could not be inventoried.
     pub errors: Vec<String>,
+    /// Resources with a policy tag but without the opt-in tag, at most [`REPORT_LIST_LIMIT`].
+    pub not_opted_in: Vec<String>,
 }
 
 /// Most entries kept in the report's failure list.
 pub const REPORT_LIST_LIMIT: usize = 100;
 
+/// Most per-resource decisions a sweep's Lambda response carries. A sweep over thousands of
+/// resources would otherwise outgrow Lambda's 6 MB response limit, fail the invocation and have it
+/// retried whole; every decision is already audited in the ledger and published.
+pub const RESPONSE_DECISION_LIMIT: usize = 200;
+
+/// The decisions a sweep answers with: all of them when they are few; otherwise the failed ones (up
+/// to [`RESPONSE_DECISION_LIMIT`], so the invocation still fails and is retried) and the compliance
+/// report (the last envelope), which is marked with how many were left out.
+pub fn response_decisions(mut envelopes: Vec<Envelope>) -> Vec<Envelope> {
+    if envelopes.len() <= RESPONSE_DECISION_LIMIT {
+        return envelopes;
+    }
+    let Some(mut report) = envelopes.pop() else { return envelopes };
+    let total = envelopes.len();
+    let mut kept: Vec<Envelope> =
+        envelopes.into_iter().filter(|e| e.outcome == Outcome::Failed).take(RESPONSE_DECISION_LIMIT).collect();
+    report.details.insert("decisionsOmittedFromResponse".into(), json!(total - kept.len()));
+    kept.push(report);
+    kept
+}
+
 impl Report {
     fn tally(&mut self, kind: &str) -> &mut Tally {
         self.by_type.entry(kind.to_string()).or_default()
+    }
+
+    fn not_opted_in(&mut self, kind: &str, id: &str) {
+        self.tally(kind).not_opted_in += 1;
+        if self.not_opted_in.len() < REPORT_LIST_LIMIT {
+            self.not_opted_in.push(id.to_string());
+        }
     }
 
     fn fail(&mut self, kind: &str, id: &str, why: impl Into<String>) {
@@ -493,6 +533,13 @@ fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> DateTime<Utc> {
 pub struct Volume {
     pub id: String,
     pub policy: String,
+    /// Also carries the suite's opt-in tag; without it the volume is only reported.
+    pub opted_in: bool,
+}
+
+/// Whether AWS tags (as `(key, value)` options) opt a resource in.
+fn opted_in<'a>(tags: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>, config: &CommonConfig) -> bool {
+    crate::guardrails::is_opted_in(tags.filter_map(|(k, v)| Some((k?, v.unwrap_or("")))), config)
 }
 
 /// A self-owned EBS snapshot with the resource it belongs to.
@@ -509,7 +556,11 @@ pub mod ec2 {
     use aws_sdk_ec2::types::{Filter, ResourceType, SnapshotState, Tag, TagSpecification};
 
     /// Volumes carrying the policy tag.
-    pub async fn tagged_volumes(ec2: &aws_sdk_ec2::Client, policy_tag: &str) -> Result<Vec<Volume>> {
+    pub async fn tagged_volumes(
+        ec2: &aws_sdk_ec2::Client,
+        policy_tag: &str,
+        config: &CommonConfig,
+    ) -> Result<Vec<Volume>> {
         let mut pages = ec2
             .describe_volumes()
             .filters(Filter::builder().name("tag-key").values(policy_tag).build())
@@ -522,7 +573,8 @@ pub mod ec2 {
             let v = v.map_err(|e| Error::aws("ec2", "DescribeVolumes", e))?;
             let policy = v.tags().iter().find(|t| t.key() == Some(policy_tag)).and_then(|t| t.value());
             if let (Some(id), Some(policy)) = (v.volume_id(), policy) {
-                out.push(Volume { id: id.to_string(), policy: policy.trim().to_string() });
+                let opted_in = opted_in(v.tags().iter().map(|t| (t.key(), t.value())), config);
+                out.push(Volume { id: id.to_string(), policy: policy.trim().to_string(), opted_in });
             }
         }
         Ok(out)
@@ -650,13 +702,28 @@ pub mod ec2 {
 // AWS layer: RDS
 // ---------------------------------------------------------------------------------------------
 
-/// A tagged DB instance.
+/// A tagged database: a DB instance, or an Aurora cluster (backed up as a whole).
 #[derive(Debug, Clone)]
 pub struct Database {
     pub id: String,
     pub arn: String,
     pub policy: String,
     pub retention_days: i32,
+    /// An Aurora (or Multi-AZ DB) cluster rather than an instance.
+    pub cluster: bool,
+    /// Also carries the suite's opt-in tag; without it the database is only reported.
+    pub opted_in: bool,
+}
+
+impl Database {
+    /// The report's resource kind.
+    pub fn kind(&self) -> &'static str {
+        if self.cluster {
+            KIND_CLUSTER
+        } else {
+            KIND_DB
+        }
+    }
 }
 
 pub mod rds {
@@ -668,8 +735,17 @@ pub mod rds {
         tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
     }
 
-    /// DB instances carrying the policy tag.
-    pub async fn tagged_databases(rds: &aws_sdk_rds::Client, policy_tag: &str) -> Result<Vec<Database>> {
+    fn opted_in(tags: &[Tag], config: &CommonConfig) -> bool {
+        super::opted_in(tags.iter().map(|t| (t.key(), t.value())), config)
+    }
+
+    /// DB instances carrying the policy tag. Members of a cluster are left out: their backups are
+    /// the cluster's ([`tagged_clusters`]).
+    pub async fn tagged_databases(
+        rds: &aws_sdk_rds::Client,
+        policy_tag: &str,
+        config: &CommonConfig,
+    ) -> Result<Vec<Database>> {
         let mut pages = rds.describe_db_instances().max_records(100).into_paginator().items().send();
         let mut out = Vec::new();
         while let Some(db) = pages.next().await {
@@ -677,14 +753,53 @@ pub mod rds {
             let (Some(id), Some(policy)) = (db.db_instance_identifier(), tag(db.tag_list(), policy_tag)) else {
                 continue;
             };
+            if let Some(cluster) = db.db_cluster_identifier() {
+                tracing::debug!(db = id, cluster, "cluster member: backed up through its cluster");
+                continue;
+            }
             out.push(Database {
                 id: id.to_string(),
                 arn: db.db_instance_arn().unwrap_or_default().to_string(),
                 policy: policy.trim().to_string(),
                 retention_days: db.backup_retention_period().unwrap_or(0),
+                cluster: false,
+                opted_in: opted_in(db.tag_list(), config),
             });
         }
         Ok(out)
+    }
+
+    /// DB clusters (Aurora) carrying the policy tag.
+    pub async fn tagged_clusters(
+        rds: &aws_sdk_rds::Client,
+        policy_tag: &str,
+        config: &CommonConfig,
+    ) -> Result<Vec<Database>> {
+        let mut pages = rds.describe_db_clusters().max_records(100).into_paginator().items().send();
+        let mut out = Vec::new();
+        while let Some(c) = pages.next().await {
+            let c = c.map_err(|e| Error::aws("rds", "DescribeDBClusters", e))?;
+            let (Some(id), Some(policy)) = (c.db_cluster_identifier(), tag(c.tag_list(), policy_tag)) else {
+                continue;
+            };
+            out.push(Database {
+                id: id.to_string(),
+                arn: c.db_cluster_arn().unwrap_or_default().to_string(),
+                policy: policy.trim().to_string(),
+                retention_days: c.backup_retention_period().unwrap_or(0),
+                cluster: true,
+                opted_in: opted_in(c.tag_list(), config),
+            });
+        }
+        Ok(out)
+    }
+
+    fn snap_state(status: Option<&str>) -> SnapState {
+        match status {
+            Some("available") => SnapState::Completed,
+            Some("creating") | Some("copying") | Some("pending") => SnapState::Pending,
+            _ => SnapState::Error,
+        }
     }
 
     /// Every DB snapshot (manual and automated), grouped by DB instance.
@@ -694,11 +809,7 @@ pub mod rds {
         while let Some(s) = pages.next().await {
             let s = s.map_err(|e| Error::aws("rds", "DescribeDBSnapshots", e))?;
             let (Some(id), Some(db)) = (s.db_snapshot_identifier(), s.db_instance_identifier()) else { continue };
-            let state = match s.status() {
-                Some("available") => SnapState::Completed,
-                Some("creating") | Some("copying") | Some("pending") => SnapState::Pending,
-                _ => SnapState::Error,
-            };
+            let state = snap_state(s.status());
             let ours = s.snapshot_type() == Some("manual") && tag(s.tag_list(), TAG_CREATED_BY) == Some(CREATED_BY);
             let started = to_chrono(s.snapshot_create_time().or(s.original_snapshot_create_time()));
             out.entry(db.to_string()).or_default().push(Snap { id: id.to_string(), started, state, ours });
@@ -706,38 +817,95 @@ pub mod rds {
         Ok(out)
     }
 
-    pub async fn create_snapshot(rds: &aws_sdk_rds::Client, db: &str, snapshot: &str, policy: &str) -> Result<()> {
-        rds.create_db_snapshot()
-            .db_instance_identifier(db)
-            .db_snapshot_identifier(snapshot)
-            .tags(Tag::builder().key(TAG_CREATED_BY).value(CREATED_BY).build())
-            .tags(Tag::builder().key(TAG_POLICY).value(policy).build())
-            .tags(Tag::builder().key(TAG_SOURCE).value(db).build())
-            .send()
-            .await
-            .map_err(|e| Error::aws("rds", "CreateDBSnapshot", e))?;
+    /// Every DB cluster snapshot (manual and automated), grouped by cluster.
+    pub async fn snapshots_by_cluster(rds: &aws_sdk_rds::Client) -> Result<HashMap<String, Vec<Snap>>> {
+        let mut pages = rds.describe_db_cluster_snapshots().max_records(100).into_paginator().items().send();
+        let mut out: HashMap<String, Vec<Snap>> = HashMap::new();
+        while let Some(s) = pages.next().await {
+            let s = s.map_err(|e| Error::aws("rds", "DescribeDBClusterSnapshots", e))?;
+            let (Some(id), Some(cluster)) = (s.db_cluster_snapshot_identifier(), s.db_cluster_identifier()) else {
+                continue;
+            };
+            let ours = s.snapshot_type() == Some("manual") && tag(s.tag_list(), TAG_CREATED_BY) == Some(CREATED_BY);
+            let started = to_chrono(s.snapshot_create_time().or(s.cluster_create_time()));
+            out.entry(cluster.to_string()).or_default().push(Snap {
+                id: id.to_string(),
+                started,
+                state: snap_state(s.status()),
+                ours,
+            });
+        }
+        Ok(out)
+    }
+
+    fn suite_tags(db: &str, policy: &str) -> Vec<Tag> {
+        vec![
+            Tag::builder().key(TAG_CREATED_BY).value(CREATED_BY).build(),
+            Tag::builder().key(TAG_POLICY).value(policy).build(),
+            Tag::builder().key(TAG_SOURCE).value(db).build(),
+        ]
+    }
+
+    /// Takes a tagged snapshot of the instance or cluster.
+    pub async fn create_snapshot(rds: &aws_sdk_rds::Client, db: &Database, snapshot: &str, policy: &str) -> Result<()> {
+        if db.cluster {
+            rds.create_db_cluster_snapshot()
+                .db_cluster_identifier(&db.id)
+                .db_cluster_snapshot_identifier(snapshot)
+                .set_tags(Some(suite_tags(&db.id, policy)))
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "CreateDBClusterSnapshot", e))?;
+        } else {
+            rds.create_db_snapshot()
+                .db_instance_identifier(&db.id)
+                .db_snapshot_identifier(snapshot)
+                .set_tags(Some(suite_tags(&db.id, policy)))
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "CreateDBSnapshot", e))?;
+        }
         Ok(())
     }
 
-    pub async fn delete_snapshot(rds: &aws_sdk_rds::Client, snapshot: &str) -> Result<()> {
-        rds.delete_db_snapshot()
-            .db_snapshot_identifier(snapshot)
-            .send()
-            .await
-            .map_err(|e| Error::aws("rds", "DeleteDBSnapshot", e))?;
+    pub async fn delete_snapshot(rds: &aws_sdk_rds::Client, db: &Database, snapshot: &str) -> Result<()> {
+        if db.cluster {
+            rds.delete_db_cluster_snapshot()
+                .db_cluster_snapshot_identifier(snapshot)
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "DeleteDBClusterSnapshot", e))?;
+        } else {
+            rds.delete_db_snapshot()
+                .db_snapshot_identifier(snapshot)
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "DeleteDBSnapshot", e))?;
+        }
         Ok(())
     }
 
-    /// Sets automated-backup retention. Turning backups on from 0 causes a brief I/O suspension, so
-    /// that change waits for the maintenance window; raising a non-zero retention applies now.
-    pub async fn set_retention(rds: &aws_sdk_rds::Client, db: &str, current: i32, days: i32) -> Result<()> {
-        rds.modify_db_instance()
-            .db_instance_identifier(db)
-            .backup_retention_period(days)
-            .apply_immediately(current > 0)
-            .send()
-            .await
-            .map_err(|e| Error::aws("rds", "ModifyDBInstance", e))?;
+    /// Sets automated-backup retention. On an instance, turning backups on from 0 causes a brief I/O
+    /// suspension, so that change waits for the maintenance window; raising a non-zero retention
+    /// applies now. A cluster always has backups on (at least 1 day), so its change applies now.
+    pub async fn set_retention(rds: &aws_sdk_rds::Client, db: &Database, days: i32) -> Result<()> {
+        if db.cluster {
+            rds.modify_db_cluster()
+                .db_cluster_identifier(&db.id)
+                .backup_retention_period(days)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "ModifyDBCluster", e))?;
+        } else {
+            rds.modify_db_instance()
+                .db_instance_identifier(&db.id)
+                .backup_retention_period(days)
+                .apply_immediately(db.retention_days > 0)
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "ModifyDBInstance", e))?;
+        }
         Ok(())
     }
 }
@@ -961,7 +1129,7 @@ impl BackupEnforcer {
             }
             other => return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
         };
-        Ok(self.sweep(t, dry_run, Utc::now()).await?.envelopes)
+        Ok(response_decisions(self.sweep(t, dry_run, Utc::now()).await?.envelopes))
     }
 
     fn policy(&self, name: &str) -> Option<&Policy> {
@@ -997,7 +1165,7 @@ impl BackupEnforcer {
         if self.cfg.manage_rds {
             match self.sweep_databases(t, dry_run, now, &mut report).await {
                 Ok(mut envs) => envelopes.append(&mut envs),
-                Err(e) => report.errors.push(format!("{KIND_DB}: {e}")),
+                Err(e) => report.errors.push(format!("{KIND_DB}/{KIND_CLUSTER}: {e}")),
             }
         }
 
@@ -1034,7 +1202,12 @@ impl BackupEnforcer {
             .by_type
             .iter()
             .map(|(k, t)| {
-                format!("{k}: {} compliant, {} fixed, {} failed", t.compliant, t.fixed + t.would_fix, t.failed)
+                let mut line =
+                    format!("{k}: {} compliant, {} fixed, {} failed", t.compliant, t.fixed + t.would_fix, t.failed);
+                if t.not_opted_in > 0 {
+                    line.push_str(&format!(", {} not opted in", t.not_opted_in));
+                }
+                line
             })
             .collect::<Vec<_>>()
             .join("; ");
@@ -1101,7 +1274,7 @@ impl BackupEnforcer {
     ) -> Result<Vec<Envelope>> {
         let ec2 = self.ctx.aws.ec2();
         let (volumes, snaps, amis) = futures::try_join!(
-            ec2::tagged_volumes(&ec2, &self.cfg.policy_tag),
+            ec2::tagged_volumes(&ec2, &self.cfg.policy_tag, &self.ctx.config),
             ec2::snapshots_by_resource(&ec2),
             ec2::ami_snapshots(&ec2),
         )?;
@@ -1122,6 +1295,10 @@ impl BackupEnforcer {
         let empty = Vec::new();
         let mut jobs = Vec::new();
         for v in &volumes {
+            if !v.opted_in {
+                report.not_opted_in(KIND_VOLUME, &v.id);
+                continue;
+            }
             let Some(policy) = self.policy(&v.policy) else {
                 jobs.push(Job::Unknown(v.id.clone(), v.policy.clone()));
                 continue;
@@ -1278,21 +1455,34 @@ impl BackupEnforcer {
         report: &mut Report,
     ) -> Result<Vec<Envelope>> {
         let rds = self.ctx.aws.rds();
-        let (dbs, snaps) =
-            futures::try_join!(rds::tagged_databases(&rds, &self.cfg.policy_tag), rds::snapshots_by_db(&rds))?;
-        tracing::info!(databases = dbs.len(), "DB instances with a backup policy");
+        let (instances, clusters, snaps, cluster_snaps) = futures::try_join!(
+            rds::tagged_databases(&rds, &self.cfg.policy_tag, &self.ctx.config),
+            rds::tagged_clusters(&rds, &self.cfg.policy_tag, &self.ctx.config),
+            rds::snapshots_by_db(&rds),
+            rds::snapshots_by_cluster(&rds),
+        )?;
+        tracing::info!(instances = instances.len(), clusters = clusters.len(), "databases with a backup policy");
+        let mut dbs = Vec::new();
+        for db in instances.into_iter().chain(clusters) {
+            if db.opted_in {
+                dbs.push(db);
+            } else {
+                report.not_opted_in(db.kind(), &db.id);
+            }
+        }
         let no_amis = HashSet::new();
         let empty = Vec::new();
-        let results: Vec<(String, Result<Option<Envelope>>)> = stream::iter(dbs)
+        let results: Vec<(&'static str, String, Result<Option<Envelope>>)> = stream::iter(dbs)
             .map(|db| {
                 let rds = &rds;
-                let snaps = &snaps;
+                let snaps = if db.cluster { &cluster_snaps } else { &snaps };
                 let no_amis = &no_amis;
                 let empty = &empty;
                 async move {
+                    let kind = db.kind();
                     let Some(policy) = self.policy(&db.policy) else {
-                        let r = self.unknown_policy(t, KIND_DB, &db.id, &db.policy, dry_run).await;
-                        return (db.id.clone(), r.map(Some));
+                        let r = self.unknown_policy(t, kind, &db.id, &db.policy, dry_run).await;
+                        return (kind, db.id.clone(), r.map(Some));
                     };
                     let s = snaps.get(&db.id).unwrap_or(empty);
                     let work = Work {
@@ -1303,28 +1493,28 @@ impl BackupEnforcer {
                         current_retention: db.retention_days,
                     };
                     if work.is_empty() {
-                        return (db.id.clone(), Ok(None));
+                        return (kind, db.id.clone(), Ok(None));
                     }
                     let r = self.fix_database(t, &db, policy, work, dry_run, now, rds).await;
-                    (db.id.clone(), r.map(Some))
+                    (kind, db.id.clone(), r.map(Some))
                 }
             })
             .buffer_unordered(self.cfg.concurrency)
             .collect()
             .await;
         let mut envelopes = Vec::new();
-        for (id, r) in results {
+        for (kind, id, r) in results {
             match r {
-                Ok(None) => report.tally(KIND_DB).compliant += 1,
+                Ok(None) => report.tally(kind).compliant += 1,
                 Ok(Some(e)) if e.outcome == Outcome::Refused && e.event_id == t.event_id => {
-                    report.fail(KIND_DB, &id, e.reason.clone());
+                    report.fail(kind, &id, e.reason.clone());
                     envelopes.push(e);
                 }
                 Ok(Some(e)) => {
-                    report.count_envelope(KIND_DB, &e);
+                    report.count_envelope(kind, &e);
                     envelopes.push(e);
                 }
-                Err(e) => report.fail(KIND_DB, &id, e.to_string()),
+                Err(e) => report.fail(kind, &id, e.to_string()),
             }
         }
         Ok(envelopes)
@@ -1341,7 +1531,7 @@ impl BackupEnforcer {
         now: DateTime<Utc>,
         rds: &aws_sdk_rds::Client,
     ) -> Result<Envelope> {
-        let req = self.request(t, KIND_DB, &db.id, policy, dry_run, now);
+        let req = self.request(t, db.kind(), &db.id, policy, dry_run, now);
         let plan = work.describe();
         self.ctx
             .execute(req, async {
@@ -1359,7 +1549,7 @@ impl BackupEnforcer {
                 let mut retention_set = None;
                 if work.snapshot {
                     let id = db_snapshot_id(&db.id, now);
-                    match rds::create_snapshot(rds, &db.id, &id, &policy.name).await {
+                    match rds::create_snapshot(rds, db, &id, &policy.name).await {
                         Ok(()) => {
                             tracing::info!(db = %db.id, snapshot = %id, policy = %policy.name, "DB snapshot taken");
                             created.push(id);
@@ -1368,7 +1558,7 @@ impl BackupEnforcer {
                     }
                 }
                 for id in &work.prune.delete {
-                    match rds::delete_snapshot(rds, id).await {
+                    match rds::delete_snapshot(rds, db, id).await {
                         Ok(()) => {
                             tracing::info!(db = %db.id, snapshot = %id, "expired DB snapshot deleted");
                             deleted.push(id.clone());
@@ -1377,7 +1567,7 @@ impl BackupEnforcer {
                     }
                 }
                 if let Some(days) = work.retention {
-                    match rds::set_retention(rds, &db.id, db.retention_days, days).await {
+                    match rds::set_retention(rds, db, days).await {
                         Ok(()) => {
                             tracing::info!(db = %db.id, from = db.retention_days, to = days, "backup retention set");
                             retention_set = Some(days);
@@ -1637,6 +1827,27 @@ mod tests {
         let input = plans::plan_input("selfheal-silver", &want).unwrap();
         assert_eq!(input.rules()[0].lifecycle().and_then(|l| l.delete_after_days()), Some(7));
         assert_eq!(input.rules()[0].copy_actions().len(), 1);
+    }
+
+    #[test]
+    fn large_sweeps_answer_with_failures_and_the_report_only() {
+        let env =
+            |id: &str, outcome| Envelope::new(FUNCTION, "enforce-backup", Target::new(KIND_VOLUME, id), outcome, "");
+        let small: Vec<Envelope> = (0..3).map(|i| env(&format!("vol-{i}"), Outcome::Acted)).collect();
+        assert_eq!(response_decisions(small.clone()), small);
+
+        let mut big: Vec<Envelope> = (0..5000).map(|i| env(&format!("vol-{i}"), Outcome::Acted)).collect();
+        big[17].outcome = Outcome::Failed;
+        big.push(Envelope::new(FUNCTION, "compliance-report", Target::new("backup-sweep", "e"), Outcome::Failed, ""));
+        let out = response_decisions(big);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].target.id, "vol-17");
+        assert_eq!(out[1].action, "compliance-report");
+        assert_eq!(out[1].details["decisionsOmittedFromResponse"], 4999);
+
+        let all_failed: Vec<Envelope> =
+            (0..=RESPONSE_DECISION_LIMIT * 2).map(|i| env(&format!("v{i}"), Outcome::Failed)).collect();
+        assert_eq!(response_decisions(all_failed).len(), RESPONSE_DECISION_LIMIT + 1);
     }
 
     #[test]

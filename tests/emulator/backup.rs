@@ -1,7 +1,8 @@
 //! backup-enforcer against moto: stale volumes and databases get snapshots and fresh ones do not;
 //! retention prunes exactly the right snapshots (sparing foreign, AMI-backed and the newest
 //! `min_keep`); AWS Backup plan drift is detected and corrected; dry-run changes nothing; one failing
-//! resource does not stop the rest; overlapping sweeps act once.
+//! resource does not stop the rest; overlapping sweeps act once; a policy tag without the opt-in tag
+//! changes nothing; Aurora clusters are backed up as a whole.
 //!
 //! Every test uses its own policy tag key, so parallel tests never see each other's resources.
 
@@ -14,6 +15,9 @@ use harness::{ctx, env, event, unique};
 use selfheal::backup::{db_snapshot_id, BackupConfig, BackupEnforcer, FUNCTION};
 use selfheal::{parse_event, Envelope, Outcome, Trigger};
 use serde_json::Value;
+
+/// The suite's default opt-in tag, which every managed resource needs besides its policy tag.
+const OPT_IN: (&str, &str) = ("selfheal:enabled", "true");
 
 async fn enforcer(vars: &[(&str, &str)]) -> BackupEnforcer {
     let ctx = ctx(FUNCTION, vars).await;
@@ -30,17 +34,21 @@ fn schedule() -> Trigger {
         .remove(0)
 }
 
+/// A volume with the policy tag and the suite's opt-in tag.
 async fn volume(ec2: &aws_sdk_ec2::Client, tag: &str, policy: &str) -> String {
+    volume_tagged(ec2, &[(tag, policy), (OPT_IN.0, OPT_IN.1)]).await
+}
+
+async fn volume_tagged(ec2: &aws_sdk_ec2::Client, tags: &[(&str, &str)]) -> String {
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Volume);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
     let v = ec2
         .create_volume()
         .availability_zone("us-east-1a")
         .size(8)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Volume)
-                .tags(Tag::builder().key(tag).value(policy).build())
-                .build(),
-        )
+        .tag_specifications(spec.build())
         .send()
         .await
         .unwrap();
@@ -82,7 +90,16 @@ fn tag_of<'a>(s: &'a aws_sdk_ec2::types::Snapshot, key: &str) -> Option<&'a str>
     s.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
 }
 
+/// A DB instance with the policy tag and the suite's opt-in tag.
 async fn database(rds: &aws_sdk_rds::Client, tag: &str, policy: &str, retention: i32) -> String {
+    database_tagged(rds, &[(tag, policy), (OPT_IN.0, OPT_IN.1)], retention).await
+}
+
+fn rds_tags(tags: &[(&str, &str)]) -> Vec<aws_sdk_rds::types::Tag> {
+    tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build()).collect()
+}
+
+async fn database_tagged(rds: &aws_sdk_rds::Client, tags: &[(&str, &str)], retention: i32) -> String {
     let id = unique("db");
     rds.create_db_instance()
         .db_instance_identifier(&id)
@@ -92,7 +109,7 @@ async fn database(rds: &aws_sdk_rds::Client, tag: &str, policy: &str, retention:
         .master_user_password("password123")
         .allocated_storage(20)
         .backup_retention_period(retention)
-        .tags(aws_sdk_rds::types::Tag::builder().key(tag).value(policy).build())
+        .set_tags(Some(rds_tags(tags)))
         .send()
         .await
         .unwrap();
@@ -542,4 +559,121 @@ async fn new_snapshots_are_copied_to_the_dr_region_once() {
     let again = e.sweep(&schedule(), false, Utc::now()).await.unwrap();
     assert!(for_target(&again.envelopes, &vol).is_empty(), "{:?}", again.envelopes);
     assert_eq!(again.report.snapshots_copied, 0);
+}
+
+#[tokio::test]
+async fn a_policy_tag_without_the_opt_in_tag_is_reported_and_left_alone() {
+    let tag = unique("bk");
+    let vars = [("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()), ("SELFHEAL_BACKUP_MANAGE_PLANS", "false")];
+    let e = enforcer(&vars).await;
+    let ec2 = e.ctx().aws.ec2();
+    let rds = e.ctx().aws.rds();
+    let managed = volume(&ec2, &tag, "gold").await;
+    let policy_only = volume_tagged(&ec2, &[(&tag, "gold")]).await;
+    let opted_out = volume_tagged(&ec2, &[(&tag, "gold"), (OPT_IN.0, "false")]).await;
+    let db_policy_only = database_tagged(&rds, &[(&tag, "gold")], 1).await;
+
+    let sweep = e.sweep(&schedule(), false, Utc::now()).await.unwrap();
+    assert_eq!(snapshots_of(&ec2, &managed).await.len(), 1);
+    for v in [&policy_only, &opted_out] {
+        assert!(snapshots_of(&ec2, v).await.is_empty(), "{v} is not opted in");
+        assert!(for_target(&sweep.envelopes, v).is_empty(), "no action envelope for {v}");
+    }
+    assert_eq!(db_retention(&rds, &db_policy_only).await, 1, "retention untouched");
+    let r = report(&sweep.envelopes);
+    assert_eq!(tally(r, "ebs-volume", "notOptedIn"), 2, "{:?}", r.details);
+    assert_eq!(tally(r, "rds-instance", "notOptedIn"), 1, "{:?}", r.details);
+    let listed = strings(&r.details["notOptedIn"]);
+    for id in [&policy_only, &opted_out, &db_policy_only] {
+        assert!(listed.contains(id), "{id} listed in {listed:?}");
+    }
+    assert!(r.reason.contains("2 not opted in"), "{}", r.reason);
+}
+
+/// An Aurora cluster with the policy and opt-in tags, and one member instance that carries them too.
+async fn aurora(rds: &aws_sdk_rds::Client, tag: &str, policy: &str) -> (String, String) {
+    let cluster = unique("aurora");
+    let tags = [(tag, policy), OPT_IN];
+    rds.create_db_cluster()
+        .db_cluster_identifier(&cluster)
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("password123")
+        .backup_retention_period(1)
+        .set_tags(Some(rds_tags(&tags)))
+        .send()
+        .await
+        .unwrap();
+    let member = format!("{cluster}-1");
+    rds.create_db_instance()
+        .db_instance_identifier(&member)
+        .db_cluster_identifier(&cluster)
+        .engine("aurora-postgresql")
+        .db_instance_class("db.r6g.large")
+        .set_tags(Some(rds_tags(&tags)))
+        .send()
+        .await
+        .unwrap();
+    (cluster, member)
+}
+
+/// Manual snapshots of a DB cluster.
+async fn cluster_snapshots(rds: &aws_sdk_rds::Client, cluster: &str) -> Vec<aws_sdk_rds::types::DbClusterSnapshot> {
+    let r = rds.describe_db_cluster_snapshots().db_cluster_identifier(cluster).send().await.unwrap();
+    r.db_cluster_snapshots().iter().filter(|s| s.snapshot_type() == Some("manual")).cloned().collect()
+}
+
+#[tokio::test]
+async fn aurora_clusters_are_backed_up_as_a_whole_and_pruned_by_retention() {
+    let tag = unique("bk");
+    let policy = unique("au").replace('-', "");
+    let policies = format!(r#"{{"{policy}":{{"maxAgeHours":24,"retentionDays":7,"minKeep":1}}}}"#);
+    let vars = [
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_POLICIES", policies.as_str()),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_BACKUP_MAX_DELETE_PERCENT", "100"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ];
+    let e = enforcer(&vars).await;
+    let rds = e.ctx().aws.rds();
+    let (cluster, member) = aurora(&rds, &tag, &policy).await;
+    let cluster_retention = |rds: aws_sdk_rds::Client, id: String| async move {
+        let r = rds.describe_db_clusters().db_cluster_identifier(id).send().await.unwrap();
+        r.db_clusters()[0].backup_retention_period().unwrap()
+    };
+
+    // Ten days on (moto's automated cluster snapshot is then stale too): one cluster snapshot, the
+    // cluster's retention raised, and nothing taken of the member instance on its own.
+    let t0 = Utc::now() + Duration::days(10);
+    let first = e.sweep(&schedule(), false, t0).await.unwrap();
+    let snaps = cluster_snapshots(&rds, &cluster).await;
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let first_id = snaps[0].db_cluster_snapshot_identifier().unwrap().to_string();
+    let tags: Vec<_> = snaps[0].tag_list().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+    assert!(tags.contains(&("selfheal:created-by", "backup-enforcer")), "{tags:?}");
+    assert!(tags.contains(&("selfheal:source", cluster.as_str())), "{tags:?}");
+    assert_eq!(cluster_retention(rds.clone(), cluster.clone()).await, 7);
+    assert!(db_snapshots(&rds, &member).await.is_empty(), "members are backed up through the cluster");
+    let on = for_target(&first.envelopes, &cluster);
+    assert_eq!((on[0].outcome, on[0].target.kind.as_str()), (Outcome::Acted, "rds-cluster"), "{on:?}");
+    assert!(for_target(&first.envelopes, &member).is_empty());
+    assert_eq!(tally(report(&first.envelopes), "rds-cluster", "fixed"), 1);
+
+    // Ten more days: the first snapshot is the newest (min_keep 1), so a new one is taken and the
+    // first kept; ten more: the first has expired and is deleted, the newer ones kept.
+    // (Snapshots carry the emulator's real creation times: a pause keeps their order unambiguous.)
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    e.sweep(&schedule(), false, t0 + Duration::days(10)).await.unwrap();
+    assert_eq!(cluster_snapshots(&rds, &cluster).await.len(), 2);
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let third = e.sweep(&schedule(), false, t0 + Duration::days(20)).await.unwrap();
+    let left: HashSet<String> = cluster_snapshots(&rds, &cluster)
+        .await
+        .iter()
+        .filter_map(|s| s.db_cluster_snapshot_identifier().map(str::to_string))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&first_id), "the expired snapshot is deleted: {left:?}");
+    assert_eq!(strings(&for_target(&third.envelopes, &cluster)[0].details["deleted"]), vec![first_id]);
 }
