@@ -214,3 +214,58 @@ async fn dns_failover_survives_a_dropped_change_and_reaches_insync_once() {
     assert_eq!(proxy.count("ChangeResourceRecordSets") - changes_before, 1, "one change batch: {:?}", proxy.seen());
     assert_eq!(proxy.faulted("GetChange"), 1);
 }
+
+#[tokio::test]
+async fn backup_enforcer_rides_out_throttled_snapshots_and_a_failed_listing_and_takes_each_once() {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    use selfheal::backup::{BackupConfig, BackupEnforcer};
+    let proxy = FaultProxy::start(&moto_endpoint(), 24).await;
+    let (retry, timeout) = selfheal::clients::resilience();
+    let aws = Aws::from_sdk_config(sdk_config_with(&proxy.endpoint, retry, timeout).await);
+    let tag = harness::unique("bk");
+    let vars = [
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_BACKUP_RDS", "false"),
+    ];
+    let ctx = ctx_with(selfheal::backup::FUNCTION, &vars, aws.clone()).await;
+    let mut env = harness::env(&vars);
+    let enforcer = BackupEnforcer::new(ctx, BackupConfig::read(&mut env));
+    let ec2 = aws.ec2();
+    let mut volumes = Vec::new();
+    for _ in 0..4 {
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::Volume)
+            .tags(Tag::builder().key(&tag).value("gold").build())
+            .tags(Tag::builder().key("selfheal:enabled").value("true").build())
+            .build();
+        let v = ec2.create_volume().availability_zone("us-east-1a").size(8).tag_specifications(spec).send().await;
+        volumes.push(v.unwrap().volume_id().unwrap().to_string());
+    }
+
+    proxy.add(Rule::new("DescribeSnapshots", Fault::ServerError(503), Times::First(1)));
+    proxy.add(Rule::new("CreateSnapshot", Fault::Throttle, Times::First(3)));
+    let trigger = selfheal::parse_event(&harness::event("schedule-backup-sweep.json", &[])).unwrap().remove(0);
+    let sweep = enforcer.sweep(&trigger, false, chrono::Utc::now()).await.unwrap();
+
+    assert_eq!(proxy.faulted("DescribeSnapshots"), 1);
+    assert_eq!(proxy.faulted("CreateSnapshot"), 3);
+    assert_eq!(
+        proxy.count("CreateSnapshot"),
+        4 + 3,
+        "each volume's snapshot went through once, after retries: {:?}",
+        proxy.seen()
+    );
+    assert_eq!(sweep.report.by_type["ebs-volume"].fixed, 4, "{:?}", sweep.report);
+    assert!(!sweep.report.has_failures(), "{:?}", sweep.report);
+    for v in &volumes {
+        let snaps = ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(aws_sdk_ec2::types::Filter::builder().name("volume-id").values(v).build())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(snaps.snapshots().len(), 1, "{v}: {:?}", snaps.snapshots());
+    }
+}

@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// What to do to a matching request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
-    /// An error the SDK classifies as throttling (`Throttling` / `ThrottlingException`, HTTP 400).
+    /// An error the SDK classifies as throttling (`Throttling` / `ThrottlingException` /
+    /// `RequestLimitExceeded` for EC2, HTTP 400).
     Throttle,
     /// A server error with this status (500, 503).
     ServerError(u16),
@@ -184,10 +185,20 @@ pub fn operation_of(method: &str, path: &str, headers: &[(String, String)], body
     format!("{method} {p}")
 }
 
-fn throttle_response(headers: &[(String, String)]) -> Vec<u8> {
+/// A throttling error in the caller's protocol: JSON, EC2's own query dialect (`RequestLimitExceeded`
+/// inside `<Response><Errors>`, which is what EC2 really answers), or the AWS query protocol.
+fn throttle_response(headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
     let json = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"));
+    let ec2 = String::from_utf8_lossy(body).contains("Version=2016-11-15");
     let (ctype, body) = if json {
         ("application/x-amz-json-1.0", r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_string())
+    } else if ec2 {
+        (
+            "text/xml",
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>\
+             </Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+                .to_string(),
+        )
     } else {
         (
             "text/xml",
@@ -255,7 +266,7 @@ async fn serve(mut sock: TcpStream, upstream: &str, state: Arc<Mutex<State>>) ->
             .collect();
         let op = operation_of(&method, &path, &headers, &body);
         match decide(&state, &op) {
-            Some(Fault::Throttle) => sock.write_all(&throttle_response(&headers)).await?,
+            Some(Fault::Throttle) => sock.write_all(&throttle_response(&headers, &body)).await?,
             Some(Fault::ServerError(status)) => sock.write_all(&server_error_response(status)).await?,
             Some(Fault::Drop) => return Ok(()),
             Some(Fault::Delay(d)) => {
