@@ -1,11 +1,13 @@
 //! Provisions the reference architecture (`../shared/seed-ha-architecture.txt`) for a local game day:
 //! a VPC with one subnet in each of three AZs, a launch template and an Auto Scaling group spread over
-//! them, an RDS Multi-AZ primary with two read replicas, a Route 53 zone with an application failover
-//! record pair (each side with a health check) and a database CNAME, backup-tagged EBS volumes, the
-//! suite's SNS topic and the ledger table. Every resource is opted in and drill-tagged.
+//! them behind an Application Load Balancer (a target group with an HTTP health check, attached to the
+//! group), an RDS Multi-AZ primary with two read replicas, a Route 53 zone with an application failover
+//! record pair (each side with a health check) and a database CNAME, a versioned S3 bucket with the
+//! static content, backup-tagged EBS volumes, the suite's SNS topic and the ledger table. Every
+//! resource is opted in and drill-tagged.
 //!
-//! Not provisioned: the load balancer (the suite never acts on it; Auto Scaling health stands in for
-//! its health checks) and the S3 bucket (nothing in the suite acts on S3).
+//! The suite acts on neither the load balancer nor the bucket; they are there so the game day runs
+//! against the whole reference architecture.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +49,14 @@ pub struct Architecture {
     pub backup_volumes: Vec<String>,
     pub topic_arn: String,
     pub ledger_table: String,
+    /// The Application Load Balancer in front of the web tier, and its target group.
+    #[serde(default)]
+    pub load_balancer_arn: Option<String>,
+    #[serde(default)]
+    pub target_group_arn: Option<String>,
+    /// The versioned bucket holding the static content.
+    #[serde(default)]
+    pub static_bucket: Option<String>,
 }
 
 fn aws_err<E>(service: &'static str, op: &'static str) -> impl FnOnce(E) -> Error
@@ -190,6 +200,9 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         .await
         .map_err(aws_err("autoscaling", "UpdateAutoScalingGroup"))?;
 
+    let (load_balancer_arn, target_group_arn) =
+        provision_load_balancer(aws, prefix, &vpc_id, &subnet_ids, &security_group_id, &asg_name, &tags).await?;
+
     // The data tier: a Multi-AZ primary and two read replicas in other AZs.
     let rds = aws.rds();
     let rds_tags =
@@ -278,6 +291,8 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         backup_volumes.push(v.volume_id().ok_or_else(|| missing("volume id"))?.to_string());
     }
 
+    let static_bucket = provision_static_content(aws, prefix, &tags).await?;
+
     let sns = aws.sns();
     let topic =
         sns.create_topic().name(format!("{prefix}-events")).send().await.map_err(aws_err("sns", "CreateTopic"))?;
@@ -308,7 +323,114 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         backup_volumes,
         topic_arn,
         ledger_table: ledger_table.to_string(),
+        load_balancer_arn: Some(load_balancer_arn),
+        target_group_arn: Some(target_group_arn),
+        static_bucket: Some(static_bucket),
     })
+}
+
+/// The web tier's front: an internet-facing ALB over the three subnets, a target group whose HTTP
+/// health check takes failing instances out of rotation, a listener, and the group attached to the
+/// Auto Scaling group so replacements register themselves. Returns (load balancer ARN, target group ARN).
+async fn provision_load_balancer(
+    aws: &Aws,
+    prefix: &str,
+    vpc_id: &str,
+    subnet_ids: &[String],
+    security_group_id: &str,
+    asg_name: &str,
+    tags: &[(&str, &str)],
+) -> Result<(String, String)> {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag,
+    };
+    let elb = aws.elbv2();
+    let elb_tags = || tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Vec<_>>();
+    let lb = elb
+        .create_load_balancer()
+        .name(format!("{prefix}-web"))
+        .r#type(LoadBalancerTypeEnum::Application)
+        .scheme(LoadBalancerSchemeEnum::InternetFacing)
+        .set_subnets(Some(subnet_ids.to_vec()))
+        .security_groups(security_group_id)
+        .set_tags(Some(elb_tags()))
+        .send()
+        .await
+        .map_err(aws_err("elasticloadbalancing", "CreateLoadBalancer"))?;
+    let lb_arn = lb
+        .load_balancers()
+        .first()
+        .and_then(|l| l.load_balancer_arn())
+        .ok_or_else(|| missing("load balancer ARN"))?
+        .to_string();
+    let tg = elb
+        .create_target_group()
+        .name(format!("{prefix}-web"))
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(vpc_id)
+        .health_check_protocol(ProtocolEnum::Http)
+        .health_check_path("/health")
+        .health_check_interval_seconds(10)
+        .healthy_threshold_count(2)
+        .unhealthy_threshold_count(2)
+        .set_tags(Some(elb_tags()))
+        .send()
+        .await
+        .map_err(aws_err("elasticloadbalancing", "CreateTargetGroup"))?;
+    let tg_arn = tg
+        .target_groups()
+        .first()
+        .and_then(|t| t.target_group_arn())
+        .ok_or_else(|| missing("target group ARN"))?
+        .to_string();
+    elb.create_listener()
+        .load_balancer_arn(&lb_arn)
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .default_actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&tg_arn).build())
+        .send()
+        .await
+        .map_err(aws_err("elasticloadbalancing", "CreateListener"))?;
+    aws.autoscaling()
+        .attach_load_balancer_target_groups()
+        .auto_scaling_group_name(asg_name)
+        .target_group_arns(&tg_arn)
+        .send()
+        .await
+        .map_err(aws_err("autoscaling", "AttachLoadBalancerTargetGroups"))?;
+    Ok((lb_arn, tg_arn))
+}
+
+/// The static content: a versioned bucket (the reference architecture's durability for static assets)
+/// holding the site's index page. Returns the bucket name.
+async fn provision_static_content(aws: &Aws, prefix: &str, tags: &[(&str, &str)]) -> Result<String> {
+    use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
+    let s3 = aws.s3();
+    let bucket = format!("{prefix}-static");
+    s3.create_bucket().bucket(&bucket).send().await.map_err(aws_err("s3", "CreateBucket"))?;
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .map_err(aws_err("s3", "PutBucketVersioning"))?;
+    let tag_set = tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(aws_err("s3", "PutBucketTagging"))?;
+    let tagging = Tagging::builder().set_tag_set(Some(tag_set)).build().map_err(aws_err("s3", "PutBucketTagging"))?;
+    s3.put_bucket_tagging().bucket(&bucket).tagging(tagging).send().await.map_err(aws_err("s3", "PutBucketTagging"))?;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("index.html")
+        .content_type("text/html")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"<h1>selfheal game day</h1>\n"))
+        .send()
+        .await
+        .map_err(aws_err("s3", "PutObject"))?;
+    Ok(bucket)
 }
 
 async fn provision_dns(

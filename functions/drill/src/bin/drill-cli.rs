@@ -40,12 +40,13 @@ async fn provision(args: &[String]) -> Result<(), String> {
     let env: String = drill::gameday_env(&arch).into_iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
     std::fs::write(&env_file, env).map_err(|e| format!("{env_file}: {e}"))?;
     println!(
-        "provisioned {prefix}: ASG {} ({} instances over 3 AZs), RDS {} + {} replicas, zone {}",
+        "provisioned {prefix}: ALB + ASG {} ({} instances over 3 AZs), RDS {} + {} replicas, zone {}, bucket {}",
         arch.asg_name,
         arch.asg_desired,
         arch.db_primary,
         arch.db_replicas.len(),
-        arch.zone_name
+        arch.zone_name,
+        arch.static_bucket.as_deref().unwrap_or("-")
     );
     Ok(())
 }
