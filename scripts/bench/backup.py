@@ -142,7 +142,7 @@ def wait_rusage(proc):
     return usage.ru_maxrss
 
 
-def run_selfheal(moto, topic, binary, concurrency):
+def run_selfheal(moto, topic, binary, concurrency, workdir):
     api = RuntimeApi()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -160,7 +160,8 @@ def run_selfheal(moto, topic, binary, concurrency):
     }
     event = json.loads((ROOT / "events" / "schedule-backup-sweep.json").read_text())
     started = time.perf_counter()
-    proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(workdir / "selfheal.log", "w")
+    proc = subprocess.Popen([str(binary)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         kind, body, _sweep = api.deliver(event, timeout=3600)
         wall = time.perf_counter() - started
@@ -169,7 +170,8 @@ def run_selfheal(moto, topic, binary, concurrency):
         rss = wait_rusage(proc)
         api.close()
     if kind != "response":
-        raise RuntimeError(f"backup-enforcer answered with an error: {json.dumps(body)[:1000]}")
+        raise RuntimeError(f"backup-enforcer answered with an error (log: {workdir / 'selfheal.log'}): "
+                           f"{json.dumps(body)[:1000]}")
     report = next((d for d in body.get("decisions", []) if d.get("action") == "compliance-report"), {})
     return wall, rss, report.get("details", {})
 
@@ -213,7 +215,7 @@ def main():
             print(f"== {tool}: seeded {args.volumes} volumes in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
             before = moto.requests()
             if tool == "selfheal":
-                wall, rss, details = run_selfheal(moto, topic, args.binary, args.concurrency)
+                wall, rss, details = run_selfheal(moto, topic, args.binary, args.concurrency, workdir)
             else:
                 wall, rss = run_c7n(moto, workdir)
                 details = {}
@@ -242,11 +244,11 @@ def main():
         f"One moto {moto_version} server, reset and seeded alike before each tool, on this machine "
         f"({os.cpu_count()} CPUs). Each tool took exactly one snapshot of each of the {args.volumes} volumes.",
         "",
-        "| | selfheal | Cloud Custodian | Custodian / selfheal |",
+        "| | selfheal | Cloud Custodian | selfheal / Custodian |",
         "|---|---:|---:|---:|",
-        f"| wall time | {s['wall']:.1f} s | {c['wall']:.1f} s | {c['wall'] / s['wall']:.2f}x |",
-        f"| peak memory (max RSS) | {s['rss']:.1f} MiB | {c['rss']:.1f} MiB | {c['rss'] / s['rss']:.2f}x |",
-        f"| API requests | {s['calls']} | {c['calls']} | {c['calls'] / s['calls']:.2f}x |",
+        f"| wall time | {s['wall']:.1f} s | {c['wall']:.1f} s | {s['wall'] / c['wall']:.2f}x |",
+        f"| peak memory (max RSS) | {s['rss']:.1f} MiB | {c['rss']:.1f} MiB | {s['rss'] / c['rss']:.2f}x |",
+        f"| API requests | {s['calls']} | {c['calls']} | {s['calls'] / c['calls']:.2f}x |",
         f"| requests per volume | {per(s):.2f} | {per(c):.2f} | |",
         "",
         "selfheal's sweep also checks each volume's newest snapshot against the policy, prunes by retention and "

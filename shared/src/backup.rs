@@ -1209,6 +1209,7 @@ impl BackupEnforcer {
                 }
                 line
             })
+            .chain(report.errors.iter().map(|e| format!("not inventoried: {e}")))
             .collect::<Vec<_>>()
             .join("; ");
         let req = ActionRequest {
