@@ -157,6 +157,10 @@ def run_selfheal(moto, topic, binary, concurrency, workdir):
         "SELFHEAL_LEDGER_TABLE": "selfheal-ledger",
         "SELFHEAL_TOPIC_ARN": topic,
         "SELFHEAL_BACKUP_CONCURRENCY": str(concurrency),
+        # moto ignores MaxResults on DescribeVolumes and answers all N volumes in one page, which takes
+        # it longer than the default 10 s attempt timeout at a few thousand volumes; AWS pages by 500.
+        "SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS": "300",
+        "SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS": "900",
     }
     event = json.loads((ROOT / "events" / "schedule-backup-sweep.json").read_text())
     started = time.perf_counter()

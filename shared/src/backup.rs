@@ -1099,7 +1099,7 @@ impl BackupEnforcer {
         let common = CommonConfig::read(&mut env, FUNCTION);
         let cfg = BackupConfig::read(&mut env);
         env.finish()?;
-        let ctx = Ctx::new(common, crate::clients::Aws::from_env().await);
+        let ctx = Ctx::new(common.clone(), crate::clients::Aws::load(&common.aws_timeouts).await);
         Ok(BackupEnforcer { ctx, cfg })
     }
 

@@ -24,6 +24,8 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
+use crate::config::AwsTimeouts;
+
 /// Most operations kept in the call log's ordered list (counts are always complete).
 const CALL_LOG_CAPACITY: usize = 50_000;
 
@@ -140,21 +142,32 @@ pub struct Aws {
     pub calls: CallLog,
 }
 
-/// The retry and timeout settings every client uses.
+/// The retry and timeout settings every client uses, with the default timeouts.
 pub fn resilience() -> (RetryConfig, TimeoutConfig) {
+    resilience_with(&AwsTimeouts::default())
+}
+
+/// The retry settings every client uses, with the given timeouts.
+pub fn resilience_with(t: &AwsTimeouts) -> (RetryConfig, TimeoutConfig) {
     let retry = RetryConfig::adaptive().with_max_attempts(4).with_initial_backoff(Duration::from_millis(200));
     let timeout = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_secs(45))
+        .connect_timeout(t.connect)
+        .operation_attempt_timeout(t.attempt)
+        .operation_timeout(t.operation)
         .build();
     (retry, timeout)
 }
 
 impl Aws {
-    /// Loads configuration from the environment (credentials, region, `AWS_ENDPOINT_URL`).
+    /// Loads configuration from the environment (credentials, region, `AWS_ENDPOINT_URL`) with the
+    /// default timeouts.
     pub async fn from_env() -> Self {
-        let (retry, timeout) = resilience();
+        Self::load(&AwsTimeouts::default()).await
+    }
+
+    /// Loads configuration from the environment with the function's configured timeouts.
+    pub async fn load(timeouts: &AwsTimeouts) -> Self {
+        let (retry, timeout) = resilience_with(timeouts);
         let sdk =
             aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeout).load().await;
         Aws { sdk, calls: CallLog::default() }

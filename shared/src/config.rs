@@ -144,6 +144,49 @@ pub struct CommonConfig {
     /// Most actions per group (Auto Scaling group, cluster, zone) inside `rate_window`.
     pub rate_limit: u32,
     pub rate_window: Duration,
+    /// Timeouts of every AWS call the function makes.
+    pub aws_timeouts: AwsTimeouts,
+}
+
+/// How long one AWS request may take (`attempt`) and how long a call may take with all its retries
+/// (`operation`). The defaults keep a hung endpoint from eating a Lambda's budget; raise them only for
+/// endpoints that answer large listings slowly (an emulator answering 10,000 volumes in one page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+impl Default for AwsTimeouts {
+    fn default() -> Self {
+        AwsTimeouts {
+            connect: Duration::from_secs(3),
+            attempt: Duration::from_secs(10),
+            operation: Duration::from_secs(45),
+        }
+    }
+}
+
+impl AwsTimeouts {
+    /// Reads `SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS` and `SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS`; the
+    /// operation timeout must leave room for at least one whole attempt.
+    pub fn read(env: &mut Env) -> Self {
+        let d = AwsTimeouts::default();
+        let attempt = env.seconds("SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS", d.attempt.as_secs(), 1, 900);
+        let operation = env.seconds("SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS", d.operation.as_secs(), 1, 900);
+        if operation < attempt {
+            env.problem(
+                "SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS",
+                format!(
+                    "must be at least SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS ({}s), got {}s",
+                    attempt.as_secs(),
+                    operation.as_secs()
+                ),
+            );
+        }
+        AwsTimeouts { attempt, operation, ..d }
+    }
 }
 
 impl CommonConfig {
@@ -160,6 +203,7 @@ impl CommonConfig {
             cooldown: env.seconds("SELFHEAL_COOLDOWN_SECONDS", 900, 0, 7 * 86_400),
             rate_limit: env.number("SELFHEAL_RATE_LIMIT", 3u32, 1, 10_000),
             rate_window: env.seconds("SELFHEAL_RATE_WINDOW_SECONDS", 3600, 1, 7 * 86_400),
+            aws_timeouts: AwsTimeouts::read(env),
         }
     }
 
@@ -198,5 +242,27 @@ mod tests {
         assert_eq!(c.opt_in_tag, "selfheal:enabled");
         assert!(!c.dry_run);
         assert_eq!(c.cooldown, Duration::from_secs(900));
+        assert_eq!(c.aws_timeouts, AwsTimeouts::default());
+    }
+
+    #[test]
+    fn aws_timeouts_are_configurable_and_checked_against_each_other() {
+        let mut e = env(&[("SELFHEAL_LEDGER_TABLE", "t"), ("SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS", "120")]);
+        let _ = CommonConfig::read(&mut e, "x");
+        let err = e.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS: must be at least SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS (120s), got 45s"),
+            "{err}"
+        );
+        let mut e = env(&[
+            ("SELFHEAL_LEDGER_TABLE", "t"),
+            ("SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS", "120"),
+            ("SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS", "600"),
+        ]);
+        let c = CommonConfig::read(&mut e, "x");
+        e.finish().unwrap();
+        assert_eq!(c.aws_timeouts.attempt, Duration::from_secs(120));
+        assert_eq!(c.aws_timeouts.operation, Duration::from_secs(600));
+        assert_eq!(c.aws_timeouts.connect, Duration::from_secs(3));
     }
 }

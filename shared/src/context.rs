@@ -27,6 +27,7 @@ impl Ctx {
     /// Reads the environment and loads AWS configuration: the cold-start path of every function.
     pub async fn from_env(function: &str) -> Result<Self> {
         let config = CommonConfig::from_env(function)?;
-        Ok(Ctx::new(config, Aws::from_env().await))
+        let aws = Aws::load(&config.aws_timeouts).await;
+        Ok(Ctx::new(config, aws))
     }
 }

@@ -767,7 +767,7 @@ impl DbFailover {
             .optional("SELFHEAL_DB_LAG_OVERRIDE_SECONDS")
             .map(|_| env.number("SELFHEAL_DB_LAG_OVERRIDE_SECONDS", 0.0f64, 0.0, 86_400.0));
         env.finish()?;
-        let handler = DbFailover::new(Ctx::new(common, Aws::from_env().await), cfg);
+        let handler = DbFailover::new(Ctx::new(common.clone(), Aws::load(&common.aws_timeouts).await), cfg);
         Ok(match lag_override {
             Some(lag) => {
                 tracing::warn!(lag, "SELFHEAL_DB_LAG_OVERRIDE_SECONDS is set: replica lag is not read from CloudWatch");

@@ -781,7 +781,7 @@ impl DnsFailover {
         let common = CommonConfig::read(&mut env, FUNCTION);
         let cfg = DnsConfig::read(&mut env);
         env.finish()?;
-        let aws = crate::clients::Aws::from_env().await;
+        let aws = crate::clients::Aws::load(&common.aws_timeouts).await;
         Ok(DnsFailover::new(Ctx::new(common, aws), cfg))
     }
 

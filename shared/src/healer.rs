@@ -919,7 +919,7 @@ impl Healer {
         let common = CommonConfig::read(&mut env, FUNCTION);
         let cfg = HealerConfig::read(&mut env);
         env.finish()?;
-        let ctx = Ctx::new(common, crate::clients::Aws::from_env().await);
+        let ctx = Ctx::new(common.clone(), crate::clients::Aws::load(&common.aws_timeouts).await);
         Ok(Healer { ctx, cfg })
     }
 

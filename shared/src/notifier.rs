@@ -281,7 +281,7 @@ impl Notifier {
         let common = crate::config::CommonConfig::read(&mut env, FUNCTION);
         let cfg = NotifierConfig::read(&mut env);
         env.finish()?;
-        let aws = crate::clients::Aws::from_env().await;
+        let aws = crate::clients::Aws::load(&common.aws_timeouts).await;
         Notifier::new(Ctx::new(common, aws), cfg)
     }
 

@@ -152,7 +152,7 @@ impl Drill {
             );
         }
         env.finish()?;
-        let aws = crate::clients::Aws::from_env().await;
+        let aws = crate::clients::Aws::load(&common.aws_timeouts).await;
         let ctx = Ctx::new(common, aws);
         let deliverer = match (endpoint, topic) {
             (Some(ep), _) => Deliverer::http(&ep)?,

@@ -79,7 +79,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
     let common = selfheal::config::CommonConfig::read(&mut env, drill::FUNCTION);
     let cfg = DrillConfig::read(&mut env);
     env.finish().map_err(|e| e.to_string())?;
-    let aws = selfheal::clients::Aws::from_env().await;
+    let aws = selfheal::clients::Aws::load(&common.aws_timeouts).await;
     let drill = Drill {
         ctx: selfheal::Ctx::new(common, aws),
         cfg,
