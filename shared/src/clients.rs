@@ -233,6 +233,12 @@ impl Aws {
         aws_sdk_elasticloadbalancingv2::Client::from_conf(conf)
     }
 
+    #[cfg(feature = "notifier")]
+    pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_secretsmanager::Client::from_conf(conf)
+    }
+
     #[cfg(feature = "db")]
     pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
         let conf = aws_sdk_cloudwatch::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();

@@ -8,7 +8,10 @@
 //! - **chat**: an AWS Chatbot custom-notification message (Slack/Teams) to `SELFHEAL_CHATBOT_TOPIC_ARN`;
 //! - **webhook**: an HTTPS POST to `SELFHEAL_WEBHOOK_URL`, as the envelope itself (`generic`) or a
 //!   PagerDuty Events v2 event (`pagerduty`), with a timeout and retries with backoff on 429/5xx and
-//!   connection errors.
+//!   connection errors. In a deployment the URL (and PagerDuty routing key) are secrets: they come from
+//!   the Secrets Manager secret `SELFHEAL_WEBHOOK_SECRET_ARN` instead (see [`parse_webhook_secret`]),
+//!   read when first needed and again after [`SECRET_TTL`], so a rotated URL is picked up. A secret
+//!   that cannot be read or parsed fails the webhook channel only, naming the secret.
 //!
 //! A failing channel does not stop the others. Each delivery is marked in the ledger once done, so
 //! when the invocation fails (because a channel did) Lambda's retry re-sends only what was not
@@ -21,7 +24,8 @@
 //! window is held back (each is still in the audit trail of the function that decided it). Critical
 //! envelopes are never held back.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -51,6 +55,8 @@ pub struct NotifierConfig {
     pub topic_critical: Option<String>,
     pub chatbot_topic: Option<String>,
     pub webhook_url: Option<String>,
+    /// `SELFHEAL_WEBHOOK_SECRET_ARN`: where the URL (and routing key) live instead of the two variables.
+    pub webhook_secret_arn: Option<String>,
     pub webhook_format: WebhookFormat,
     pub webhook_routing_key: Option<String>,
     pub webhook_timeout: Duration,
@@ -76,6 +82,13 @@ impl NotifierConfig {
             }
         }
         let webhook_routing_key = env.optional("SELFHEAL_WEBHOOK_ROUTING_KEY");
+        let webhook_secret_arn = env.optional("SELFHEAL_WEBHOOK_SECRET_ARN");
+        if webhook_secret_arn.is_some() && webhook_url.is_some() {
+            env.problem(
+                "SELFHEAL_WEBHOOK_SECRET_ARN",
+                "and SELFHEAL_WEBHOOK_URL are both set: name the webhook in one place only",
+            );
+        }
         if webhook_format == WebhookFormat::PagerDuty && webhook_url.is_some() && webhook_routing_key.is_none() {
             env.problem("SELFHEAL_WEBHOOK_ROUTING_KEY", "is required when SELFHEAL_WEBHOOK_FORMAT=pagerduty");
         }
@@ -85,6 +98,7 @@ impl NotifierConfig {
             topic_critical: env.optional("SELFHEAL_NOTIFY_TOPIC_CRITICAL"),
             chatbot_topic: env.optional("SELFHEAL_CHATBOT_TOPIC_ARN"),
             webhook_url,
+            webhook_secret_arn,
             webhook_format,
             webhook_routing_key,
             webhook_timeout: Duration::from_millis(env.number("SELFHEAL_WEBHOOK_TIMEOUT_MS", 3000u64, 100, 60_000)),
@@ -101,6 +115,45 @@ impl NotifierConfig {
             Severity::Critical => self.topic_critical.as_deref(),
         }
     }
+}
+
+/// How long a webhook read from Secrets Manager is used before the secret is read again.
+pub const SECRET_TTL: Duration = Duration::from_secs(300);
+
+/// Where the webhook goes: its URL and, for PagerDuty, the routing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTarget {
+    pub url: String,
+    pub routing_key: Option<String>,
+}
+
+/// Parses the webhook secret's value (pure): either the URL itself, or a JSON object
+/// `{"url": "...", "routing_key": "..."}` (`routingKey` is accepted too). The error says what is wrong
+/// without repeating the value, which is a secret.
+pub fn parse_webhook_secret(text: &str) -> std::result::Result<WebhookTarget, String> {
+    let text = text.trim();
+    let target = if text.starts_with('{') {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| format!("is not valid JSON (line {}, column {})", e.line(), e.column()))?;
+        let field = |names: &[&str]| names.iter().find_map(|n| v.get(*n)).cloned();
+        let url = match field(&["url"]) {
+            Some(Value::String(u)) => u,
+            Some(_) => return Err("has a \"url\" that is not a string".into()),
+            None => return Err("is a JSON object without \"url\"".into()),
+        };
+        let routing_key = match field(&["routing_key", "routingKey"]) {
+            Some(Value::String(k)) => Some(k).filter(|k| !k.trim().is_empty()),
+            Some(Value::Null) | None => None,
+            Some(_) => return Err("has a \"routing_key\" that is not a string".into()),
+        };
+        WebhookTarget { url: url.trim().to_string(), routing_key }
+    } else {
+        WebhookTarget { url: text.to_string(), routing_key: None }
+    };
+    if !(target.url.starts_with("https://") || target.url.starts_with("http://")) {
+        return Err("does not hold an http(s) URL (a plain URL or {\"url\": ...})".into());
+    }
+    Ok(target)
 }
 
 /// A delivery channel.
@@ -272,6 +325,8 @@ pub struct Notifier {
     ctx: Ctx,
     cfg: NotifierConfig,
     http: reqwest::Client,
+    /// The webhook last read from `webhook_secret_arn`, and when.
+    secret_cache: Mutex<Option<(Instant, WebhookTarget)>>,
 }
 
 impl Notifier {
@@ -292,7 +347,7 @@ impl Notifier {
             .user_agent("selfheal-notifier/1")
             .build()
             .map_err(|e| Error::Config { name: "webhook client".into(), problem: e.to_string() })?;
-        Ok(Notifier { ctx, cfg, http })
+        Ok(Notifier { ctx, cfg, http, secret_cache: Mutex::new(None) })
     }
 
     pub fn ctx(&self) -> &Ctx {
@@ -348,7 +403,7 @@ impl Notifier {
         if self.cfg.chatbot_topic.is_some() {
             channels.push(Channel::Chat);
         }
-        if self.cfg.webhook_url.is_some() {
+        if self.cfg.webhook_url.is_some() || self.cfg.webhook_secret_arn.is_some() {
             channels.push(Channel::Webhook);
         }
         let results =
@@ -410,11 +465,66 @@ impl Notifier {
         Ok(true)
     }
 
+    /// The webhook to post to: from the variables, or from the secret (cached for [`SECRET_TTL`]).
+    async fn webhook_target(&self) -> Result<WebhookTarget> {
+        let env_key = self.cfg.webhook_routing_key.clone();
+        let target = match (&self.cfg.webhook_url, &self.cfg.webhook_secret_arn) {
+            (Some(url), _) => WebhookTarget { url: url.clone(), routing_key: env_key },
+            (None, Some(arn)) => {
+                let cached = self.secret_cache.lock().ok().and_then(|c| c.clone());
+                match cached {
+                    Some((read_at, t)) if read_at.elapsed() < SECRET_TTL => t,
+                    _ => {
+                        let mut t = self.read_webhook_secret(arn).await?;
+                        t.routing_key = t.routing_key.or(env_key);
+                        if let Ok(mut c) = self.secret_cache.lock() {
+                            *c = Some((Instant::now(), t.clone()));
+                        }
+                        t
+                    }
+                }
+            }
+            (None, None) => {
+                return Err(Error::Delivery { channel: "webhook".into(), message: "no webhook is configured".into() })
+            }
+        };
+        if self.cfg.webhook_format == WebhookFormat::PagerDuty && target.routing_key.is_none() {
+            return Err(Error::Delivery {
+                channel: "webhook".into(),
+                message: "SELFHEAL_WEBHOOK_FORMAT=pagerduty needs a routing key (the secret's \"routing_key\" or \
+                          SELFHEAL_WEBHOOK_ROUTING_KEY)"
+                    .into(),
+            });
+        }
+        Ok(target)
+    }
+
+    async fn read_webhook_secret(&self, arn: &str) -> Result<WebhookTarget> {
+        let failed = |message: String| Error::Delivery {
+            channel: "webhook".into(),
+            message: format!("webhook secret {arn} (SELFHEAL_WEBHOOK_SECRET_ARN) {message}"),
+        };
+        let out =
+            self.ctx.aws.secretsmanager().get_secret_value().secret_id(arn).send().await.map_err(|e| {
+                failed(format!("could not be read: {}", Error::aws("secretsmanager", "GetSecretValue", e)))
+            })?;
+        let text = out.secret_string().ok_or_else(|| failed("has no string value".into()))?;
+        let target = parse_webhook_secret(text).map_err(failed)?;
+        tracing::info!(secret = arn, "webhook read from its secret");
+        Ok(target)
+    }
+
     async fn post_webhook(&self, e: &Envelope) -> Result<()> {
-        let url = self.cfg.webhook_url.as_deref().unwrap_or_default();
+        let target = self.webhook_target().await?;
+        let url = target.url.as_str();
+        // A URL that came from a secret is not repeated in errors and logs.
+        let shown = match (&self.cfg.webhook_url, &self.cfg.webhook_secret_arn) {
+            (None, Some(arn)) => format!("the webhook in secret {arn}"),
+            _ => url.to_string(),
+        };
         let body = match self.cfg.webhook_format {
             WebhookFormat::Generic => serde_json::to_value(e).unwrap_or(Value::Null),
-            WebhookFormat::PagerDuty => pagerduty_event(e, self.cfg.webhook_routing_key.as_deref().unwrap_or_default()),
+            WebhookFormat::PagerDuty => pagerduty_event(e, target.routing_key.as_deref().unwrap_or_default()),
         };
         let mut last = String::new();
         for attempt in 1..=self.cfg.webhook_attempts {
@@ -435,7 +545,7 @@ impl Notifier {
         }
         Err(Error::Delivery {
             channel: "webhook".into(),
-            message: format!("{url}: {last} after {} attempt(s)", self.cfg.webhook_attempts),
+            message: format!("{shown}: {last} after {} attempt(s)", self.cfg.webhook_attempts),
         })
     }
 }
@@ -451,6 +561,60 @@ mod tests {
     fn envelope(sev: Severity) -> Envelope {
         Envelope::new("instance-healer", "replace", Target::new("ec2-instance", "i-1"), Outcome::Acted, "why")
             .severity(sev)
+    }
+
+    #[test]
+    fn webhook_secrets_are_a_url_or_an_object_and_errors_do_not_repeat_them() {
+        let plain = parse_webhook_secret(" https://hooks.slack.com/services/T/B/X\n").unwrap();
+        assert_eq!(plain, WebhookTarget { url: "https://hooks.slack.com/services/T/B/X".into(), routing_key: None });
+        let pd =
+            parse_webhook_secret(r#"{"url": "https://events.pagerduty.com/v2/enqueue", "routing_key": "RK"}"#).unwrap();
+        assert_eq!(pd.routing_key.as_deref(), Some("RK"));
+        let camel = parse_webhook_secret(r#"{"url": "http://h/x", "routingKey": "K2"}"#).unwrap();
+        assert_eq!(camel.routing_key.as_deref(), Some("K2"));
+        for (bad, why) in [
+            ("s3cr3t-token", "http(s) URL"),
+            (r#"{"routing_key": "s3cr3t"}"#, "without \"url\""),
+            (r#"{"url": 7}"#, "not a string"),
+            (r#"{"url": "ftp://s3cr3t"}"#, "http(s) URL"),
+            (r#"{"url": "https://x", "routing_key": 5}"#, "routing_key"),
+            ("{s3cr3t", "not valid JSON"),
+        ] {
+            let err = parse_webhook_secret(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains("s3cr3t"), "the error repeats the secret: {err}");
+        }
+    }
+
+    #[test]
+    fn the_webhook_is_named_in_one_place_only() {
+        let mut env = crate::config::Env::from_map(
+            [
+                ("SELFHEAL_WEBHOOK_URL".to_string(), "https://h/x".to_string()),
+                (
+                    "SELFHEAL_WEBHOOK_SECRET_ARN".to_string(),
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        NotifierConfig::read(&mut env);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("SELFHEAL_WEBHOOK_SECRET_ARN") && err.contains("SELFHEAL_WEBHOOK_URL"), "{err}");
+        // With the secret alone, PagerDuty's routing key may come from the secret: no problem at cold start.
+        let mut env = crate::config::Env::from_map(
+            [
+                ("SELFHEAL_WEBHOOK_FORMAT".to_string(), "pagerduty".to_string()),
+                (
+                    "SELFHEAL_WEBHOOK_SECRET_ARN".to_string(),
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        let cfg = NotifierConfig::read(&mut env);
+        env.finish().unwrap();
+        assert!(cfg.webhook_secret_arn.is_some() && cfg.webhook_url.is_none());
     }
 
     #[test]

@@ -156,3 +156,67 @@ async fn events_the_notifier_does_not_handle_are_refused_with_no_delivery() {
     assert!(hook.received().is_empty());
     assert!(drain_notifications(&r.sdk, &r.info_q).await.is_empty());
 }
+
+async fn put_secret(sdk: &aws_config::SdkConfig, name: &str, value: &str) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = sm.create_secret().name(name).secret_string(value).send().await.unwrap();
+    out.arn().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_webhook_and_routing_key_can_come_from_a_secret() {
+    let hook = WebhookReceiver::start(&[202]).await;
+    let sdk = harness::sdk_config().await;
+    let secret = format!(r#"{{"url": "{}", "routing_key": "FROM-SECRET"}}"#, hook.url);
+    let arn = put_secret(&sdk, &unique("pagerduty"), &secret).await;
+    // As deployed: the URL variable is empty and the secret names the webhook.
+    let r = rig(
+        &hook,
+        &[
+            ("SELFHEAL_WEBHOOK_URL", ""),
+            ("SELFHEAL_WEBHOOK_SECRET_ARN", &arn),
+            ("SELFHEAL_WEBHOOK_FORMAT", "pagerduty"),
+        ],
+    )
+    .await;
+    r.notifier.handle(&envelope_with("pd-secret-1", "critical")).await.unwrap();
+    r.notifier.handle(&envelope_with("pd-secret-2", "critical")).await.unwrap();
+    let got = hook.received();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["routing_key"], "FROM-SECRET");
+    assert_eq!(got[1]["routing_key"], "FROM-SECRET", "{}", got[1]);
+    let reads = r.notifier.ctx().aws.calls.executions();
+    assert_eq!(reads.get("secretsmanager:GetSecretValue"), Some(&1), "read once, then cached: {reads:?}");
+}
+
+#[tokio::test]
+async fn an_unreadable_webhook_secret_fails_only_the_webhook_and_the_retry_reads_it_again() {
+    let hook = WebhookReceiver::start(&[200]).await;
+    let name = unique("hook");
+    let r = rig(&hook, &[("SELFHEAL_WEBHOOK_URL", ""), ("SELFHEAL_WEBHOOK_SECRET_ARN", &name)]).await;
+    let payload = event("envelope-sns.json", &[]);
+    let err = r.notifier.handle(&payload).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("webhook secret {name} (SELFHEAL_WEBHOOK_SECRET_ARN) could not be read")), "{err}");
+    assert!(hook.received().is_empty());
+    assert_eq!(drain_notifications(&r.sdk, &r.info_q).await.len(), 1, "the other channels still deliver");
+    assert_eq!(drain_notifications(&r.sdk, &r.chat_q).await.len(), 1);
+
+    // Someone creates the secret; Lambda retries the event: the secret is read again, only the webhook goes.
+    put_secret(&r.sdk, &name, &hook.url).await;
+    let out = r.notifier.handle(&payload).await.unwrap();
+    assert_eq!(out["notifications"][0]["delivered"], json!(["webhook"]), "{out}");
+    assert_eq!(hook.received().len(), 1);
+    assert_eq!(hook.received()[0]["id"], "0d9b7c1e-2f3a-4b5c-8d6e-7f8a9b0c1d2e");
+}
+
+#[tokio::test]
+async fn a_webhook_secret_without_a_url_is_named_and_not_repeated() {
+    let hook = WebhookReceiver::start(&[200]).await;
+    let sdk = harness::sdk_config().await;
+    let arn = put_secret(&sdk, &unique("bad-hook"), r#"{"routing_key": "s3cr3t"}"#).await;
+    let r = rig(&hook, &[("SELFHEAL_WEBHOOK_URL", ""), ("SELFHEAL_WEBHOOK_SECRET_ARN", &arn)]).await;
+    let err = r.notifier.handle(&event("envelope-sns.json", &[])).await.unwrap_err().to_string();
+    assert!(err.contains(&arn) && err.contains("without \"url\""), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+    assert!(hook.received().is_empty());
+}
