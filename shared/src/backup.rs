@@ -31,7 +31,8 @@
 //! region); rds:DescribeDBInstances, rds:DescribeDBSnapshots, rds:CreateDBSnapshot,
 //! rds:AddTagsToResource (tags on create), rds:DeleteDBSnapshot, rds:ModifyDBInstance,
 //! rds:DescribeDBClusters, rds:DescribeDBClusterSnapshots, rds:CreateDBClusterSnapshot,
-//! rds:DeleteDBClusterSnapshot, rds:ModifyDBCluster;
+//! rds:DeleteDBClusterSnapshot, rds:ModifyDBCluster, rds:CopyDBSnapshot and rds:CopyDBClusterSnapshot
+//! (DR region);
 //! backup:ListBackupPlans, backup:GetBackupPlan, backup:CreateBackupPlan, backup:UpdateBackupPlan,
 //! backup:DescribeBackupVault, backup:CreateBackupVault.
 
@@ -86,7 +87,8 @@ pub struct Policy {
     pub retention_days: u32,
     /// The newest this many suite snapshots are always kept.
     pub min_keep: usize,
-    /// Where copies go (EBS CopySnapshot, AWS Backup copy action), if anywhere.
+    /// Where copies go (EBS CopySnapshot, RDS CopyDBSnapshot/CopyDBClusterSnapshot, AWS Backup copy
+    /// action), if anywhere.
     pub copy_region: Option<String>,
     /// The AWS Backup vault the policy's plan targets (the same name is used in the copy region).
     pub vault: String,
@@ -846,16 +848,24 @@ pub mod rds {
         ]
     }
 
-    /// Takes a tagged snapshot of the instance or cluster.
-    pub async fn create_snapshot(rds: &aws_sdk_rds::Client, db: &Database, snapshot: &str, policy: &str) -> Result<()> {
-        if db.cluster {
+    /// Takes a tagged snapshot of the instance or cluster; whether it is already available (and so
+    /// can be copied in the same run).
+    pub async fn create_snapshot(
+        rds: &aws_sdk_rds::Client,
+        db: &Database,
+        snapshot: &str,
+        policy: &str,
+    ) -> Result<bool> {
+        let status = if db.cluster {
             rds.create_db_cluster_snapshot()
                 .db_cluster_identifier(&db.id)
                 .db_cluster_snapshot_identifier(snapshot)
                 .set_tags(Some(suite_tags(&db.id, policy)))
                 .send()
                 .await
-                .map_err(|e| Error::aws("rds", "CreateDBClusterSnapshot", e))?;
+                .map_err(|e| Error::aws("rds", "CreateDBClusterSnapshot", e))?
+                .db_cluster_snapshot()
+                .and_then(|s| s.status().map(str::to_string))
         } else {
             rds.create_db_snapshot()
                 .db_instance_identifier(&db.id)
@@ -863,9 +873,84 @@ pub mod rds {
                 .set_tags(Some(suite_tags(&db.id, policy)))
                 .send()
                 .await
-                .map_err(|e| Error::aws("rds", "CreateDBSnapshot", e))?;
+                .map_err(|e| Error::aws("rds", "CreateDBSnapshot", e))?
+                .db_snapshot()
+                .and_then(|s| s.status().map(str::to_string))
+        };
+        Ok(status.as_deref() == Some("available"))
+    }
+
+    /// The ARN of snapshot `snapshot` of `db`, built from the database's own ARN (pure):
+    /// `arn:<partition>:rds:<region>:<account>:snapshot:<id>` (`cluster-snapshot` for a cluster).
+    pub fn snapshot_arn(db_arn: &str, cluster: bool, snapshot: &str) -> Option<String> {
+        let parts: Vec<&str> = db_arn.splitn(7, ':').collect();
+        let [arn, partition, service, region, account, _kind, _name] = parts.as_slice() else { return None };
+        if *arn != "arn" || *service != "rds" || region.is_empty() || account.is_empty() {
+            return None;
         }
-        Ok(())
+        let kind = if cluster { "cluster-snapshot" } else { "snapshot" };
+        Some(format!("arn:{partition}:rds:{region}:{account}:{kind}:{snapshot}"))
+    }
+
+    /// The home-region snapshot ids that already have a suite copy in the client's (DR) region, DB
+    /// and cluster snapshots alike (copies carry [`TAG_COPY_OF`]).
+    pub async fn copied_snapshots(rds: &aws_sdk_rds::Client) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        let mut pages =
+            rds.describe_db_snapshots().snapshot_type("manual").max_records(100).into_paginator().items().send();
+        while let Some(s) = pages.next().await {
+            let s = s.map_err(|e| Error::aws("rds", "DescribeDBSnapshots", e))?;
+            if let Some(src) = tag(s.tag_list(), TAG_COPY_OF) {
+                out.insert(src.to_string());
+            }
+        }
+        let mut pages = rds
+            .describe_db_cluster_snapshots()
+            .snapshot_type("manual")
+            .max_records(100)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(s) = pages.next().await {
+            let s = s.map_err(|e| Error::aws("rds", "DescribeDBClusterSnapshots", e))?;
+            if let Some(src) = tag(s.tag_list(), TAG_COPY_OF) {
+                out.insert(src.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies `snapshot` of `db` into the DR client's region under the same identifier, tagged as a
+    /// suite copy. (Outside GovCloud a cross-region copy needs no pre-signed URL; an encrypted source
+    /// would need a KMS key in the DR region, which policies do not name yet.)
+    pub async fn copy_snapshot(
+        dr: &aws_sdk_rds::Client,
+        db: &Database,
+        snapshot: &str,
+        policy: &str,
+    ) -> Result<String> {
+        let source = snapshot_arn(&db.arn, db.cluster, snapshot)
+            .ok_or_else(|| Error::Precondition(format!("{} has no usable ARN ({:?})", db.id, db.arn)))?;
+        let mut tags = suite_tags(&db.id, policy);
+        tags.push(Tag::builder().key(TAG_COPY_OF).value(snapshot).build());
+        if db.cluster {
+            dr.copy_db_cluster_snapshot()
+                .source_db_cluster_snapshot_identifier(&source)
+                .target_db_cluster_snapshot_identifier(snapshot)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "CopyDBClusterSnapshot", e))?;
+        } else {
+            dr.copy_db_snapshot()
+                .source_db_snapshot_identifier(&source)
+                .target_db_snapshot_identifier(snapshot)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|e| Error::aws("rds", "CopyDBSnapshot", e))?;
+        }
+        Ok(snapshot.to_string())
     }
 
     pub async fn delete_snapshot(rds: &aws_sdk_rds::Client, db: &Database, snapshot: &str) -> Result<()> {
@@ -1361,6 +1446,14 @@ impl BackupEnforcer {
         Ok(envelopes)
     }
 
+    fn dr_rds(&self, region: &str) -> aws_sdk_rds::Client {
+        let conf = aws_sdk_rds::config::Builder::from(&self.ctx.aws.sdk)
+            .region(aws_types::region::Region::new(region.to_string()))
+            .interceptor(self.ctx.aws.calls.clone())
+            .build();
+        aws_sdk_rds::Client::from_conf(conf)
+    }
+
     fn dr_ec2(&self, region: &str) -> aws_sdk_ec2::Client {
         let conf = aws_sdk_ec2::config::Builder::from(&self.ctx.aws.sdk)
             .region(aws_types::region::Region::new(region.to_string()))
@@ -1471,6 +1564,18 @@ impl BackupEnforcer {
                 report.not_opted_in(db.kind(), &db.id);
             }
         }
+        let home = self.ctx.aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        // One listing of suite copies per DR region in use.
+        let mut dr: HashMap<String, (aws_sdk_rds::Client, HashSet<String>)> = HashMap::new();
+        for db in &dbs {
+            let Some(region) = self.policy(&db.policy).and_then(|p| p.copy_region.clone()) else { continue };
+            if dr.contains_key(&region) || region == home {
+                continue;
+            }
+            let client = self.dr_rds(&region);
+            let copied = rds::copied_snapshots(&client).await?;
+            dr.insert(region, (client, copied));
+        }
         let no_amis = HashSet::new();
         let empty = Vec::new();
         let results: Vec<(&'static str, String, Result<Option<Envelope>>)> = stream::iter(dbs)
@@ -1479,6 +1584,7 @@ impl BackupEnforcer {
                 let snaps = if db.cluster { &cluster_snaps } else { &snaps };
                 let no_amis = &no_amis;
                 let empty = &empty;
+                let dr = &dr;
                 async move {
                     let kind = db.kind();
                     let Some(policy) = self.policy(&db.policy) else {
@@ -1486,17 +1592,19 @@ impl BackupEnforcer {
                         return (kind, db.id.clone(), r.map(Some));
                     };
                     let s = snaps.get(&db.id).unwrap_or(empty);
+                    let dr = policy.copy_region.as_ref().and_then(|r| dr.get(r));
                     let work = Work {
                         snapshot: is_stale(s, policy, now),
                         prune: plan_prune(s, no_amis, policy, now, self.cfg.max_delete_percent),
-                        copy: None,
+                        copy: dr.and_then(|(_, copied)| copy_candidate(s, copied)),
                         retention: rds_retention_fix(db.retention_days, policy),
                         current_retention: db.retention_days,
                     };
                     if work.is_empty() {
                         return (kind, db.id.clone(), Ok(None));
                     }
-                    let r = self.fix_database(t, &db, policy, work, dry_run, now, rds).await;
+                    let dr_client = dr.map(|(c, _)| c);
+                    let r = self.fix_database(t, &db, policy, work, dry_run, now, rds, dr_client).await;
                     (kind, db.id.clone(), r.map(Some))
                 }
             })
@@ -1531,6 +1639,7 @@ impl BackupEnforcer {
         dry_run: bool,
         now: DateTime<Utc>,
         rds: &aws_sdk_rds::Client,
+        dr: Option<&aws_sdk_rds::Client>,
     ) -> Result<Envelope> {
         let req = self.request(t, db.kind(), &db.id, policy, dry_run, now);
         let plan = work.describe();
@@ -1542,17 +1651,24 @@ impl BackupEnforcer {
                         .detail("wouldSnapshot", work.snapshot)
                         .detail("wouldDelete", &work.prune.delete)
                         .detail("deferred", &work.prune.deferred)
+                        .detail("wouldCopy", &work.copy)
                         .detail("wouldSetRetention", work.retention));
                 }
                 let mut created = Vec::new();
                 let mut deleted = Vec::new();
+                let mut copied = Vec::new();
                 let mut errors = Vec::new();
                 let mut retention_set = None;
+                let mut copy = work.copy.clone();
                 if work.snapshot {
                     let id = db_snapshot_id(&db.id, now);
                     match rds::create_snapshot(rds, db, &id, &policy.name).await {
-                        Ok(()) => {
+                        Ok(available) => {
                             tracing::info!(db = %db.id, snapshot = %id, policy = %policy.name, "DB snapshot taken");
+                            // A snapshot still being created is copied by a later run.
+                            if available && dr.is_some() {
+                                copy = Some(id.clone());
+                            }
                             created.push(id);
                         }
                         Err(e) => errors.push(e.to_string()),
@@ -1563,6 +1679,15 @@ impl BackupEnforcer {
                         Ok(()) => {
                             tracing::info!(db = %db.id, snapshot = %id, "expired DB snapshot deleted");
                             deleted.push(id.clone());
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                if let (Some(src), Some(dr)) = (copy, dr) {
+                    match rds::copy_snapshot(dr, db, &src, &policy.name).await {
+                        Ok(id) => {
+                            tracing::info!(db = %db.id, snapshot = %src, copy = %id, "DB snapshot copied to DR region");
+                            copied.push(id);
                         }
                         Err(e) => errors.push(e.to_string()),
                     }
@@ -1585,6 +1710,7 @@ impl BackupEnforcer {
                     .detail("policy", &policy.name)
                     .detail("created", created)
                     .detail("deleted", deleted)
+                    .detail("copied", copied)
                     .detail("deferred", &work.prune.deferred)
                     .detail("retentionSetTo", retention_set))
             })
@@ -1704,6 +1830,21 @@ mod tests {
 
     fn policy() -> Policy {
         Policy { retention_days: 7, min_keep: 2, max_age_hours: 24, ..builtin_policies()["silver"].clone() }
+    }
+
+    #[test]
+    fn db_snapshot_arns_come_from_the_database_arn() {
+        assert_eq!(
+            rds::snapshot_arn("arn:aws:rds:us-east-1:123456789012:db:orders", false, "selfheal-orders-1").as_deref(),
+            Some("arn:aws:rds:us-east-1:123456789012:snapshot:selfheal-orders-1")
+        );
+        assert_eq!(
+            rds::snapshot_arn("arn:aws-cn:rds:cn-north-1:123456789012:cluster:au", true, "s1").as_deref(),
+            Some("arn:aws-cn:rds:cn-north-1:123456789012:cluster-snapshot:s1")
+        );
+        for bad in ["", "orders", "arn:aws:ec2:us-east-1:123456789012:volume/v", "arn:aws:rds:::db:x"] {
+            assert_eq!(rds::snapshot_arn(bad, false, "s"), None, "{bad}");
+        }
     }
 
     #[test]

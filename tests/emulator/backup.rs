@@ -677,3 +677,82 @@ async fn aurora_clusters_are_backed_up_as_a_whole_and_pruned_by_retention() {
     assert!(!left.contains(&first_id), "the expired snapshot is deleted: {left:?}");
     assert_eq!(strings(&for_target(&third.envelopes, &cluster)[0].details["deleted"]), vec![first_id]);
 }
+
+#[tokio::test]
+async fn new_db_and_cluster_snapshots_are_copied_to_the_dr_region_once() {
+    let tag = unique("bk");
+    let vars = [
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_POLICIES", r#"{"dr":{"copyRegion":"us-west-2"}}"#),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ];
+    let e = enforcer(&vars).await;
+    let rds = e.ctx().aws.rds();
+    let db = database(&rds, &tag, "dr", 14).await;
+    let (cluster, _member) = aurora(&rds, &tag, "dr").await;
+    // Two days on, moto's automated snapshots are stale: each database gets one, copied at once.
+    let t0 = Utc::now() + Duration::days(2);
+    let sweep = e.sweep(&schedule(), false, t0).await.unwrap();
+    let mut copies = Vec::new();
+    for id in [&db, &cluster] {
+        let found = for_target(&sweep.envelopes, id);
+        let Some(env) = found.first() else { panic!("no decision on {id}: {:?}", report(&sweep.envelopes).details) };
+        let created = strings(&env.details["created"]);
+        let copied = strings(&env.details["copied"]);
+        assert_eq!((created.len(), copied.len()), (1, 1), "{env:?}");
+        copies.push((created[0].clone(), copied[0].clone()));
+    }
+    assert_eq!(report(&sweep.envelopes).details["snapshotsCopied"], 2);
+
+    let dr_conf = aws_sdk_rds::config::Builder::from(&harness::sdk_config().await)
+        .region(aws_types::region::Region::new("us-west-2"))
+        .build();
+    let dr = aws_sdk_rds::Client::from_conf(dr_conf);
+    let tag_of = |list: &[aws_sdk_rds::types::Tag], key: &str| {
+        list.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string)
+    };
+    let dr_copies_of = |source: String| {
+        let dr = dr.clone();
+        async move {
+            let mut n = 0;
+            let out = dr.describe_db_snapshots().snapshot_type("manual").send().await.unwrap();
+            n += out
+                .db_snapshots()
+                .iter()
+                .filter(|s| tag_of(s.tag_list(), "selfheal:copy-of") == Some(source.clone()))
+                .count();
+            let out = dr.describe_db_cluster_snapshots().snapshot_type("manual").send().await.unwrap();
+            n += out
+                .db_cluster_snapshots()
+                .iter()
+                .filter(|s| tag_of(s.tag_list(), "selfheal:copy-of") == Some(source.clone()))
+                .count();
+            n
+        }
+    };
+    let (db_source, db_copy) = &copies[0];
+    let out = dr.describe_db_snapshots().db_snapshot_identifier(db_copy).send().await.unwrap();
+    let copy = &out.db_snapshots()[0];
+    assert_eq!(copy.db_instance_identifier(), Some(db.as_str()));
+    assert_eq!(tag_of(copy.tag_list(), "selfheal:copy-of").as_deref(), Some(db_source.as_str()));
+    assert_eq!(tag_of(copy.tag_list(), "selfheal:created-by").as_deref(), Some("backup-enforcer"));
+    let (cluster_source, cluster_copy) = &copies[1];
+    let out = dr.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(cluster_copy).send().await.unwrap();
+    let copy = &out.db_cluster_snapshots()[0];
+    assert_eq!(copy.db_cluster_identifier(), Some(cluster.as_str()));
+    assert_eq!(tag_of(copy.tag_list(), "selfheal:copy-of").as_deref(), Some(cluster_source.as_str()));
+    assert_eq!(db_snapshots(&rds, &db).await.len(), 1, "the home-region snapshot stays where it is");
+
+    // A second sweep finds the copies in the DR region and copies nothing again.
+    let again = e.sweep(&schedule(), false, t0).await.unwrap();
+    assert_eq!(again.report.snapshots_copied, 0, "{:?}", again.envelopes);
+    assert!(
+        !again.report.has_failures(),
+        "no copy was tried again (it would fail as a duplicate): {:?}",
+        again.envelopes
+    );
+    for source in [db_source, cluster_source] {
+        assert_eq!(dr_copies_of(source.clone()).await, 1, "one copy of {source}");
+    }
+}
