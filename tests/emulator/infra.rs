@@ -373,3 +373,57 @@ fn call_log_names_map_to_granted_iam_actions() {
     assert!(!is_granted("instance-healer", "route 53:ChangeResourceRecordSets"));
     assert!(!is_granted("dns-failover", "rds:PromoteReadReplica"));
 }
+
+/// Every `"SELFHEAL_..."` string literal in the library: the settings the code reads.
+fn settings_read_by_the_code() -> BTreeSet<String> {
+    fn walk(dir: &std::path::Path, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+            if entry.is_dir() {
+                walk(&entry, out);
+            } else if entry.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&entry).unwrap();
+                for (i, piece) in text.split('"').enumerate() {
+                    let literal = i % 2 == 1;
+                    let name_like = piece.starts_with("SELFHEAL_")
+                        && !piece.ends_with('_')
+                        && piece.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                    if literal && name_like {
+                        out.insert(piece.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&repo_path("shared/src"), &mut out);
+    out
+}
+
+#[test]
+fn every_setting_the_code_reads_is_documented_and_every_one_the_template_sets_is_read() {
+    let read = settings_read_by_the_code();
+    assert!(read.len() > 40 && read.contains("SELFHEAL_LEDGER_TABLE"), "the scan found too little: {read:?}");
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let section = readme.split("## Configuration").nth(1).and_then(|s| s.split("\n## ").next()).unwrap_or_default();
+    let undocumented: Vec<_> = read.iter().filter(|n| !section.contains(&format!("`{n}`"))).collect();
+    assert!(undocumented.is_empty(), "README § Configuration does not document {undocumented:?}");
+
+    let t = template();
+    let mut set = BTreeMap::new();
+    let globals = get(&t, "Globals").and_then(|g| get(g, "Function")).cloned().unwrap();
+    let mut sources = vec![("Globals".to_string(), globals)];
+    for (name, (_, f)) in functions_by_binary(&t) {
+        sources.push((name, get(&f, "Properties").cloned().unwrap()));
+    }
+    for (owner, props) in sources {
+        let vars = get(&props, "Environment").and_then(|e| get(e, "Variables")).and_then(Value::as_mapping);
+        for key in vars.into_iter().flat_map(|m| m.keys()).filter_map(Value::as_str) {
+            if key.starts_with("SELFHEAL_") {
+                set.insert(key.to_string(), owner.clone());
+            }
+        }
+    }
+    assert!(set.len() > 10, "the template scan found too little: {set:?}");
+    let unread: Vec<_> = set.iter().filter(|(k, _)| !read.contains(*k)).collect();
+    assert!(unread.is_empty(), "the template sets variables no code reads: {unread:?}");
+}
