@@ -24,7 +24,8 @@
 //!
 //! Deletion guards: only snapshots the suite created (`selfheal:created-by=backup-enforcer`), never the
 //! newest `min_keep`, never one an own AMI uses, never a pending one, and never more than
-//! `SELFHEAL_BACKUP_MAX_DELETE_PERCENT` of a resource's snapshots in one run.
+//! `SELFHEAL_BACKUP_MAX_DELETE_PERCENT` of a resource's snapshots in one run. The same retention, with
+//! the same guards, applies separately to a resource's copies in its policy's DR region.
 //!
 //! IAM actions called: ec2:DescribeVolumes, ec2:DescribeSnapshots, ec2:DescribeImages,
 //! ec2:CreateSnapshot, ec2:CreateTags (tags on create), ec2:DeleteSnapshot, ec2:CopySnapshot (DR
@@ -333,6 +334,25 @@ pub fn copy_candidate(snaps: &[Snap], copied: &HashSet<String>) -> Option<String
         .map(|s| s.id.clone())
 }
 
+/// The suite's copies in one DR region: which home-region snapshots have a copy there, and the copies
+/// themselves by the resource they back up (for retention, which applies to them as at home).
+#[derive(Debug, Clone, Default)]
+pub struct DrCopies {
+    pub sources: HashSet<String>,
+    pub by_resource: HashMap<String, Vec<Snap>>,
+}
+
+impl DrCopies {
+    fn add(&mut self, source: Option<&str>, resource: Option<&str>, snap: Snap) {
+        if let Some(src) = source {
+            self.sources.insert(src.to_string());
+            if let Some(r) = resource {
+                self.by_resource.entry(r.to_string()).or_default().push(snap);
+            }
+        }
+    }
+}
+
 /// The automated-backup retention a DB instance should have, when it has less (never lowered).
 pub fn rds_retention_fix(current_days: i32, policy: &Policy) -> Option<i32> {
     let want = (policy.retention_days.min(RDS_MAX_RETENTION_DAYS as u32)) as i32;
@@ -507,13 +527,13 @@ impl Report {
         let n = |k: &str| env.details.get(k).and_then(Value::as_array).map(|a| a.len() as u64).unwrap_or(0);
         if env.outcome == Outcome::Acted || env.outcome == Outcome::Failed {
             self.snapshots_created += n("created");
-            self.snapshots_deleted += n("deleted");
+            self.snapshots_deleted += n("deleted") + n("drDeleted");
             self.snapshots_copied += n("copied");
             if env.details.get("retentionSetTo").is_some_and(|v| !v.is_null()) {
                 self.retention_fixed += 1;
             }
         }
-        self.deletes_deferred += n("deferred");
+        self.deletes_deferred += n("deferred") + n("drDeferred");
     }
 
     /// Whether anything failed.
@@ -629,8 +649,8 @@ pub mod ec2 {
         Ok(out)
     }
 
-    /// The home-region snapshot ids that already have a suite copy in the client's region.
-    pub async fn copied_snapshots(ec2: &aws_sdk_ec2::Client) -> Result<HashSet<String>> {
+    /// The suite's copies in the client's (DR) region.
+    pub async fn copied_snapshots(ec2: &aws_sdk_ec2::Client) -> Result<DrCopies> {
         let mut pages = ec2
             .describe_snapshots()
             .owner_ids("self")
@@ -639,11 +659,11 @@ pub mod ec2 {
             .into_paginator()
             .items()
             .send();
-        let mut out = HashSet::new();
+        let mut out = DrCopies::default();
         while let Some(s) = pages.next().await {
             let s = s.map_err(|e| Error::aws("ec2", "DescribeSnapshots", e))?;
-            if let Some(src) = tag(s.tags(), TAG_COPY_OF) {
-                out.insert(src.to_string());
+            if let Some(e) = to_ebs(&s) {
+                out.add(tag(s.tags(), TAG_COPY_OF), tag(s.tags(), TAG_SOURCE), e.snap);
             }
         }
         Ok(out)
@@ -892,17 +912,22 @@ pub mod rds {
         Some(format!("arn:{partition}:rds:{region}:{account}:{kind}:{snapshot}"))
     }
 
-    /// The home-region snapshot ids that already have a suite copy in the client's (DR) region, DB
-    /// and cluster snapshots alike (copies carry [`TAG_COPY_OF`]).
-    pub async fn copied_snapshots(rds: &aws_sdk_rds::Client) -> Result<HashSet<String>> {
-        let mut out = HashSet::new();
+    /// The suite's copies in the client's (DR) region, DB and cluster snapshots alike (copies carry
+    /// [`TAG_COPY_OF`]).
+    pub async fn copied_snapshots(rds: &aws_sdk_rds::Client) -> Result<DrCopies> {
+        let mut out = DrCopies::default();
         let mut pages =
             rds.describe_db_snapshots().snapshot_type("manual").max_records(100).into_paginator().items().send();
         while let Some(s) = pages.next().await {
             let s = s.map_err(|e| Error::aws("rds", "DescribeDBSnapshots", e))?;
-            if let Some(src) = tag(s.tag_list(), TAG_COPY_OF) {
-                out.insert(src.to_string());
-            }
+            let Some(id) = s.db_snapshot_identifier() else { continue };
+            let snap = Snap {
+                id: id.to_string(),
+                started: to_chrono(s.snapshot_create_time().or(s.original_snapshot_create_time())),
+                state: snap_state(s.status()),
+                ours: tag(s.tag_list(), TAG_CREATED_BY) == Some(CREATED_BY),
+            };
+            out.add(tag(s.tag_list(), TAG_COPY_OF), tag(s.tag_list(), TAG_SOURCE), snap);
         }
         let mut pages = rds
             .describe_db_cluster_snapshots()
@@ -913,9 +938,14 @@ pub mod rds {
             .send();
         while let Some(s) = pages.next().await {
             let s = s.map_err(|e| Error::aws("rds", "DescribeDBClusterSnapshots", e))?;
-            if let Some(src) = tag(s.tag_list(), TAG_COPY_OF) {
-                out.insert(src.to_string());
-            }
+            let Some(id) = s.db_cluster_snapshot_identifier() else { continue };
+            let snap = Snap {
+                id: id.to_string(),
+                started: to_chrono(s.snapshot_create_time().or(s.cluster_create_time())),
+                state: snap_state(s.status()),
+                ours: tag(s.tag_list(), TAG_CREATED_BY) == Some(CREATED_BY),
+            };
+            out.add(tag(s.tag_list(), TAG_COPY_OF), tag(s.tag_list(), TAG_SOURCE), snap);
         }
         Ok(out)
     }
@@ -1144,13 +1174,19 @@ struct Work {
     snapshot: bool,
     prune: Prune,
     copy: Option<String>,
+    /// Retention applied to the resource's copies in the DR region.
+    dr_prune: Prune,
     retention: Option<i32>,
     current_retention: i32,
 }
 
 impl Work {
     fn is_empty(&self) -> bool {
-        !self.snapshot && self.prune.delete.is_empty() && self.copy.is_none() && self.retention.is_none()
+        !self.snapshot
+            && self.prune.delete.is_empty()
+            && self.copy.is_none()
+            && self.dr_prune.delete.is_empty()
+            && self.retention.is_none()
     }
 
     fn describe(&self) -> String {
@@ -1163,6 +1199,9 @@ impl Work {
         }
         if let Some(c) = &self.copy {
             parts.push(format!("copy {c} to the DR region"));
+        }
+        if !self.dr_prune.delete.is_empty() {
+            parts.push(format!("delete {} expired DR-region copy(ies)", self.dr_prune.delete.len()));
         }
         if let Some(d) = self.retention {
             parts.push(format!("set automated backup retention {} -> {d} days", self.current_retention));
@@ -1366,15 +1405,15 @@ impl BackupEnforcer {
         )?;
         let home = self.ctx.aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
         // One listing per DR region in use.
-        let mut dr: HashMap<String, (aws_sdk_ec2::Client, HashSet<String>)> = HashMap::new();
+        let mut dr: HashMap<String, (aws_sdk_ec2::Client, DrCopies, HashSet<String>)> = HashMap::new();
         for v in &volumes {
             let Some(region) = self.policy(&v.policy).and_then(|p| p.copy_region.clone()) else { continue };
             if dr.contains_key(&region) || region == home {
                 continue;
             }
             let client = self.dr_ec2(&region);
-            let copied = ec2::copied_snapshots(&client).await?;
-            dr.insert(region, (client, copied));
+            let (copies, amis) = futures::try_join!(ec2::copied_snapshots(&client), ec2::ami_snapshots(&client))?;
+            dr.insert(region, (client, copies, amis));
         }
         tracing::info!(volumes = volumes.len(), "volumes with a backup policy");
 
@@ -1390,12 +1429,17 @@ impl BackupEnforcer {
                 continue;
             };
             let s = snaps.get(&v.id).unwrap_or(&empty);
-            let copy =
-                policy.copy_region.as_ref().and_then(|r| dr.get(r)).and_then(|(_, copied)| copy_candidate(s, copied));
+            let in_dr = policy.copy_region.as_ref().and_then(|r| dr.get(r));
             let work = Work {
                 snapshot: is_stale(s, policy, now),
                 prune: plan_prune(s, &amis, policy, now, self.cfg.max_delete_percent),
-                copy,
+                copy: in_dr.and_then(|(_, copies, _)| copy_candidate(s, &copies.sources)),
+                dr_prune: in_dr
+                    .map(|(_, copies, dr_amis)| {
+                        let copies = copies.by_resource.get(&v.id).unwrap_or(&empty);
+                        plan_prune(copies, dr_amis, policy, now, self.cfg.max_delete_percent)
+                    })
+                    .unwrap_or_default(),
                 ..Work::default()
             };
             jobs.push(Job::Volume(Box::new((v.clone(), policy.clone(), work))));
@@ -1417,7 +1461,7 @@ impl BackupEnforcer {
                             if work.is_empty() {
                                 return (v.id, String::new(), Ok(None));
                             }
-                            let dr_client = policy.copy_region.as_ref().and_then(|r| dr.get(r)).map(|(c, _)| c);
+                            let dr_client = policy.copy_region.as_ref().and_then(|r| dr.get(r)).map(|(c, _, _)| c);
                             let r = self.fix_volume(t, &v, &policy, work, dry_run, now, ec2, dr_client, home).await;
                             (v.id, String::new(), r.map(Some))
                         }
@@ -1486,7 +1530,8 @@ impl BackupEnforcer {
                         .detail("wouldDelete", &work.prune.delete)
                         .detail("deferred", &work.prune.deferred)
                         .detail("sparedAmi", &work.prune.spared_ami)
-                        .detail("wouldCopy", &work.copy));
+                        .detail("wouldCopy", &work.copy)
+                        .detail("wouldDeleteDr", &work.dr_prune.delete));
                 }
                 let mut created = Vec::new();
                 let mut deleted = Vec::new();
@@ -1523,6 +1568,18 @@ impl BackupEnforcer {
                         Err(e) => errors.push(e.to_string()),
                     }
                 }
+                let mut dr_deleted = Vec::new();
+                if let Some(dr) = dr {
+                    for id in &work.dr_prune.delete {
+                        match ec2::delete_snapshot(dr, id).await {
+                            Ok(()) => {
+                                tracing::info!(volume = %v.id, snapshot = %id, "expired DR-region copy deleted");
+                                dr_deleted.push(id.clone());
+                            }
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                }
                 let report = if errors.is_empty() {
                     ActionReport::acted(plan.clone())
                 } else {
@@ -1533,7 +1590,9 @@ impl BackupEnforcer {
                     .detail("created", created)
                     .detail("deleted", deleted)
                     .detail("copied", copied)
+                    .detail("drDeleted", dr_deleted)
                     .detail("deferred", &work.prune.deferred)
+                    .detail("drDeferred", &work.dr_prune.deferred)
                     .detail("sparedAmi", &work.prune.spared_ami))
             })
             .await
@@ -1566,7 +1625,7 @@ impl BackupEnforcer {
         }
         let home = self.ctx.aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
         // One listing of suite copies per DR region in use.
-        let mut dr: HashMap<String, (aws_sdk_rds::Client, HashSet<String>)> = HashMap::new();
+        let mut dr: HashMap<String, (aws_sdk_rds::Client, DrCopies)> = HashMap::new();
         for db in &dbs {
             let Some(region) = self.policy(&db.policy).and_then(|p| p.copy_region.clone()) else { continue };
             if dr.contains_key(&region) || region == home {
@@ -1596,7 +1655,13 @@ impl BackupEnforcer {
                     let work = Work {
                         snapshot: is_stale(s, policy, now),
                         prune: plan_prune(s, no_amis, policy, now, self.cfg.max_delete_percent),
-                        copy: dr.and_then(|(_, copied)| copy_candidate(s, copied)),
+                        copy: dr.and_then(|(_, copies)| copy_candidate(s, &copies.sources)),
+                        dr_prune: dr
+                            .map(|(_, copies)| {
+                                let copies = copies.by_resource.get(&db.id).unwrap_or(empty);
+                                plan_prune(copies, no_amis, policy, now, self.cfg.max_delete_percent)
+                            })
+                            .unwrap_or_default(),
                         retention: rds_retention_fix(db.retention_days, policy),
                         current_retention: db.retention_days,
                     };
@@ -1652,6 +1717,7 @@ impl BackupEnforcer {
                         .detail("wouldDelete", &work.prune.delete)
                         .detail("deferred", &work.prune.deferred)
                         .detail("wouldCopy", &work.copy)
+                        .detail("wouldDeleteDr", &work.dr_prune.delete)
                         .detail("wouldSetRetention", work.retention));
                 }
                 let mut created = Vec::new();
@@ -1692,6 +1758,18 @@ impl BackupEnforcer {
                         Err(e) => errors.push(e.to_string()),
                     }
                 }
+                let mut dr_deleted = Vec::new();
+                if let Some(dr) = dr {
+                    for id in &work.dr_prune.delete {
+                        match rds::delete_snapshot(dr, db, id).await {
+                            Ok(()) => {
+                                tracing::info!(db = %db.id, snapshot = %id, "expired DR-region copy deleted");
+                                dr_deleted.push(id.clone());
+                            }
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                }
                 if let Some(days) = work.retention {
                     match rds::set_retention(rds, db, days).await {
                         Ok(()) => {
@@ -1711,7 +1789,9 @@ impl BackupEnforcer {
                     .detail("created", created)
                     .detail("deleted", deleted)
                     .detail("copied", copied)
+                    .detail("drDeleted", dr_deleted)
                     .detail("deferred", &work.prune.deferred)
+                    .detail("drDeferred", &work.dr_prune.deferred)
                     .detail("retentionSetTo", retention_set))
             })
             .await

@@ -756,3 +756,55 @@ async fn new_db_and_cluster_snapshots_are_copied_to_the_dr_region_once() {
         assert_eq!(dr_copies_of(source.clone()).await, 1, "one copy of {source}");
     }
 }
+
+#[tokio::test]
+async fn copies_in_the_dr_region_are_pruned_by_the_same_retention() {
+    let tag = unique("bk");
+    let vars = [
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_POLICIES", r#"{"drp":{"copyRegion":"us-west-2","retentionDays":1,"minKeep":1}}"#),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_BACKUP_RDS", "false"),
+        ("SELFHEAL_BACKUP_MAX_DELETE_PERCENT", "100"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ];
+    let e = enforcer(&vars).await;
+    let ec2 = e.ctx().aws.ec2();
+    let vol = volume(&ec2, &tag, "drp").await;
+    let dr_conf = aws_sdk_ec2::config::Builder::from(&harness::sdk_config().await)
+        .region(aws_types::region::Region::new("us-west-2"))
+        .build();
+    let dr = aws_sdk_ec2::Client::from_conf(dr_conf);
+    let dr_copies = || async {
+        let out = dr
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(aws_sdk_ec2::types::Filter::builder().name("tag:selfheal:source").values(&vol).build())
+            .send()
+            .await
+            .unwrap();
+        ids(out.snapshots())
+    };
+    let copied = |s: &selfheal::backup::Sweep| strings(&for_target(&s.envelopes, &vol)[0].details["copied"]);
+
+    // Day 0: snapshot A, copied as A'. Day 2: A is stale, so B, copied as B'; A and A' are the newest
+    // of their kind (min_keep 1) and stay. Day 4: C and C'; A and A' have expired and go, B and B' stay.
+    // (Snapshots carry the emulator's real creation times: a pause keeps their order unambiguous.)
+    let t0 = Utc::now();
+    let first = e.sweep(&schedule(), false, t0).await.unwrap();
+    let a_copy = copied(&first);
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let second = e.sweep(&schedule(), false, t0 + Duration::days(2)).await.unwrap();
+    let b_copy = copied(&second);
+    assert_eq!(dr_copies().await.len(), 2, "nothing pruned while each copy is the newest one listed");
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let third = e.sweep(&schedule(), false, t0 + Duration::days(4)).await.unwrap();
+    let c_copy = copied(&third);
+    let on = for_target(&third.envelopes, &vol)[0];
+    assert_eq!(strings(&on.details["drDeleted"]), a_copy, "{on:?}");
+    let left = dr_copies().await;
+    let want: HashSet<String> = b_copy.into_iter().chain(c_copy).collect();
+    assert_eq!(left, want, "the expired copy is gone, the newer ones stay");
+    assert_eq!(snapshots_of(&ec2, &vol).await.len(), 2, "at home too: A deleted, B and C kept");
+    assert!(third.report.snapshots_deleted >= 2, "{:?}", third.report);
+}
