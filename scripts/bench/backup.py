@@ -209,6 +209,8 @@ def run_selfheal(moto, topic, binary, concurrency, workdir):
         "SELFHEAL_BACKUP_CONCURRENCY": str(concurrency),
         "SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT),
         "SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT),
+        # The whole sweep, however long the emulator takes (in Lambda it stops starting work at 840 s).
+        "SELFHEAL_BACKUP_TIME_BUDGET_SECONDS": "86400",
     }
     event = json.loads((ROOT / "events" / "schedule-backup-sweep.json").read_text())
     started = time.perf_counter()

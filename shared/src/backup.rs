@@ -20,7 +20,9 @@
 //!    [`Ctx::execute`] with event id `sweep:<policy>:<time bucket>`, so overlapping runs and
 //!    redeliveries act once per policy window;
 //! 4. ends with one compliance-report envelope (compliant / fixed / failed per resource type) and EMF
-//!    metrics. One resource failing never stops the others.
+//!    metrics. One resource failing never stops the others. A sweep starts on no resource once its
+//!    time budget (`SELFHEAL_BACKUP_TIME_BUDGET_SECONDS`) is spent; the report counts those left and
+//!    fails the invocation, and Lambda's retry of the same event finds the finished ones done.
 //!
 //! Deletion guards: only snapshots the suite created (`selfheal:created-by=backup-enforcer`), never the
 //! newest `min_keep`, never one an own AMI uses, never a pending one, and never more than
@@ -225,6 +227,10 @@ pub struct BackupConfig {
     pub manage_plans: bool,
     /// `SELFHEAL_BACKUP_RDS` (default true): manage tagged RDS instances.
     pub manage_rds: bool,
+    /// `SELFHEAL_BACKUP_TIME_BUDGET_SECONDS` (default 840): no resource is started on after this long
+    /// into a sweep, so the run ends with its report inside the function's timeout (Lambda's limit is
+    /// 900 s); the rest are left for the retry (the invocation fails) or the next run.
+    pub time_budget: std::time::Duration,
 }
 
 impl BackupConfig {
@@ -243,6 +249,7 @@ impl BackupConfig {
             max_delete_percent: env.number("SELFHEAL_BACKUP_MAX_DELETE_PERCENT", 50u32, 0, 100),
             manage_plans: env.bool("SELFHEAL_BACKUP_MANAGE_PLANS", true),
             manage_rds: env.bool("SELFHEAL_BACKUP_RDS", true),
+            time_budget: env.seconds("SELFHEAL_BACKUP_TIME_BUDGET_SECONDS", 840, 0, 86_400),
         }
     }
 }
@@ -463,6 +470,8 @@ pub struct Report {
     pub snapshots_copied: u64,
     pub deletes_deferred: u64,
     pub retention_fixed: u64,
+    /// Resources not started on because the sweep's time budget ran out.
+    pub left_for_next_run: u64,
     /// Plan drift found, by plan name.
     pub drift: BTreeMap<String, Vec<String>>,
     /// Failures (resource id -> why), at most [`REPORT_LIST_LIMIT`].
@@ -472,6 +481,9 @@ pub struct Report {
     /// Resources with a policy tag but without the opt-in tag, at most [`REPORT_LIST_LIMIT`].
     pub not_opted_in: Vec<String>,
 }
+
+/// The note on a resource the sweep had no time left to start on.
+const OUT_OF_TIME: &str = "out-of-time";
 
 /// Most entries kept in the report's failure list.
 pub const REPORT_LIST_LIMIT: usize = 100;
@@ -507,6 +519,12 @@ impl Report {
         if self.not_opted_in.len() < REPORT_LIST_LIMIT {
             self.not_opted_in.push(id.to_string());
         }
+    }
+
+    /// A resource with work to do that the sweep did not start on: its time budget had run out.
+    fn out_of_time(&mut self, kind: &str) {
+        self.tally(kind).skipped += 1;
+        self.left_for_next_run += 1;
     }
 
     fn fail(&mut self, kind: &str, id: &str, why: impl Into<String>) {
@@ -1263,6 +1281,7 @@ impl BackupEnforcer {
     /// A full sweep at `now` (injectable so staleness and retention can be tested).
     pub async fn sweep(&self, t: &Trigger, dry_run: bool, now: DateTime<Utc>) -> Result<Sweep> {
         let started = std::time::Instant::now();
+        let deadline = started + self.cfg.time_budget;
         tracing::info!(event_id = %t.event_id, dry_run, "backup sweep starting");
         let mut report = Report { dry_run, ..Report::default() };
         let mut envelopes = Vec::new();
@@ -1282,12 +1301,12 @@ impl BackupEnforcer {
             }
         }
 
-        match self.sweep_volumes(t, dry_run, now, &mut report).await {
+        match self.sweep_volumes(t, dry_run, now, deadline, &mut report).await {
             Ok(mut envs) => envelopes.append(&mut envs),
             Err(e) => report.errors.push(format!("{KIND_VOLUME}: {e}")),
         }
         if self.cfg.manage_rds {
-            match self.sweep_databases(t, dry_run, now, &mut report).await {
+            match self.sweep_databases(t, dry_run, now, deadline, &mut report).await {
                 Ok(mut envs) => envelopes.append(&mut envs),
                 Err(e) => report.errors.push(format!("{KIND_DB}/{KIND_CLUSTER}: {e}")),
             }
@@ -1312,7 +1331,9 @@ impl BackupEnforcer {
             .emit();
 
         let fixed: u64 = report.by_type.values().map(|t| t.fixed + t.would_fix).sum();
-        let outcome = if !report.errors.is_empty() {
+        // Out of time: failing the invocation has Lambda retry the sweep, which finds the finished
+        // resources done (same claims) and goes on with the rest.
+        let outcome = if !report.errors.is_empty() || report.left_for_next_run > 0 {
             Outcome::Failed
         } else if dry_run {
             Outcome::DryRun
@@ -1321,7 +1342,13 @@ impl BackupEnforcer {
         } else {
             Outcome::Skipped
         };
-        let severity = if report.has_failures() { Severity::Critical } else { Severity::Info };
+        let severity = if report.has_failures() {
+            Severity::Critical
+        } else if report.left_for_next_run > 0 {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
         let summary = report
             .by_type
             .iter()
@@ -1334,6 +1361,13 @@ impl BackupEnforcer {
                 line
             })
             .chain(report.errors.iter().map(|e| format!("not inventoried: {e}")))
+            .chain((report.left_for_next_run > 0).then(|| {
+                format!(
+                    "{} left for the retry: the {} s time budget ran out",
+                    report.left_for_next_run,
+                    self.cfg.time_budget.as_secs()
+                )
+            }))
             .collect::<Vec<_>>()
             .join("; ");
         let req = ActionRequest {
@@ -1395,6 +1429,7 @@ impl BackupEnforcer {
         t: &Trigger,
         dry_run: bool,
         now: DateTime<Utc>,
+        deadline: std::time::Instant,
         report: &mut Report,
     ) -> Result<Vec<Envelope>> {
         let ec2 = self.ctx.aws.ec2();
@@ -1461,6 +1496,9 @@ impl BackupEnforcer {
                             if work.is_empty() {
                                 return (v.id, String::new(), Ok(None));
                             }
+                            if std::time::Instant::now() >= deadline {
+                                return (v.id, OUT_OF_TIME.to_string(), Ok(None));
+                            }
                             let dr_client = policy.copy_region.as_ref().and_then(|r| dr.get(r)).map(|(c, _, _)| c);
                             let r = self.fix_volume(t, &v, &policy, work, dry_run, now, ec2, dr_client, home).await;
                             (v.id, String::new(), r.map(Some))
@@ -1475,6 +1513,7 @@ impl BackupEnforcer {
         let mut envelopes = Vec::new();
         for (id, note, r) in results {
             match r {
+                Ok(None) if note == OUT_OF_TIME => report.out_of_time(KIND_VOLUME),
                 Ok(None) => report.tally(KIND_VOLUME).compliant += 1,
                 Ok(Some(e)) if note == "unknown-policy" => {
                     report.fail(KIND_VOLUME, &id, e.reason.clone());
@@ -1605,6 +1644,7 @@ impl BackupEnforcer {
         t: &Trigger,
         dry_run: bool,
         now: DateTime<Utc>,
+        deadline: std::time::Instant,
         report: &mut Report,
     ) -> Result<Vec<Envelope>> {
         let rds = self.ctx.aws.rds();
@@ -1637,7 +1677,8 @@ impl BackupEnforcer {
         }
         let no_amis = HashSet::new();
         let empty = Vec::new();
-        let results: Vec<(&'static str, String, Result<Option<Envelope>>)> = stream::iter(dbs)
+        // (kind, id, left for the next run, decision)
+        let results: Vec<(&'static str, String, bool, Result<Option<Envelope>>)> = stream::iter(dbs)
             .map(|db| {
                 let rds = &rds;
                 let snaps = if db.cluster { &cluster_snaps } else { &snaps };
@@ -1648,7 +1689,7 @@ impl BackupEnforcer {
                     let kind = db.kind();
                     let Some(policy) = self.policy(&db.policy) else {
                         let r = self.unknown_policy(t, kind, &db.id, &db.policy, dry_run).await;
-                        return (kind, db.id.clone(), r.map(Some));
+                        return (kind, db.id.clone(), false, r.map(Some));
                     };
                     let s = snaps.get(&db.id).unwrap_or(empty);
                     let dr = policy.copy_region.as_ref().and_then(|r| dr.get(r));
@@ -1666,19 +1707,23 @@ impl BackupEnforcer {
                         current_retention: db.retention_days,
                     };
                     if work.is_empty() {
-                        return (kind, db.id.clone(), Ok(None));
+                        return (kind, db.id.clone(), false, Ok(None));
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return (kind, db.id.clone(), true, Ok(None));
                     }
                     let dr_client = dr.map(|(c, _)| c);
                     let r = self.fix_database(t, &db, policy, work, dry_run, now, rds, dr_client).await;
-                    (kind, db.id.clone(), r.map(Some))
+                    (kind, db.id.clone(), false, r.map(Some))
                 }
             })
             .buffer_unordered(self.cfg.concurrency)
             .collect()
             .await;
         let mut envelopes = Vec::new();
-        for (kind, id, r) in results {
+        for (kind, id, late, r) in results {
             match r {
+                Ok(None) if late => report.out_of_time(kind),
                 Ok(None) => report.tally(kind).compliant += 1,
                 Ok(Some(e)) if e.outcome == Outcome::Refused && e.event_id == t.event_id => {
                     report.fail(kind, &id, e.reason.clone());

@@ -808,3 +808,44 @@ async fn copies_in_the_dr_region_are_pruned_by_the_same_retention() {
     assert_eq!(snapshots_of(&ec2, &vol).await.len(), 2, "at home too: A deleted, B and C kept");
     assert!(third.report.snapshots_deleted >= 2, "{:?}", third.report);
 }
+
+#[tokio::test]
+async fn a_sweep_out_of_time_starts_nothing_more_and_its_retry_finishes_the_rest() {
+    let tag = unique("bk");
+    let vars = |budget: &'static str| {
+        [
+            ("SELFHEAL_BACKUP_POLICY_TAG", tag.clone()),
+            ("SELFHEAL_BACKUP_MANAGE_PLANS", "false".to_string()),
+            ("SELFHEAL_BACKUP_RDS", "false".to_string()),
+            ("SELFHEAL_COOLDOWN_SECONDS", "0".to_string()),
+            ("SELFHEAL_BACKUP_TIME_BUDGET_SECONDS", budget.to_string()),
+        ]
+    };
+    let spent = vars("0");
+    let spent: Vec<(&str, &str)> = spent.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let e = enforcer(&spent).await;
+    let ec2 = e.ctx().aws.ec2();
+    let vols = [volume(&ec2, &tag, "gold").await, volume(&ec2, &tag, "gold").await];
+    let t = schedule();
+    let now = Utc::now();
+
+    let first = e.sweep(&t, false, now).await.unwrap();
+    for v in &vols {
+        assert!(snapshots_of(&ec2, v).await.is_empty(), "{v}: nothing started after the budget ran out");
+    }
+    assert_eq!(first.report.left_for_next_run, 2);
+    let r = report(&first.envelopes);
+    assert_eq!((r.outcome, r.severity), (Outcome::Failed, selfheal::Severity::Warning), "{r:?}");
+    assert!(r.reason.contains("2 left for the retry: the 0 s time budget ran out"), "{}", r.reason);
+    assert!(selfheal::lambda::conclude(first.envelopes.clone()).is_err(), "the invocation fails, so Lambda retries it");
+
+    // The retry (same event) has time: it does the rest.
+    let ample = vars("600");
+    let ample: Vec<(&str, &str)> = ample.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let retry = enforcer(&ample).await.sweep(&t, false, now).await.unwrap();
+    for v in &vols {
+        assert_eq!(snapshots_of(&ec2, v).await.len(), 1, "{v}");
+    }
+    assert_eq!(retry.report.left_for_next_run, 0);
+    assert_eq!(report(&retry.envelopes).outcome, Outcome::Acted);
+}
