@@ -269,3 +269,37 @@ async fn backup_enforcer_rides_out_throttled_snapshots_and_a_failed_listing_and_
         assert_eq!(snaps.snapshots().len(), 1, "{v}: {:?}", snaps.snapshots());
     }
 }
+
+#[tokio::test]
+async fn the_notifier_rides_out_a_throttled_publish_and_a_failing_secret_read_and_delivers_once() {
+    use selfheal::notifier::{Notifier, NotifierConfig};
+    let sdk = harness::sdk_config().await;
+    let (info, info_q) = harness::topic_with_queue(&sdk, &harness::unique("info")).await;
+    let hook = harness::WebhookReceiver::start(&[200]).await;
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(harness::unique("hook"))
+        .secret_string(&hook.url)
+        .send()
+        .await
+        .unwrap();
+    let arn = secret.arn().unwrap().to_string();
+
+    let proxy = FaultProxy::start(&moto_endpoint(), 31).await;
+    let (retry, timeout) = selfheal::clients::resilience();
+    let aws = Aws::from_sdk_config(sdk_config_with(&proxy.endpoint, retry, timeout).await);
+    let ctx = ctx_with(selfheal::notifier::FUNCTION, &[], aws).await;
+    let mut env = harness::env(&[("SELFHEAL_NOTIFY_TOPIC_INFO", info.as_str()), ("SELFHEAL_WEBHOOK_SECRET_ARN", &arn)]);
+    let cfg = NotifierConfig::read(&mut env);
+    env.finish().unwrap();
+    let notifier = Notifier::new(ctx, cfg).unwrap();
+
+    proxy.add(Rule::new("Publish", Fault::Throttle, Times::First(2)));
+    proxy.add(Rule::new("GetSecretValue", Fault::ServerError(503), Times::First(1)));
+    let out = notifier.handle(&harness::event("envelope-sns.json", &[])).await.unwrap();
+    assert_eq!(out["notifications"][0]["delivered"].as_array().unwrap().len(), 2, "{out}");
+
+    assert_eq!((proxy.faulted("Publish"), proxy.faulted("GetSecretValue")), (2, 1), "{:?}", proxy.seen());
+    assert_eq!(harness::drain_notifications(&sdk, &info_q).await.len(), 1, "delivered once, after retries");
+    assert_eq!(hook.received().len(), 1);
+}
