@@ -472,6 +472,10 @@ pub struct Report {
     pub retention_fixed: u64,
     /// Resources not started on because the sweep's time budget ran out.
     pub left_for_next_run: u64,
+    /// Aurora members carrying the policy tag whose cluster does not ("member (cluster c)"): members
+    /// are backed up through their cluster, so these are not backed up at all. At most
+    /// [`REPORT_LIST_LIMIT`].
+    pub untagged_clusters: Vec<String>,
     /// Plan drift found, by plan name.
     pub drift: BTreeMap<String, Vec<String>>,
     /// Failures (resource id -> why), at most [`REPORT_LIST_LIMIT`].
@@ -779,15 +783,16 @@ pub mod rds {
         super::opted_in(tags.iter().map(|t| (t.key(), t.value())), config)
     }
 
-    /// DB instances carrying the policy tag. Members of a cluster are left out: their backups are
-    /// the cluster's ([`tagged_clusters`]).
+    /// DB instances carrying the policy tag, and the tagged members of clusters as (member, cluster):
+    /// those are left out, as their backups are the cluster's ([`tagged_clusters`]).
     pub async fn tagged_databases(
         rds: &aws_sdk_rds::Client,
         policy_tag: &str,
         config: &CommonConfig,
-    ) -> Result<Vec<Database>> {
+    ) -> Result<(Vec<Database>, Vec<(String, String)>)> {
         let mut pages = rds.describe_db_instances().max_records(100).into_paginator().items().send();
         let mut out = Vec::new();
+        let mut members = Vec::new();
         while let Some(db) = pages.next().await {
             let db = db.map_err(|e| Error::aws("rds", "DescribeDBInstances", e))?;
             let (Some(id), Some(policy)) = (db.db_instance_identifier(), tag(db.tag_list(), policy_tag)) else {
@@ -795,6 +800,7 @@ pub mod rds {
             };
             if let Some(cluster) = db.db_cluster_identifier() {
                 tracing::debug!(db = id, cluster, "cluster member: backed up through its cluster");
+                members.push((id.to_string(), cluster.to_string()));
                 continue;
             }
             out.push(Database {
@@ -806,7 +812,7 @@ pub mod rds {
                 opted_in: opted_in(db.tag_list(), config),
             });
         }
-        Ok(out)
+        Ok((out, members))
     }
 
     /// DB clusters (Aurora) carrying the policy tag.
@@ -1344,7 +1350,7 @@ impl BackupEnforcer {
         };
         let severity = if report.has_failures() {
             Severity::Critical
-        } else if report.left_for_next_run > 0 {
+        } else if report.left_for_next_run > 0 || !report.untagged_clusters.is_empty() {
             Severity::Warning
         } else {
             Severity::Info
@@ -1361,6 +1367,13 @@ impl BackupEnforcer {
                 line
             })
             .chain(report.errors.iter().map(|e| format!("not inventoried: {e}")))
+            .chain((!report.untagged_clusters.is_empty()).then(|| {
+                format!(
+                    "not backed up: {} Aurora member(s) tagged but not their cluster, which is what is backed up: {}",
+                    report.untagged_clusters.len(),
+                    report.untagged_clusters.join(", ")
+                )
+            }))
             .chain((report.left_for_next_run > 0).then(|| {
                 format!(
                     "{} left for the retry: the {} s time budget ran out",
@@ -1648,13 +1661,22 @@ impl BackupEnforcer {
         report: &mut Report,
     ) -> Result<Vec<Envelope>> {
         let rds = self.ctx.aws.rds();
-        let (instances, clusters, snaps, cluster_snaps) = futures::try_join!(
+        let ((instances, members), clusters, snaps, cluster_snaps) = futures::try_join!(
             rds::tagged_databases(&rds, &self.cfg.policy_tag, &self.ctx.config),
             rds::tagged_clusters(&rds, &self.cfg.policy_tag, &self.ctx.config),
             rds::snapshots_by_db(&rds),
             rds::snapshots_by_cluster(&rds),
         )?;
         tracing::info!(instances = instances.len(), clusters = clusters.len(), "databases with a backup policy");
+        // A tagged Aurora member is backed up through its cluster only: if the cluster is not tagged,
+        // nothing backs it up, and whoever tagged it should hear so.
+        let tagged_clusters: HashSet<&str> = clusters.iter().map(|c| c.id.as_str()).collect();
+        for (member, cluster) in &members {
+            if !tagged_clusters.contains(cluster.as_str()) && report.untagged_clusters.len() < REPORT_LIST_LIMIT {
+                tracing::warn!(db = %member, cluster = %cluster, "cluster member tagged, its cluster is not");
+                report.untagged_clusters.push(format!("{member} (cluster {cluster})"));
+            }
+        }
         let mut dbs = Vec::new();
         for db in instances.into_iter().chain(clusters) {
             if db.opted_in {

@@ -849,3 +849,42 @@ async fn a_sweep_out_of_time_starts_nothing_more_and_its_retry_finishes_the_rest
     assert_eq!(retry.report.left_for_next_run, 0);
     assert_eq!(report(&retry.envelopes).outcome, Outcome::Acted);
 }
+
+#[tokio::test]
+async fn an_aurora_member_tagged_without_its_cluster_is_reported_as_not_backed_up() {
+    let tag = unique("bk");
+    let vars = [
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ];
+    let e = enforcer(&vars).await;
+    let rds = e.ctx().aws.rds();
+    let cluster = unique("aurora");
+    rds.create_db_cluster()
+        .db_cluster_identifier(&cluster)
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("password123")
+        .send()
+        .await
+        .unwrap();
+    let member = format!("{cluster}-1");
+    rds.create_db_instance()
+        .db_instance_identifier(&member)
+        .db_cluster_identifier(&cluster)
+        .engine("aurora-postgresql")
+        .db_instance_class("db.r6g.large")
+        .set_tags(Some(rds_tags(&[(&tag, "gold"), OPT_IN])))
+        .send()
+        .await
+        .unwrap();
+
+    let sweep = e.sweep(&schedule(), false, Utc::now() + Duration::days(10)).await.unwrap();
+    assert_eq!(sweep.report.untagged_clusters, vec![format!("{member} (cluster {cluster})")]);
+    let r = report(&sweep.envelopes);
+    assert_eq!(r.severity, selfheal::Severity::Warning, "{r:?}");
+    assert!(r.reason.contains("not backed up: 1 Aurora member(s) tagged but not their cluster"), "{}", r.reason);
+    assert!(cluster_snapshots(&rds, &cluster).await.is_empty(), "an untagged cluster is not backed up");
+    assert!(db_snapshots(&rds, &member).await.is_empty(), "nor is the member on its own");
+}
