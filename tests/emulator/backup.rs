@@ -888,3 +888,41 @@ async fn an_aurora_member_tagged_without_its_cluster_is_reported_as_not_backed_u
     assert!(cluster_snapshots(&rds, &cluster).await.is_empty(), "an untagged cluster is not backed up");
     assert!(db_snapshots(&rds, &member).await.is_empty(), "nor is the member on its own");
 }
+
+#[tokio::test]
+async fn db_snapshot_copies_in_the_dr_region_are_pruned_by_the_same_retention() {
+    let tag = unique("bk");
+    let vars = [
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_POLICIES", r#"{"drq":{"copyRegion":"us-west-2","retentionDays":1,"minKeep":1}}"#),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_BACKUP_MAX_DELETE_PERCENT", "100"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ];
+    let e = enforcer(&vars).await;
+    let rds = e.ctx().aws.rds();
+    let db = database(&rds, &tag, "drq", 14).await;
+    let dr_conf = aws_sdk_rds::config::Builder::from(&harness::sdk_config().await)
+        .region(aws_types::region::Region::new("us-west-2"))
+        .build();
+    let dr = aws_sdk_rds::Client::from_conf(dr_conf);
+    let dr_copies = || async {
+        let out = dr.describe_db_snapshots().db_instance_identifier(&db).snapshot_type("manual").send().await.unwrap();
+        out.db_snapshots().iter().filter_map(|s| s.db_snapshot_identifier().map(str::to_string)).collect::<HashSet<_>>()
+    };
+    let copied = |s: &selfheal::backup::Sweep| strings(&for_target(&s.envelopes, &db)[0].details["copied"]);
+
+    // Two days on (moto's automated snapshot is then stale): A, copied. Two more: B, copied; A' is
+    // the newest copy listed and stays. Two more: C, copied; A' has expired and goes, B' stays.
+    let t0 = Utc::now() + Duration::days(2);
+    let a = copied(&e.sweep(&schedule(), false, t0).await.unwrap());
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let b = copied(&e.sweep(&schedule(), false, t0 + Duration::days(2)).await.unwrap());
+    assert_eq!(dr_copies().await.len(), 2);
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
+    let third = e.sweep(&schedule(), false, t0 + Duration::days(4)).await.unwrap();
+    let c = copied(&third);
+    assert_eq!(strings(&for_target(&third.envelopes, &db)[0].details["drDeleted"]), a);
+    let want: HashSet<String> = b.into_iter().chain(c).collect();
+    assert_eq!(dr_copies().await, want);
+}
