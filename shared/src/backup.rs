@@ -39,7 +39,7 @@
 //! backup:ListBackupPlans, backup:GetBackupPlan, backup:CreateBackupPlan, backup:UpdateBackupPlan,
 //! backup:DescribeBackupVault, backup:CreateBackupVault.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
@@ -1451,15 +1451,11 @@ impl BackupEnforcer {
             ec2::snapshots_by_resource(&ec2),
             ec2::ami_snapshots(&ec2),
         )?;
-        let home = self.ctx.aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        let home = self.home_region();
         // One listing per DR region in use.
         let mut dr: HashMap<String, (aws_sdk_ec2::Client, DrCopies, HashSet<String>)> = HashMap::new();
-        for v in &volumes {
-            let Some(region) = self.policy(&v.policy).and_then(|p| p.copy_region.clone()) else { continue };
-            if dr.contains_key(&region) || region == home {
-                continue;
-            }
-            let client = self.dr_ec2(&region);
+        for region in self.dr_regions(volumes.iter().map(|v| v.policy.as_str())) {
+            let client = self.ctx.aws.in_region(&region).ec2();
             let (copies, amis) = futures::try_join!(ec2::copied_snapshots(&client), ec2::ami_snapshots(&client))?;
             dr.insert(region, (client, copies, amis));
         }
@@ -1542,20 +1538,17 @@ impl BackupEnforcer {
         Ok(envelopes)
     }
 
-    fn dr_rds(&self, region: &str) -> aws_sdk_rds::Client {
-        let conf = aws_sdk_rds::config::Builder::from(&self.ctx.aws.sdk)
-            .region(aws_types::region::Region::new(region.to_string()))
-            .interceptor(self.ctx.aws.calls.clone())
-            .build();
-        aws_sdk_rds::Client::from_conf(conf)
+    /// The DR regions (other than this one) the policies named by `policies` copy to, each once.
+    fn dr_regions<'a>(&self, policies: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+        let home = self.home_region();
+        policies
+            .filter_map(|name| self.policy(name).and_then(|p| p.copy_region.clone()))
+            .filter(|region| *region != home)
+            .collect()
     }
 
-    fn dr_ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        let conf = aws_sdk_ec2::config::Builder::from(&self.ctx.aws.sdk)
-            .region(aws_types::region::Region::new(region.to_string()))
-            .interceptor(self.ctx.aws.calls.clone())
-            .build();
-        aws_sdk_ec2::Client::from_conf(conf)
+    fn home_region(&self) -> String {
+        self.ctx.aws.sdk.region().map(|r| r.to_string()).unwrap_or_default()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1685,17 +1678,12 @@ impl BackupEnforcer {
                 report.not_opted_in(db.kind(), &db.id);
             }
         }
-        let home = self.ctx.aws.sdk.region().map(|r| r.to_string()).unwrap_or_default();
         // One listing of suite copies per DR region in use.
         let mut dr: HashMap<String, (aws_sdk_rds::Client, DrCopies)> = HashMap::new();
-        for db in &dbs {
-            let Some(region) = self.policy(&db.policy).and_then(|p| p.copy_region.clone()) else { continue };
-            if dr.contains_key(&region) || region == home {
-                continue;
-            }
-            let client = self.dr_rds(&region);
-            let copied = rds::copied_snapshots(&client).await?;
-            dr.insert(region, (client, copied));
+        for region in self.dr_regions(dbs.iter().map(|d| d.policy.as_str())) {
+            let client = self.ctx.aws.in_region(&region).rds();
+            let copies = rds::copied_snapshots(&client).await?;
+            dr.insert(region, (client, copies));
         }
         let no_amis = HashSet::new();
         let empty = Vec::new();
@@ -1879,13 +1867,7 @@ impl BackupEnforcer {
         let b = self.ctx.aws.backup();
         let name = policy.plan_name();
         let vault_arn = plans::ensure_vault(&b, &policy.vault, false).await?;
-        let dr_backup = policy.copy_region.as_ref().map(|r| {
-            let conf = aws_sdk_backup::config::Builder::from(&self.ctx.aws.sdk)
-                .region(aws_types::region::Region::new(r.clone()))
-                .interceptor(self.ctx.aws.calls.clone())
-                .build();
-            aws_sdk_backup::Client::from_conf(conf)
-        });
+        let dr_backup = policy.copy_region.as_ref().map(|r| self.ctx.aws.in_region(r).backup());
         let dr_vault = match &dr_backup {
             Some(c) => plans::ensure_vault(c, &policy.vault, false).await?,
             None => None,

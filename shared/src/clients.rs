@@ -173,6 +173,12 @@ impl Aws {
         Aws { sdk, calls: CallLog::default() }
     }
 
+    /// The same configuration and call log, in another region (a DR region's clients).
+    pub fn in_region(&self, region: &str) -> Aws {
+        let sdk = self.sdk.to_builder().region(aws_types::region::Region::new(region.to_string())).build();
+        Aws { sdk, calls: self.calls.clone() }
+    }
+
     /// Wraps an already-built configuration (tests build one pointing at moto).
     pub fn from_sdk_config(sdk: SdkConfig) -> Self {
         Aws { sdk, calls: CallLog::default() }

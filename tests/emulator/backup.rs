@@ -27,6 +27,11 @@ async fn enforcer(vars: &[(&str, &str)]) -> BackupEnforcer {
     BackupEnforcer::new(ctx, cfg)
 }
 
+/// Clients for the DR region the tests' policies copy to.
+async fn dr_aws() -> selfheal::clients::Aws {
+    selfheal::clients::Aws::from_sdk_config(harness::sdk_config().await).in_region("us-west-2")
+}
+
 fn schedule() -> Trigger {
     let id = uuid::Uuid::new_v4().to_string();
     parse_event(&event("schedule-backup-sweep.json", &[("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", &id)]))
@@ -368,10 +373,7 @@ async fn backup_plan_drift_is_detected_and_corrected() {
     // The missing vaults (home and DR) and plan were created with the policy's rule.
     let home = backup.describe_backup_vault().backup_vault_name(format!("selfheal-{good}")).send().await.unwrap();
     let account = home.backup_vault_arn().unwrap().split(':').nth(4).unwrap().to_string();
-    let dr_conf = aws_sdk_backup::config::Builder::from(&harness::sdk_config().await)
-        .region(aws_types::region::Region::new("us-west-2"))
-        .build();
-    let dr = aws_sdk_backup::Client::from_conf(dr_conf);
+    let dr = dr_aws().await.backup();
     dr.describe_backup_vault().backup_vault_name(format!("selfheal-{good}")).send().await.expect("DR vault");
     let plans = backup.list_backup_plans().send().await.unwrap();
     let id = plans
@@ -541,10 +543,7 @@ async fn new_snapshots_are_copied_to_the_dr_region_once() {
     let copied = strings(&env.details["copied"]);
     assert_eq!((created.len(), copied.len()), (1, 1), "{env:?}");
 
-    let dr_conf = aws_sdk_ec2::config::Builder::from(&harness::sdk_config().await)
-        .region(aws_types::region::Region::new("us-west-2"))
-        .build();
-    let dr = aws_sdk_ec2::Client::from_conf(dr_conf);
+    let dr = dr_aws().await.ec2();
     let copies = dr
         .describe_snapshots()
         .owner_ids("self")
@@ -705,10 +704,7 @@ async fn new_db_and_cluster_snapshots_are_copied_to_the_dr_region_once() {
     }
     assert_eq!(report(&sweep.envelopes).details["snapshotsCopied"], 2);
 
-    let dr_conf = aws_sdk_rds::config::Builder::from(&harness::sdk_config().await)
-        .region(aws_types::region::Region::new("us-west-2"))
-        .build();
-    let dr = aws_sdk_rds::Client::from_conf(dr_conf);
+    let dr = dr_aws().await.rds();
     let tag_of = |list: &[aws_sdk_rds::types::Tag], key: &str| {
         list.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_string)
     };
@@ -771,10 +767,7 @@ async fn copies_in_the_dr_region_are_pruned_by_the_same_retention() {
     let e = enforcer(&vars).await;
     let ec2 = e.ctx().aws.ec2();
     let vol = volume(&ec2, &tag, "drp").await;
-    let dr_conf = aws_sdk_ec2::config::Builder::from(&harness::sdk_config().await)
-        .region(aws_types::region::Region::new("us-west-2"))
-        .build();
-    let dr = aws_sdk_ec2::Client::from_conf(dr_conf);
+    let dr = dr_aws().await.ec2();
     let dr_copies = || async {
         let out = dr
             .describe_snapshots()
@@ -902,10 +895,7 @@ async fn db_snapshot_copies_in_the_dr_region_are_pruned_by_the_same_retention() 
     let e = enforcer(&vars).await;
     let rds = e.ctx().aws.rds();
     let db = database(&rds, &tag, "drq", 14).await;
-    let dr_conf = aws_sdk_rds::config::Builder::from(&harness::sdk_config().await)
-        .region(aws_types::region::Region::new("us-west-2"))
-        .build();
-    let dr = aws_sdk_rds::Client::from_conf(dr_conf);
+    let dr = dr_aws().await.rds();
     let dr_copies = || async {
         let out = dr.describe_db_snapshots().db_instance_identifier(&db).snapshot_type("manual").send().await.unwrap();
         out.db_snapshots().iter().filter_map(|s| s.db_snapshot_identifier().map(str::to_string)).collect::<HashSet<_>>()
