@@ -179,6 +179,15 @@ impl Aws {
         Aws { sdk, calls: self.calls.clone() }
     }
 
+    /// This configuration in `region` when one is named (a replica's or a DR region), else the home
+    /// region's: the one way a function reaches a resource wherever it lives.
+    pub fn regional(&self, region: Option<&str>) -> Aws {
+        match region {
+            Some(r) if self.sdk.region().map(|h| h.as_ref()) != Some(r) => self.in_region(r),
+            _ => self.clone(),
+        }
+    }
+
     /// Wraps an already-built configuration (tests build one pointing at moto).
     pub fn from_sdk_config(sdk: SdkConfig) -> Self {
         Aws { sdk, calls: CallLog::default() }
