@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::telemetry::Metric;
 
 /// The schema tag every envelope carries.
 pub const ENVELOPE_SCHEMA: &str = "selfheal.envelope/v1";
@@ -164,6 +165,16 @@ impl Envelope {
         self
     }
 
+    /// The EMF record that counts this decision by function, action and outcome. The envelope owns
+    /// its metric; telemetry only knows how to write one.
+    pub fn decision_metric(&self) -> Metric {
+        Metric::new()
+            .dimension("Function", &self.function)
+            .dimension("Action", &self.action)
+            .dimension("Outcome", self.outcome.as_str())
+            .count("Decisions", 1.0)
+    }
+
     /// A one-line human summary, used by chat and webhook channels.
     pub fn summary(&self) -> String {
         format!(
@@ -233,7 +244,7 @@ impl Publisher {
             reason = %envelope.reason,
             "decision"
         );
-        crate::telemetry::emit_decision_metric(envelope);
+        envelope.decision_metric().emit();
         let Some(topic) = &self.topic_arn else { return Ok(()) };
         publish_to(&self.sns, topic, envelope).await
     }
@@ -261,6 +272,17 @@ fn sanitize_subject(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decision_metric_counts_by_function_action_and_outcome() {
+        let e =
+            Envelope::new("db-failover", "promote-replica", Target::new("rds-instance", "db"), Outcome::Refused, "x");
+        let emf = e.decision_metric().to_emf();
+        assert_eq!(emf["Function"], "db-failover");
+        assert_eq!(emf["Action"], "promote-replica");
+        assert_eq!(emf["Outcome"], "refused");
+        assert_eq!(emf["Decisions"], 1.0);
+    }
 
     #[test]
     fn envelope_round_trips_and_defaults_severity() {

@@ -4,25 +4,44 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::envelope::Envelope;
-
 /// The CloudWatch namespace every metric goes to.
 pub const METRIC_NAMESPACE: &str = "selfheal";
 
 /// Installs the JSON log subscriber once. `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL` set the level (default
 /// `info`). Safe to call more than once (tests).
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
         .unwrap_or_else(|_| "info".to_string());
-    let _ = tracing_subscriber::fmt()
+    let _ = tracing_subscriber::registry().with(json_logs(std::io::stdout, &filter)).try_init();
+}
+
+/// The JSON log layer at `level`, without the runtime's duplicate of a failed invocation.
+fn json_logs<S, W>(writer: W, level: &str) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(writer)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
         .without_time()
-        .try_init();
+        .with_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| !is_runtime_error_dump(meta)))
+}
+
+/// Whether a log event is the Lambda runtime's own line for a handler error. `lambda_runtime` logs
+/// every `Err` a handler returns as a bare `Debug` dump, after [`crate::lambda::run`] has logged the
+/// same error once as a structured `invocation failed` line; that dump is dropped. The runtime's
+/// panic lines carry an `error` field and are kept.
+pub fn is_runtime_error_dump(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == "lambda_runtime::layers::panic" && meta.fields().field("error").is_none()
 }
 
 /// One EMF record: a set of dimensions and named values.
@@ -86,19 +105,43 @@ impl Default for Metric {
     }
 }
 
-/// Counts one decision by function, action and outcome.
-pub fn emit_decision_metric(envelope: &Envelope) {
-    Metric::new()
-        .dimension("Function", &envelope.function)
-        .dimension("Action", &envelope.action)
-        .dimension("Outcome", envelope.outcome.as_str())
-        .count("Decisions", 1.0)
-        .emit();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_invocation_is_logged_once_and_a_panic_still_is() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::registry().with(json_logs(move || writer.clone(), "info"));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(function = "db-failover", error = "no replica", "invocation failed");
+            // What lambda_runtime 1.5's panic layer logs for a handler's Err, and for a panic.
+            tracing::error!(target: "lambda_runtime::layers::panic", "{:?}", "ActionFailed(\"no replica\")");
+            tracing::error!(target: "lambda_runtime::layers::panic", error = ?"boom", "user handler panicked");
+        });
+        let out = String::from_utf8(sink.0.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].contains("invocation failed"), "{out}");
+        assert!(lines[1].contains("user handler panicked"), "{out}");
+        assert!(!out.contains("ActionFailed"), "{out}");
+    }
 
     #[test]
     fn emf_names_every_metric_and_dimension() {
