@@ -1,0 +1,231 @@
+//! Healing an instance outside any Auto Scaling group: the escalation ladder and which [`Step`] to
+//! take, the instance's facts, and carrying a step out (reboot, stop/start, twin launch + EIP move).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::ec2;
+use super::intake::Failure;
+use super::REPLACES_TAG;
+use crate::error::{Error, Result};
+use crate::guardrails::ActionReport;
+
+const LT_ID_TAG: &str = "aws:ec2launchtemplate:id";
+const LT_VERSION_TAG: &str = "aws:ec2launchtemplate:version";
+
+/// One standalone healing step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Reboot,
+    StopStart,
+    Replace,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Reboot => "reboot",
+            Step::StopStart => "stop-start",
+            Step::Replace => "replace",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Step> {
+        match s {
+            "reboot" => Some(Step::Reboot),
+            "stop-start" => Some(Step::StopStart),
+            "replace" => Some(Step::Replace),
+            _ => None,
+        }
+    }
+}
+/// The standalone escalation ladder for a failure.
+pub fn ladder(failure: Failure, state: &str, ebs_backed: bool) -> Vec<Step> {
+    let mut steps = match (failure, state) {
+        (Failure::Terminated, _) | (_, "terminated") => vec![Step::Replace],
+        (_, "stopped") | (Failure::Stopped, _) => vec![Step::StopStart, Step::Replace],
+        (Failure::System | Failure::Retirement, _) => vec![Step::StopStart, Step::Replace],
+        (Failure::Instance | Failure::Unknown, _) => vec![Step::Reboot, Step::StopStart, Step::Replace],
+    };
+    // Instance-store roots cannot stop; a stopped/terminated one has nothing to start either.
+    if !ebs_backed {
+        steps.retain(|s| *s != Step::StopStart);
+    }
+    if steps.is_empty() {
+        steps.push(Step::Replace);
+    }
+    steps
+}
+
+/// The step to take: a manual choice, else the ladder position after `prior` acted steps.
+pub fn choose_step(ladder: &[Step], prior: usize, requested: Option<Step>) -> Step {
+    if let Some(s) = requested {
+        return s;
+    }
+    ladder.get(prior).or(ladder.last()).copied().unwrap_or(Step::Replace)
+}
+/// What an instance looks like: enough to judge it and to launch its twin.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceFacts {
+    pub id: String,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub az: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub image_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub iam_profile_arn: Option<String>,
+    pub key_name: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub ebs_backed: bool,
+}
+
+impl InstanceFacts {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The launch template (id, version) the instance was launched from, if any.
+    pub fn launch_template(&self) -> Option<(&str, &str)> {
+        Some((self.tag(LT_ID_TAG)?, self.tag(LT_VERSION_TAG)?))
+    }
+
+    /// Tags a replacement copies: everything but the reserved `aws:` tags, plus [`REPLACES_TAG`].
+    pub fn replacement_tags(&self) -> Vec<(String, String)> {
+        let mut tags: Vec<(String, String)> =
+            self.tags.iter().filter(|(k, _)| !k.starts_with("aws:") && k != REPLACES_TAG).cloned().collect();
+        tags.push((REPLACES_TAG.to_string(), self.id.clone()));
+        tags
+    }
+}
+
+/// A stable RunInstances client token (≤ 64 ASCII chars) for one (instance, event): FNV-1a.
+pub fn client_token(instance_id: &str, event_id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in instance_id.bytes().chain([0u8]).chain(event_id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let id: String = instance_id.chars().take(40).collect();
+    format!("selfheal-{id}-{h:016x}")
+}
+/// Polls until `id` reaches `want`; the state reached last otherwise.
+async fn wait_state(ec2c: &aws_sdk_ec2::Client, id: &str, want: &str, wait: Duration, poll: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let state = ec2::describe(ec2c, id).await?.map(|f| f.state).unwrap_or_else(|| "unknown".into());
+        if state == want {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Timeout { what: format!("{id} to be {want} (it is {state})"), seconds: wait.as_secs() });
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Carries out one standalone step (live).
+pub(super) async fn standalone_step(
+    ec2c: &aws_sdk_ec2::Client,
+    inst: &InstanceFacts,
+    step: Step,
+    token: &str,
+    wait: Duration,
+    poll: Duration,
+) -> Result<ActionReport> {
+    let id = inst.id.as_str();
+    match step {
+        Step::Reboot => {
+            ec2::reboot(ec2c, id).await?;
+            tracing::info!(instance = %id, "rebooted");
+            Ok(ActionReport::acted(format!("rebooted {id}")))
+        }
+        Step::StopStart => {
+            if inst.state != "stopped" {
+                ec2::stop(ec2c, id).await?;
+                wait_state(ec2c, id, "stopped", wait, poll).await?;
+            }
+            ec2::start(ec2c, id).await?;
+            wait_state(ec2c, id, "running", wait, poll).await?;
+            tracing::info!(instance = %id, "stopped and started on new hardware");
+            Ok(ActionReport::acted(format!("stopped and started {id} (moves it to new hardware); it is running")))
+        }
+        Step::Replace => {
+            let eips = if inst.state == "terminated" { Vec::new() } else { ec2::elastic_ips(ec2c, id).await? };
+            let new_id = ec2::launch_twin(ec2c, inst, token).await?;
+            tracing::info!(instance = %id, replacement = %new_id, "replacement launched");
+            if let Err(e) = wait_state(ec2c, &new_id, "running", wait, poll).await {
+                return Ok(ActionReport::failed(format!(
+                    "replacement {new_id} for {id} did not come up ({e}); {id} was NOT terminated"
+                ))
+                .detail("replacement", &new_id));
+            }
+            let mut moved = Vec::new();
+            for (alloc, ip) in &eips {
+                ec2::move_eip(ec2c, alloc.as_deref(), ip, &new_id).await?;
+                tracing::info!(instance = %id, replacement = %new_id, eip = %ip, "elastic ip moved");
+                moved.push(ip.clone());
+            }
+            if inst.state != "terminated" {
+                ec2::terminate(ec2c, id).await?;
+            }
+            Ok(ActionReport::acted(format!(
+                "replaced standalone {id} with {new_id}{}; {id} terminated",
+                if moved.is_empty() { String::new() } else { format!(", moved Elastic IP {}", moved.join(", ")) }
+            ))
+            .detail("replacement", &new_id)
+            .detail("elasticIps", &moved)
+            .detail("launchTemplate", inst.launch_template().map(|(i, v)| format!("{i}:{v}")))
+            .detail("imageId", &inst.image_id)
+            .detail("instanceType", &inst.instance_type)
+            .detail("subnetId", &inst.subnet_id)
+            .detail("securityGroups", &inst.security_group_ids))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladder_escalates_and_clamps() {
+        let l = ladder(Failure::Instance, "running", true);
+        assert_eq!(l, vec![Step::Reboot, Step::StopStart, Step::Replace]);
+        assert_eq!(choose_step(&l, 0, None), Step::Reboot);
+        assert_eq!(choose_step(&l, 1, None), Step::StopStart);
+        assert_eq!(choose_step(&l, 7, None), Step::Replace);
+        assert_eq!(choose_step(&l, 0, Some(Step::Replace)), Step::Replace);
+        assert_eq!(ladder(Failure::System, "running", true), vec![Step::StopStart, Step::Replace]);
+        assert_eq!(ladder(Failure::Unknown, "stopped", true), vec![Step::StopStart, Step::Replace]);
+        assert_eq!(ladder(Failure::Terminated, "terminated", true), vec![Step::Replace]);
+        assert_eq!(ladder(Failure::System, "running", false), vec![Step::Replace]);
+    }
+
+    #[test]
+    fn replacement_tags_and_client_token() {
+        let f = InstanceFacts {
+            id: "i-0abc".into(),
+            tags: vec![
+                ("Name".into(), "web".into()),
+                (LT_ID_TAG.into(), "lt-1".into()),
+                (LT_VERSION_TAG.into(), "3".into()),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(f.launch_template(), Some(("lt-1", "3")));
+        assert_eq!(
+            f.replacement_tags(),
+            vec![("Name".to_string(), "web".to_string()), (REPLACES_TAG.to_string(), "i-0abc".to_string())]
+        );
+        let t = client_token("i-0123456789abcdef0", "alarm:x:2026");
+        assert_eq!(t, client_token("i-0123456789abcdef0", "alarm:x:2026"));
+        assert_ne!(t, client_token("i-0123456789abcdef0", "alarm:x:2027"));
+        assert!(t.len() <= 64 && t.is_ascii());
+    }
+}
