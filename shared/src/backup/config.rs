@@ -1,0 +1,68 @@
+//! The function's own settings (`SELFHEAL_BACKUP_*`), read and validated at cold start.
+
+use std::collections::BTreeMap;
+
+use super::policy::{builtin_policies, parse_policies, Policy};
+use crate::config::Env;
+
+/// The function's own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupConfig {
+    /// `SELFHEAL_BACKUP_POLICY_TAG` (default `selfheal:backup`): the opt-in and policy tag.
+    pub policy_tag: String,
+    /// `SELFHEAL_BACKUP_POLICIES`: JSON over the built-in tiers.
+    pub policies: BTreeMap<String, Policy>,
+    /// `SELFHEAL_BACKUP_CONCURRENCY` (default 8, 1..=128): resources worked on at once.
+    pub concurrency: usize,
+    /// `SELFHEAL_BACKUP_MAX_DELETE_PERCENT` (default 50, 0..=100): most of one resource's snapshots
+    /// deleted in one run.
+    pub max_delete_percent: u32,
+    /// `SELFHEAL_BACKUP_MANAGE_PLANS` (default true): keep the AWS Backup plans and vaults in line.
+    pub manage_plans: bool,
+    /// `SELFHEAL_BACKUP_RDS` (default true): manage tagged RDS instances.
+    pub manage_rds: bool,
+    /// `SELFHEAL_BACKUP_TIME_BUDGET_SECONDS` (default 840): no resource is started on after this long
+    /// into a sweep, so the run ends with its report inside the function's timeout (Lambda's limit is
+    /// 900 s); the rest are left for the retry (the invocation fails) or the next run.
+    pub time_budget: std::time::Duration,
+}
+
+impl BackupConfig {
+    pub fn read(env: &mut Env) -> Self {
+        let policies = match parse_policies(env.optional("SELFHEAL_BACKUP_POLICIES").as_deref()) {
+            Ok(p) => p,
+            Err(problem) => {
+                env.problem("SELFHEAL_BACKUP_POLICIES", problem);
+                builtin_policies()
+            }
+        };
+        BackupConfig {
+            policy_tag: env.string("SELFHEAL_BACKUP_POLICY_TAG", "selfheal:backup"),
+            policies,
+            concurrency: env.number("SELFHEAL_BACKUP_CONCURRENCY", 8usize, 1, 128),
+            max_delete_percent: env.number("SELFHEAL_BACKUP_MAX_DELETE_PERCENT", 50u32, 0, 100),
+            manage_plans: env.bool("SELFHEAL_BACKUP_MANAGE_PLANS", true),
+            manage_rds: env.bool("SELFHEAL_BACKUP_RDS", true),
+            time_budget: env.seconds("SELFHEAL_BACKUP_TIME_BUDGET_SECONDS", 840, 0, 86_400),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reports_problems_by_name() {
+        let mut env = Env::from_map(
+            [
+                ("SELFHEAL_BACKUP_CONCURRENCY".to_string(), "0".to_string()),
+                ("SELFHEAL_BACKUP_POLICIES".to_string(), "{".to_string()),
+            ]
+            .into(),
+        );
+        let _ = BackupConfig::read(&mut env);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("SELFHEAL_BACKUP_CONCURRENCY") && err.contains("SELFHEAL_BACKUP_POLICIES"), "{err}");
+    }
+}

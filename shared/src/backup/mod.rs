@@ -1,0 +1,123 @@
+//! backup-enforcer: keeps every opted-in EBS volume, RDS instance and Aurora cluster backed up on
+//! schedule, prunes the suite's own snapshots by retention, and keeps one AWS Backup plan (and its
+//! vault) per policy in line with configuration.
+//!
+//! A resource is managed when it carries both the policy tag (`selfheal:backup=<policy>`) and the
+//! suite's opt-in tag (`selfheal:enabled=true` by default, as for every function, and as the IAM
+//! conditions in `infra/template.yaml` require); one with a policy tag only is counted in the report
+//! as not opted in and left alone. Aurora cluster members are backed up through their cluster.
+//! Policies (`gold`, `silver`, `bronze` built in, overridable with `SELFHEAL_BACKUP_POLICIES`) say how
+//! old the newest snapshot may be, how long the suite's snapshots are kept, how many are always kept,
+//! which vault the plan targets and which region copies go to.
+//!
+//! A sweep (EventBridge schedule or `{"source":"selfheal.manual","action":"sweep"}`):
+//! 1. lists everything once, paginated: tagged volumes, every self-owned snapshot, every snapshot an
+//!    own AMI uses, DB instances and clusters, their snapshots, and the copies already in each DR
+//!    region;
+//! 2. decides per resource with pure functions ([`is_stale`], [`plan_prune`], [`rds_retention_fix`],
+//!    [`copy_candidate`]) that take `now` as a parameter;
+//! 3. acts per resource with bounded concurrency (`SELFHEAL_BACKUP_CONCURRENCY`), each resource through
+//!    [`Ctx::execute`](crate::context::Ctx::execute) with event id `sweep:<policy>:<time bucket>`, so overlapping runs and
+//!    redeliveries act once per policy window;
+//! 4. ends with one compliance-report envelope (compliant / fixed / failed per resource type) and EMF
+//!    metrics. One resource failing never stops the others. A sweep starts on no resource once its
+//!    time budget (`SELFHEAL_BACKUP_TIME_BUDGET_SECONDS`) is spent; the report counts those left and
+//!    fails the invocation, and Lambda's retry of the same event finds the finished ones done.
+//!
+//! Deletion guards: only snapshots the suite created (`selfheal:created-by=backup-enforcer`), never the
+//! newest `min_keep`, never one an own AMI uses, never a pending one, and never more than
+//! `SELFHEAL_BACKUP_MAX_DELETE_PERCENT` of a resource's snapshots in one run. The same retention, with
+//! the same guards, applies separately to a resource's copies in its policy's DR region.
+//!
+//! IAM actions called: ec2:DescribeVolumes, ec2:DescribeSnapshots, ec2:DescribeImages,
+//! ec2:CreateSnapshot, ec2:CreateTags (tags on create), ec2:DeleteSnapshot, ec2:CopySnapshot (DR
+//! region); rds:DescribeDBInstances, rds:DescribeDBSnapshots, rds:CreateDBSnapshot,
+//! rds:AddTagsToResource (tags on create), rds:DeleteDBSnapshot, rds:ModifyDBInstance,
+//! rds:DescribeDBClusters, rds:DescribeDBClusterSnapshots, rds:CreateDBClusterSnapshot,
+//! rds:DeleteDBClusterSnapshot, rds:ModifyDBCluster, rds:CopyDBSnapshot and rds:CopyDBClusterSnapshot
+//! (DR region);
+//! backup:ListBackupPlans, backup:GetBackupPlan, backup:CreateBackupPlan, backup:UpdateBackupPlan,
+//! backup:DescribeBackupVault, backup:CreateBackupVault.
+
+use chrono::{DateTime, Utc};
+
+use crate::config::CommonConfig;
+
+mod config;
+mod dr_copy;
+pub mod ec2;
+mod handler;
+pub mod plans;
+mod policy;
+pub mod rds;
+mod report;
+mod retention;
+mod sweep;
+mod sweep_databases;
+mod sweep_plans;
+mod sweep_volumes;
+mod window;
+
+pub use config::BackupConfig;
+pub use dr_copy::{copy_candidate, DrCopies};
+pub use ec2::Volume;
+pub use handler::BackupEnforcer;
+pub use plans::{desired_rule, plan_drift, RuleSpec};
+pub use policy::{builtin_policies, parse_policies, Policy};
+pub use rds::{db_snapshot_id, Database};
+pub use report::{response_decisions, Report, Tally, REPORT_LIST_LIMIT, RESPONSE_DECISION_LIMIT};
+pub use retention::{is_stale, plan_prune, rds_retention_fix, Prune, Snap, SnapState};
+pub use sweep::Sweep;
+pub use window::{sweep_event_id, time_bucket};
+
+/// The function's name in envelopes and the ledger.
+pub const FUNCTION: &str = "backup-enforcer";
+/// The tag value every snapshot the suite creates carries under [`TAG_CREATED_BY`].
+pub const CREATED_BY: &str = "backup-enforcer";
+pub const TAG_CREATED_BY: &str = "selfheal:created-by";
+pub const TAG_POLICY: &str = "selfheal:policy";
+/// The resource (volume or DB instance id) a suite snapshot was taken of.
+pub const TAG_SOURCE: &str = "selfheal:source";
+/// On a DR-region copy: the home-region snapshot it copies.
+pub const TAG_COPY_OF: &str = "selfheal:copy-of";
+
+/// Resource kinds in envelopes and the report.
+pub const KIND_VOLUME: &str = "ebs-volume";
+pub const KIND_DB: &str = "rds-instance";
+/// An Aurora cluster: backed up as one (its member instances have no snapshots of their own).
+pub const KIND_CLUSTER: &str = "rds-cluster";
+pub const KIND_PLAN: &str = "backup-plan";
+
+/// RDS keeps automated backups for at most this many days.
+pub const RDS_MAX_RETENTION_DAYS: i32 = 35;
+
+// Helpers shared by the AWS layers (ec2, rds).
+
+fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> DateTime<Utc> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// Whether AWS tags (as `(key, value)` options) opt a resource in.
+fn opted_in<'a>(tags: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>, config: &CommonConfig) -> bool {
+    crate::guardrails::is_opted_in(tags.filter_map(|(k, v)| Some((k?, v.unwrap_or("")))), config)
+}
+
+#[cfg(test)]
+mod test_support {
+    //! Fixtures shared by the unit tests of every file in this module.
+    use chrono::{DateTime, Utc};
+
+    use super::{builtin_policies, Policy, Snap, SnapState};
+
+    pub(super) fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap()
+    }
+
+    pub(super) fn snap(id: &str, hours: i64, ours: bool) -> Snap {
+        Snap { id: id.into(), started: t(hours), state: SnapState::Completed, ours }
+    }
+
+    pub(super) fn policy() -> Policy {
+        Policy { retention_days: 7, min_keep: 2, max_age_hours: 24, ..builtin_policies()["silver"].clone() }
+    }
+}

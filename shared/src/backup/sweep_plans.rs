@@ -1,0 +1,100 @@
+//! The AWS Backup part of a sweep: keeping one policy's plan and vaults (home and DR region) in line
+//! with the policy, reporting the drift found.
+
+use chrono::{DateTime, Utc};
+
+use super::handler::BackupEnforcer;
+use super::plans::{self, desired_rule, plan_drift};
+use super::policy::Policy;
+use super::report::Report;
+use super::KIND_PLAN;
+use crate::envelope::{Envelope, Target};
+use crate::error::Result;
+use crate::guardrails::{ActionReport, ActionRequest};
+use crate::trigger::Trigger;
+
+impl BackupEnforcer {
+    /// Makes sure the policy's vault (and DR vault) and plan exist with the wanted rule. `None`:
+    /// already compliant.
+    pub(super) async fn enforce_plan(
+        &self,
+        t: &Trigger,
+        policy: &Policy,
+        dry_run: bool,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Option<Envelope>> {
+        let b = self.ctx.aws.backup();
+        let name = policy.plan_name();
+        let vault_arn = plans::ensure_vault(&b, &policy.vault, false).await?;
+        let dr_backup = policy.copy_region.as_ref().map(|r| self.ctx.aws.in_region(r).backup());
+        let dr_vault = match &dr_backup {
+            Some(c) => plans::ensure_vault(c, &policy.vault, false).await?,
+            None => None,
+        };
+        let found = plans::find_plan(&b, &name).await?;
+        // The account comes from the vault's ARN; before the vault exists, from the plan rules' copy
+        // targets, else it is filled in once the vault is created.
+        let account = vault_arn.as_deref().and_then(|a| a.split(':').nth(4)).map(str::to_string);
+        let want = desired_rule(policy, account.as_deref().unwrap_or("{account}"));
+        let mut problems = Vec::new();
+        if vault_arn.is_none() {
+            problems.push(format!("vault {} missing", policy.vault));
+        }
+        if dr_backup.is_some() && dr_vault.is_none() {
+            problems.push(format!(
+                "DR vault {} missing in {}",
+                policy.vault,
+                policy.copy_region.clone().unwrap_or_default()
+            ));
+        }
+        match &found {
+            None => problems.push(format!("plan {name} missing")),
+            Some(p) => problems.extend(plan_drift(&p.rules, &want)),
+        }
+        if problems.is_empty() {
+            return Ok(None);
+        }
+        report.drift.insert(name.clone(), problems.clone());
+        tracing::warn!(plan = %name, drift = ?problems, "backup plan drift");
+        let req = ActionRequest {
+            action: "enforce-backup-plan".into(),
+            target: Target::new(KIND_PLAN, name.clone()),
+            event_id: format!("sweep:plans:{}", now.timestamp().div_euclid(3600)),
+            trigger: t.kind.name().into(),
+            dry_run,
+            reason: format!("policy {}", policy.name),
+        };
+        let env = self
+            .ctx
+            .execute(req, async {
+                if dry_run {
+                    return Ok(ActionReport::would(format!("would correct {name}: {}", problems.join("; ")))
+                        .detail("drift", &problems)
+                        .detail("want", &want));
+                }
+                let arn = match vault_arn.clone() {
+                    Some(a) => a,
+                    None => plans::ensure_vault(&b, &policy.vault, true).await?.unwrap_or_default(),
+                };
+                if let (Some(c), None) = (&dr_backup, &dr_vault) {
+                    plans::ensure_vault(c, &policy.vault, true).await?;
+                }
+                let account = arn.split(':').nth(4).unwrap_or_default();
+                let want = desired_rule(policy, account);
+                let did = match &found {
+                    None => format!("created plan {}", plans::create_plan(&b, &name, &want).await?),
+                    Some(p) if plan_drift(&p.rules, &want).is_empty() => "plan already matched".to_string(),
+                    Some(p) => {
+                        plans::update_plan(&b, &p.id, &name, &want).await?;
+                        format!("updated plan {}", p.id)
+                    }
+                };
+                Ok(ActionReport::acted(format!("corrected {name}: {did}"))
+                    .detail("drift", &problems)
+                    .detail("want", &want))
+            })
+            .await?;
+        Ok(Some(env))
+    }
+}
