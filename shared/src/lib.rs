@@ -2,13 +2,20 @@
 //!
 //! - [`trigger`]: every event shape the suite receives, parsed into one [`trigger::Trigger`].
 //! - [`config`]: environment configuration, validated at cold start.
-//! - [`clients`]: the AWS configuration and the clients built from it.
+//! - [`clients`]: the AWS configuration and the clients built from it, in any region.
+//! - [`context`]: what a handler borrows on every invocation ([`Ctx`]).
 //! - [`guardrails`]: the single path every action takes (dedup, cooldown, rate limit, dry-run).
 //! - [`ledger`]: the DynamoDB action ledger behind the guardrails and the audit trail.
-//! - [`envelope`]: the notification schema every decision is published in.
-//! - [`telemetry`]: JSON logs and EMF metrics.
-//! - One module per function for its decisions and AWS calls: [`notifier`], [`healer`], [`db`],
-//!   [`dns`], [`backup`], [`drill`], each behind the cargo feature of the same purpose.
+//! - [`envelope`]: the notification schema every decision is published in, and its metric.
+//! - [`telemetry`]: JSON logs and EMF metrics (depends on nothing else here).
+//! - [`lambda`]: the runtime loop every binary runs, and how an invocation concludes.
+//! - [`error`]: the one error type, and what Lambda is told of it.
+//! - One module per function for its decisions and AWS calls, each behind the cargo feature of the
+//!   same purpose: [`notifier`]; and one folder per function, one file per concern, the function's
+//!   contract in its `mod.rs`: [`healer`] (`intake`, `health`, `group`, `standalone`, `handler`),
+//!   [`db`] (`intent`, `choice`, `lag`, `reboot`, `promote`, `cluster`, `handler`), [`dns`]
+//!   (`records`, `plan`, `health`, `history`, `flip`, `handler`), [`backup`] (`policy`, `retention`,
+//!   `dr_copy`, `window`, `sweep*`, `report`, `handler`) and [`drill`].
 
 pub mod clients;
 pub mod config;
