@@ -46,6 +46,56 @@ pub struct Trigger {
     pub delivery: Delivery,
     /// What happened.
     pub kind: TriggerKind,
+    /// The account and region the event is about, as the event says; empty where it says nothing.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// Where an event happened: the account and region of the resource it is about. EventBridge events
+/// carry both (`account`, `region`); an alarm names them in its ARN; a manual invocation may name
+/// them (`account`, `region`) and otherwise means the hub's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub account: Option<String>,
+    pub region: Option<String>,
+}
+
+impl Scope {
+    /// The account and region of an ARN (`arn:aws:cloudwatch:eu-west-1:111111111111:alarm:web`).
+    pub fn of_arn(arn: &str) -> Scope {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let part = |i: usize| parts.get(i).map(|p| p.to_string()).filter(|p| !p.is_empty());
+        if parts.first() != Some(&"arn") {
+            return Scope::default();
+        }
+        Scope { account: part(4), region: part(3) }
+    }
+
+    fn with(account: Option<String>, region: Option<String>) -> Scope {
+        Scope { account: account.filter(|a| !a.is_empty()), region: region.filter(|r| !r.is_empty()) }
+    }
+
+    /// `account/region` as far as known, for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}/{}",
+            self.account.as_deref().unwrap_or("(hub account)"),
+            self.region.as_deref().unwrap_or("(hub region)")
+        )
+    }
+}
+
+/// Whether `s` is an AWS account id: twelve digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `s` looks like a region code (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
+pub fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The path an event took to reach the function.
@@ -214,6 +264,12 @@ pub struct Manual {
     /// Function-specific extras.
     #[serde(default)]
     pub params: serde_json::Map<String, Value>,
+    /// The account the target lives in (twelve digits); the hub's own when absent.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The region the target lives in; the hub's own when absent.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// Parses an invocation payload into the triggers it carries (SNS batches may carry several).
@@ -244,6 +300,7 @@ pub fn parse_event(payload: &Value) -> Result<Vec<Trigger>> {
             event_id: format!("envelope:{}", envelope.id),
             delivery: Delivery::Direct,
             kind: TriggerKind::Envelope(Box::new(envelope)),
+            scope: Scope::default(),
         }]);
     }
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -305,7 +362,9 @@ fn parse_sns_message(message: &Value, message_id: &str, delivery: Delivery) -> R
     })?;
     if obj.contains_key("AlarmName") {
         let alarm = alarm_from_sns_message(message)?;
-        return Ok(Trigger { event_id: alarm_event_id(&alarm), delivery, kind: TriggerKind::Alarm(alarm) });
+        let mut scope = alarm.arn.as_deref().map(Scope::of_arn).unwrap_or_default();
+        scope.account = scope.account.or_else(|| str_field(message, "AWSAccountId").map(str::to_string));
+        return Ok(Trigger { event_id: alarm_event_id(&alarm), delivery, kind: TriggerKind::Alarm(alarm), scope });
     }
     if obj.contains_key("detail-type") {
         let mut t = parse_eventbridge(message)?;
@@ -318,6 +377,7 @@ fn parse_sns_message(message: &Value, message_id: &str, delivery: Delivery) -> R
             event_id: format!("envelope:{}", envelope.id),
             delivery,
             kind: TriggerKind::Envelope(Box::new(envelope)),
+            scope: Scope::default(),
         });
     }
     if obj.get("source").and_then(Value::as_str) == Some(MANUAL_SOURCE) {
@@ -470,7 +530,14 @@ fn parse_alarm_action(payload: &Value) -> Result<Trigger> {
         serde_json::from_value(payload.clone()).map_err(|e| Error::malformed(SHAPE, e.to_string()))?;
     let data = payload.get("alarmData").ok_or_else(|| Error::malformed(SHAPE, "missing field alarmData"))?;
     let alarm = alarm_from_alarm_data(data, typed.alarm_arn.clone(), typed.region.clone(), SHAPE)?;
-    Ok(Trigger { event_id: alarm_event_id(&alarm), delivery: Delivery::AlarmAction, kind: TriggerKind::Alarm(alarm) })
+    let arn_scope = alarm.arn.as_deref().map(Scope::of_arn).unwrap_or_default();
+    let scope = Scope::with(typed.account_id.clone().or(arn_scope.account), typed.region.clone().or(arn_scope.region));
+    Ok(Trigger {
+        event_id: alarm_event_id(&alarm),
+        delivery: Delivery::AlarmAction,
+        kind: TriggerKind::Alarm(alarm),
+        scope,
+    })
 }
 
 fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
@@ -479,6 +546,7 @@ fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
         serde_json::from_value(payload.clone()).map_err(|e| Error::malformed(SHAPE, e.to_string()))?;
     let id = event.id.clone().filter(|s| !s.is_empty()).ok_or_else(|| Error::malformed(SHAPE, "missing field id"))?;
     let delivery = Delivery::EventBridge { id: id.clone() };
+    let scope = Scope::with(event.account.clone(), event.region.clone());
     let detail = &event.detail;
     let source = event.source.as_str();
     let detail_type = event.detail_type.as_str();
@@ -486,7 +554,7 @@ fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
         ("aws.cloudwatch", "CloudWatch Alarm State Change") => {
             let arn = event.resources.as_ref().and_then(|r| r.first().cloned());
             let alarm = alarm_from_alarm_data(detail, arn, event.region.clone(), "CloudWatch Alarm State Change")?;
-            return Ok(Trigger { event_id: alarm_event_id(&alarm), delivery, kind: TriggerKind::Alarm(alarm) });
+            return Ok(Trigger { event_id: alarm_event_id(&alarm), delivery, kind: TriggerKind::Alarm(alarm), scope });
         }
         ("aws.ec2", "EC2 Instance State-change Notification") => {
             let change: InstanceStateChange = serde_json::from_value(detail.clone())
@@ -557,7 +625,7 @@ fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
             )))
         }
     };
-    Ok(Trigger { event_id: format!("eb:{id}"), delivery, kind })
+    Ok(Trigger { event_id: format!("eb:{id}"), delivery, kind, scope })
 }
 
 fn parse_manual(payload: &Value) -> Result<Trigger> {
@@ -566,11 +634,18 @@ fn parse_manual(payload: &Value) -> Result<Trigger> {
     if manual.action.trim().is_empty() {
         return Err(Error::malformed("manual", "action is empty"));
     }
+    if let Some(a) = manual.account.as_deref().filter(|a| !is_account_id(a)) {
+        return Err(Error::malformed("manual", format!("account must be a 12-digit AWS account id, got {a:?}")));
+    }
+    if let Some(r) = manual.region.as_deref().filter(|r| !is_region(r)) {
+        return Err(Error::malformed("manual", format!("region must be a region code such as us-east-1, got {r:?}")));
+    }
+    let scope = Scope::with(manual.account.clone(), manual.region.clone());
     let event_id = match &manual.request_id {
         Some(id) if !id.is_empty() => format!("manual:{id}"),
         _ => format!("manual:{}", uuid::Uuid::new_v4()),
     };
-    Ok(Trigger { event_id, delivery: Delivery::Direct, kind: TriggerKind::Manual(manual) })
+    Ok(Trigger { event_id, delivery: Delivery::Direct, kind: TriggerKind::Manual(manual), scope })
 }
 
 #[cfg(test)]
