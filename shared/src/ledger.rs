@@ -10,6 +10,10 @@
 //! | rate bucket     | `rate#{group}#{window index}`        | `count`         | actions per group per window  |
 //! | audit record    | `audit#{target}`                     | `{time}#{id}`   | what, why, outcome            |
 //!
+//! `{target}` and `{group}` are account-qualified: at the hub's own account and region they are the
+//! resource's id as it always was; in a member account or another region they read
+//! `{account}/{region}/{id}` ([`Ledger::at`]). One table serves the whole fleet.
+//!
 //! Every write that decides something is a conditional write, so concurrent invocations (duplicate
 //! deliveries, parallel Lambdas) race on DynamoDB and exactly one wins.
 
@@ -93,11 +97,26 @@ pub struct Ledger {
     ddb: aws_sdk_dynamodb::Client,
     table: String,
     ttl: Duration,
+    /// Prepended to every target, group and marker key: empty for the hub's own account and region,
+    /// `{account}/{region}/` elsewhere, so `prod-db` in one account never shares a claim, cooldown,
+    /// rate bucket or audit trail with `prod-db` in another.
+    place: String,
 }
 
 impl Ledger {
     pub fn new(ddb: aws_sdk_dynamodb::Client, table: impl Into<String>, ttl: Duration) -> Self {
-        Ledger { ddb, table: table.into(), ttl }
+        Ledger { ddb, table: table.into(), ttl, place: String::new() }
+    }
+
+    /// The same table, with every key qualified by `account` and `region` (a member account's, or
+    /// another region of the hub's).
+    pub fn at(&self, account: &str, region: &str) -> Self {
+        Ledger { place: format!("{account}/{region}/"), ..self.clone() }
+    }
+
+    /// The key prefix in force: empty at home, `{account}/{region}/` elsewhere.
+    pub fn place(&self) -> &str {
+        &self.place
     }
 
     pub fn table(&self) -> &str {
@@ -113,7 +132,7 @@ impl Ledger {
     /// [`CLAIM_LEASE`], can be claimed again so a retry of a failed event can finish the job.
     pub async fn claim(&self, target: &str, action: &str, event_id: &str, dry_run: bool) -> Result<ClaimResult> {
         let mode = if dry_run { "dry-run" } else { "live" };
-        let pk = format!("claim#{target}#{action}#{event_id}#{mode}");
+        let pk = format!("claim#{}{target}#{action}#{event_id}#{mode}", self.place);
         let owner = uuid::Uuid::new_v4().to_string();
         let now = Utc::now();
         let lease_until =
@@ -164,7 +183,7 @@ impl Ledger {
         dry_run: bool,
     ) -> Result<Option<String>> {
         let mode = if dry_run { "dry-run" } else { "live" };
-        let pk = format!("claim#{target}#{action}#{event_id}#{mode}");
+        let pk = format!("claim#{}{target}#{action}#{event_id}#{mode}", self.place);
         Ok(self.get(&pk, "claim").await?.map(|item| get_s(&item, "status").unwrap_or("unknown").to_string()))
     }
 
@@ -203,7 +222,7 @@ impl Ledger {
         }
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(cooldown).unwrap_or_else(|_| chrono::Duration::days(7));
-        let pk = format!("cooldown#{target}");
+        let pk = format!("cooldown#{}{target}", self.place);
         let res = self
             .ddb
             .put_item()
@@ -231,7 +250,7 @@ impl Ledger {
 
     /// The cooldown currently held on `target`, if any (a read: used by dry-runs).
     pub async fn read_cooldown(&self, target: &str) -> Result<Option<CooldownHeld>> {
-        let Some(item) = self.get(&format!("cooldown#{target}"), "lock").await? else { return Ok(None) };
+        let Some(item) = self.get(&format!("cooldown#{}{target}", self.place), "lock").await? else { return Ok(None) };
         let until = get_n(&item, "until").and_then(|t| DateTime::<Utc>::from_timestamp(t, 0));
         match until {
             Some(until) if until > Utc::now() => {
@@ -247,7 +266,7 @@ impl Ledger {
             .ddb
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(format!("cooldown#{target}")))
+            .key("pk", s(format!("cooldown#{}{target}", self.place)))
             .key("sk", s("lock"))
             .condition_expression("event_id = :e")
             .expression_attribute_values(":e", s(event_id))
@@ -260,9 +279,9 @@ impl Ledger {
         }
     }
 
-    fn rate_key(group: &str, window: Duration, now: DateTime<Utc>) -> String {
+    fn rate_key(&self, group: &str, window: Duration, now: DateTime<Utc>) -> String {
         let w = window.as_secs().max(1) as i64;
-        format!("rate#{group}#{}", now.timestamp().div_euclid(w))
+        format!("rate#{}{group}#{}", self.place, now.timestamp().div_euclid(w))
     }
 
     /// Takes one slot in `group`'s current window; `false` when `limit` slots are already taken.
@@ -272,7 +291,7 @@ impl Ledger {
             .ddb
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(Self::rate_key(group, window, now)))
+            .key("pk", s(self.rate_key(group, window, now)))
             .key("sk", s("count"))
             .update_expression("ADD actions :one SET expires_at = :exp, kind = :kind")
             .condition_expression("attribute_not_exists(actions) OR actions < :limit")
@@ -291,7 +310,7 @@ impl Ledger {
 
     /// Slots already taken in `group`'s current window (a read: used by dry-runs and reports).
     pub async fn rate_used(&self, group: &str, window: Duration) -> Result<u32> {
-        let item = self.get(&Self::rate_key(group, window, Utc::now()), "count").await?;
+        let item = self.get(&self.rate_key(group, window, Utc::now()), "count").await?;
         Ok(item.and_then(|i| get_n(&i, "actions")).unwrap_or(0).max(0) as u32)
     }
 
@@ -303,7 +322,7 @@ impl Ledger {
             .ddb
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(Self::rate_key(key, window, now)))
+            .key("pk", s(self.rate_key(key, window, now)))
             .key("sk", s("count"))
             .update_expression("ADD actions :one SET expires_at = :exp, kind = :kind")
             .expression_attribute_values(":one", n(1))
@@ -323,7 +342,7 @@ impl Ledger {
             .ddb
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("once#{key}")))
+            .item("pk", s(format!("once#{}{key}", self.place)))
             .item("sk", s("once"))
             .item("kind", s("once"))
             .item("at", s(now.to_rfc3339()))
@@ -340,7 +359,7 @@ impl Ledger {
 
     /// Whether `key` was marked by [`Ledger::mark_once`].
     pub async fn is_marked(&self, key: &str) -> Result<bool> {
-        Ok(self.get(&format!("once#{key}"), "once").await?.is_some())
+        Ok(self.get(&format!("once#{}{key}", self.place), "once").await?.is_some())
     }
 
     /// Appends the audit record of one decision.
@@ -349,7 +368,7 @@ impl Ledger {
         self.ddb
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("audit#{}", envelope.target.id)))
+            .item("pk", s(format!("audit#{}{}", self.place, envelope.target.id)))
             .item("sk", s(format!("{}#{}", envelope.time, envelope.id)))
             .item("kind", s("audit"))
             .item("time", s(&envelope.time))
@@ -373,7 +392,7 @@ impl Ledger {
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("audit#{target}")))
+            .expression_attribute_values(":pk", s(format!("audit#{}{target}", self.place)))
             .into_paginator()
             .items()
             .send();
