@@ -198,6 +198,23 @@ impl Aws {
         aws_sdk_dynamodb::Client::from_conf(conf)
     }
 
+    /// The same configuration and call log with other credentials, in `region` (a member account's
+    /// assumed role).
+    pub fn with_credentials(&self, credentials: aws_sdk_sts::config::Credentials, region: &str) -> Aws {
+        let sdk = self
+            .sdk
+            .to_builder()
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(credentials))
+            .region(aws_types::region::Region::new(region.to_string()))
+            .build();
+        Aws { sdk, calls: self.calls.clone() }
+    }
+
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        let conf = aws_sdk_sts::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_sts::Client::from_conf(conf)
+    }
+
     pub fn sns(&self) -> aws_sdk_sns::Client {
         let conf = aws_sdk_sns::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
         aws_sdk_sns::Client::from_conf(conf)

@@ -146,6 +146,8 @@ pub struct CommonConfig {
     pub rate_window: Duration,
     /// Timeouts of every AWS call the function makes.
     pub aws_timeouts: AwsTimeouts,
+    /// The accounts the hub serves and how it acts in them.
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 /// How long one AWS request may take (`attempt`) and how long a call may take with all its retries
@@ -204,6 +206,7 @@ impl CommonConfig {
             rate_limit: env.number("SELFHEAL_RATE_LIMIT", 3u32, 1, 10_000),
             rate_window: env.seconds("SELFHEAL_RATE_WINDOW_SECONDS", 3600, 1, 7 * 86_400),
             aws_timeouts: AwsTimeouts::read(env),
+            fleet: crate::fleet::FleetConfig::read(env, function),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The per-function context built once at cold start: validated configuration, the loaded AWS
-//! configuration, the ledger and the envelope publisher. Handlers borrow it on every invocation.
+//! configuration, the ledger and the envelope publisher. Handlers borrow it on every invocation, or a
+//! copy of it placed in the trigger's account and region ([`Ctx::for_trigger`], in [`crate::fleet`]).
 
 use crate::clients::Aws;
 use crate::config::CommonConfig;
 use crate::envelope::Publisher;
 use crate::error::Result;
+use crate::fleet::{Fleet, Place};
 use crate::ledger::Ledger;
 
 /// Everything a handler needs besides its own settings.
@@ -14,6 +16,10 @@ pub struct Ctx {
     pub aws: Aws,
     pub ledger: Ledger,
     pub publisher: Publisher,
+    /// Where this context acts: home, or a member account / another region ([`Ctx::for_trigger`]).
+    pub place: Place,
+    /// Cross-account state shared by every clone: the hub's account id, assumed sessions.
+    pub fleet: Fleet,
 }
 
 impl Ctx {
@@ -21,7 +27,7 @@ impl Ctx {
     pub fn new(config: CommonConfig, aws: Aws) -> Self {
         let ledger = Ledger::new(aws.dynamodb(), config.ledger_table.clone(), config.ledger_ttl);
         let publisher = Publisher::new(aws.sns(), config.topic_arn.clone());
-        Ctx { config, aws, ledger, publisher }
+        Ctx { config, aws, ledger, publisher, place: Place::default(), fleet: Fleet::default() }
     }
 
     /// Reads the environment and loads AWS configuration: the cold-start path of every function.

@@ -80,11 +80,28 @@ pub struct Target {
     /// The group the resource belongs to (Auto Scaling group, cluster, zone), for rate limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The account the resource lives in, when it is not the hub's own (and the region is named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The account's name, where the hub is told it (`SELFHEAL_ACCOUNTS=111111111111=payments-prod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    /// The region the resource lives in, when it is not the hub's own account and region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 impl Target {
     pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
-        Target { kind: kind.into(), id: id.into(), group: None }
+        Target { kind: kind.into(), id: id.into(), group: None, account: None, account_name: None, region: None }
+    }
+
+    /// Where the resource lives, as people read it: `111111111111 (payments-prod)/eu-west-1`, or
+    /// nothing at home.
+    pub fn place(&self) -> Option<String> {
+        let account = self.account.as_deref()?;
+        let name = self.account_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        Some(format!("{account}{name}/{}", self.region.as_deref().unwrap_or("?")))
     }
 
     pub fn in_group(mut self, group: impl Into<String>) -> Self {
@@ -178,13 +195,14 @@ impl Envelope {
     /// A one-line human summary, used by chat and webhook channels.
     pub fn summary(&self) -> String {
         format!(
-            "[{}] {} {} {} on {} {}: {}",
+            "[{}] {} {} {} on {} {}{}: {}",
             self.severity.as_str().to_uppercase(),
             self.function,
             self.action,
             self.outcome.as_str(),
             self.target.kind,
             self.target.id,
+            self.target.place().map(|p| format!(" in {p}")).unwrap_or_default(),
             self.reason
         )
     }
@@ -192,12 +210,16 @@ impl Envelope {
     /// SNS message attributes so subscriptions can filter by function, action, severity and outcome.
     pub fn message_attributes(&self) -> Result<BTreeMap<String, MessageAttributeValue>> {
         let mut attrs = BTreeMap::new();
+        let place = [("account", self.target.account.as_deref()), ("region", self.target.region.as_deref())];
         for (k, v) in [
             ("function", self.function.as_str()),
             ("action", self.action.as_str()),
             ("severity", self.severity.as_str()),
             ("outcome", self.outcome.as_str()),
-        ] {
+        ]
+        .into_iter()
+        .chain(place.into_iter().filter_map(|(k, v)| Some((k, v?))))
+        {
             let value = MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(v)

@@ -107,7 +107,13 @@ impl ActionReport {
 impl Ctx {
     /// An envelope for `req` with the given outcome, stamped with this function and the trigger.
     pub fn envelope(&self, req: &ActionRequest, outcome: Outcome, reason: impl Into<String>) -> Envelope {
-        Envelope::new(&self.config.function, &req.action, req.target.clone(), outcome, reason)
+        let mut target = req.target.clone();
+        if self.place.account.is_some() {
+            target.account = self.place.account.clone();
+            target.account_name = self.place.account_name.clone();
+            target.region = self.place.region.clone();
+        }
+        Envelope::new(&self.config.function, &req.action, target, outcome, reason)
             .event(&req.event_id, &req.trigger)
             .dry_run(req.dry_run)
     }

@@ -4,6 +4,8 @@
 //! - [`config`]: environment configuration, validated at cold start.
 //! - [`clients`]: the AWS configuration and the clients built from it, in any region.
 //! - [`context`]: what a handler borrows on every invocation ([`Ctx`]).
+//! - [`fleet`]: which accounts the hub serves, where a trigger's resource lives, and the member role
+//!   credentials to act there.
 //! - [`guardrails`]: the single path every action takes (dedup, cooldown, rate limit, dry-run).
 //! - [`ledger`]: the DynamoDB action ledger behind the guardrails and the audit trail.
 //! - [`envelope`]: the notification schema every decision is published in, and its metric.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod context;
 pub mod envelope;
 pub mod error;
+pub mod fleet;
 pub mod guardrails;
 pub mod lambda;
 pub mod ledger;

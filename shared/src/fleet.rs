@@ -1,0 +1,298 @@
+//! Acting in the right place: which accounts the hub serves, where a trigger's resource lives, and
+//! the credentials to act there (`sts:AssumeRole` on the member role, cached until shortly before
+//! they expire).
+//!
+//! A trigger names its account and region ([`crate::trigger::Scope`]). The hub's own account and
+//! region is *home*: the function acts with its own credentials and its ledger keys are the bare
+//! resource ids, exactly as a single-account deployment always had them. Anywhere else the function
+//! assumes `arn:<partition>:iam::<account>:role/<SELFHEAL_MEMBER_ROLE_NAME>` (with
+//! `SELFHEAL_EXTERNAL_ID` when set) under a session name that names the function and the event, so
+//! CloudTrail in the member account says who acted and why; its ledger keys become
+//! `{account}/{region}/{id}` ([`crate::ledger::Ledger::at`]). An account that is neither home nor in
+//! `SELFHEAL_ACCOUNTS` is refused; a role that cannot be assumed is a failed decision that pages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::OnceCell;
+
+use crate::clients::Aws;
+use crate::config::Env;
+use crate::context::Ctx;
+use crate::envelope::{Envelope, Outcome, Severity, Target};
+use crate::error::{Error, Result};
+use crate::trigger::{is_account_id, Trigger};
+
+/// Credentials are renewed when fewer than this many seconds of them are left.
+const RENEW_BEFORE_SECONDS: i64 = 300;
+
+/// The action name of a decision about a place rather than a resource.
+pub const ACTION_ACT_IN: &str = "act-in-account";
+
+/// The fleet settings every function reads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FleetConfig {
+    /// The hub's own account (`SELFHEAL_HOME_ACCOUNT`); asked of STS when unset and first needed.
+    pub home_account: Option<String>,
+    /// Member accounts the hub may act in, with their names where configured (`SELFHEAL_ACCOUNTS`:
+    /// `111111111111` or `111111111111=payments-prod`, comma-separated).
+    pub accounts: BTreeMap<String, Option<String>>,
+    /// The role assumed in a member account (`SELFHEAL_MEMBER_ROLE_NAME`, default `selfheal-<function>`).
+    pub member_role: String,
+    /// `sts:ExternalId` presented when assuming it (`SELFHEAL_EXTERNAL_ID`).
+    pub external_id: Option<String>,
+}
+
+impl FleetConfig {
+    pub fn read(env: &mut Env, function: &str) -> Self {
+        let home_account = env.optional("SELFHEAL_HOME_ACCOUNT");
+        if let Some(a) = home_account.as_deref().filter(|a| !is_account_id(a)) {
+            env.problem("SELFHEAL_HOME_ACCOUNT", format!("must be a 12-digit account id, got {a:?}"));
+        }
+        let mut accounts = BTreeMap::new();
+        for entry in env.optional("SELFHEAL_ACCOUNTS").unwrap_or_default().split(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let (id, name) = match entry.split_once('=') {
+                Some((id, name)) => (id.trim(), Some(name.trim().to_string()).filter(|n| !n.is_empty())),
+                None => (entry, None),
+            };
+            if !is_account_id(id) {
+                env.problem("SELFHEAL_ACCOUNTS", format!("{id:?} is not a 12-digit account id"));
+                continue;
+            }
+            accounts.insert(id.to_string(), name);
+        }
+        let member_role = env.string("SELFHEAL_MEMBER_ROLE_NAME", &format!("selfheal-{function}"));
+        FleetConfig { home_account, accounts, member_role, external_id: env.optional("SELFHEAL_EXTERNAL_ID") }
+    }
+}
+
+/// Where a context acts: `None` fields mean home.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Place {
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// The account's configured name, for people reading notifications.
+    pub account_name: Option<String>,
+}
+
+/// (account, role name, session name).
+type SessionKey = (String, String, String);
+
+/// Temporary credentials for one member role and session, and when they stop working.
+#[derive(Debug, Clone)]
+struct Session {
+    aws: Aws,
+    expires: DateTime<Utc>,
+}
+
+/// The hub's runtime state for acting across accounts: its own account id once known, and the
+/// assumed sessions. Shared by every clone of a [`Ctx`] (warm invocations reuse it).
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    home_account: Arc<OnceCell<String>>,
+    sessions: Arc<Mutex<HashMap<SessionKey, Session>>>,
+}
+
+/// What [`Ctx::for_trigger`] found.
+#[derive(Debug)]
+pub enum Placed {
+    /// The context to handle the trigger in.
+    Here(Box<Ctx>),
+    /// The hub will not or cannot act there; the decision is recorded and published.
+    Refused(Box<Envelope>),
+}
+
+/// An STS role session name (2–64 of `[\w+=,.@-]`) naming the function and the event.
+pub fn session_name(function: &str, event_id: &str) -> String {
+    let raw = format!("selfheal-{function}@{event_id}");
+    let clean: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' }).collect();
+    clean.chars().take(64).collect()
+}
+
+impl Ctx {
+    /// The hub's own account id: configured, or asked of STS once per cold start.
+    pub async fn home_account(&self) -> Result<String> {
+        if let Some(a) = &self.config.fleet.home_account {
+            return Ok(a.clone());
+        }
+        let aws = self.aws.clone();
+        self.fleet
+            .home_account
+            .get_or_try_init(|| async move {
+                let out = aws
+                    .sts()
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("sts", "GetCallerIdentity", e))?;
+                out.account().map(str::to_string).ok_or_else(|| Error::Precondition("STS named no account".into()))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The hub's own region.
+    pub fn home_region(&self) -> Option<String> {
+        self.aws.sdk.region().map(|r| r.to_string())
+    }
+
+    /// The context to handle `t` in. Home (no account, or the hub's own, in the hub's region): this
+    /// context unchanged. Another region of the hub's account: its clients there and account-qualified
+    /// ledger keys. A member account in `SELFHEAL_ACCOUNTS`: the member role's credentials. Anything
+    /// else is refused (critical), and an AssumeRole that fails is a failed decision (critical) that
+    /// names the account, the region and AWS's words.
+    pub async fn for_trigger(&self, t: &Trigger) -> Result<Placed> {
+        let home_region = self.home_region();
+        let region = t.scope.region.clone().filter(|r| Some(r) != home_region.as_ref());
+        let account = match t.scope.account.clone() {
+            Some(a) if a != self.home_account().await? => Some(a),
+            _ => None,
+        };
+        if account.is_none() && region.is_none() {
+            return Ok(Placed::Here(Box::new(self.clone())));
+        }
+        let account_id = match &account {
+            Some(a) => a.clone(),
+            None => self.home_account().await?,
+        };
+        let region_name = region.clone().or(home_region).unwrap_or_default();
+        let mut target = Target::new("account", &account_id);
+        target.account = Some(account_id.clone());
+        target.region = Some(region_name.clone());
+        let refuse = |outcome: Outcome, reason: String| {
+            Envelope::new(&self.config.function, ACTION_ACT_IN, target.clone(), outcome, reason)
+                .event(&t.event_id, t.kind.name())
+                .severity(Severity::Critical)
+                .detail("account", &account_id)
+                .detail("region", &region_name)
+        };
+        let account_name = match &account {
+            None => None,
+            Some(a) => match self.config.fleet.accounts.get(a) {
+                Some(name) => name.clone(),
+                None => {
+                    let reason = format!(
+                        "refused: the event is about account {a} ({region_name}), which this hub does not serve \
+                         (SELFHEAL_ACCOUNTS lists {}); nothing was done",
+                        if self.config.fleet.accounts.is_empty() {
+                            "no member accounts".to_string()
+                        } else {
+                            self.config.fleet.accounts.keys().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    );
+                    tracing::warn!(account = %a, region = %region_name, event_id = %t.event_id, "{reason}");
+                    return Ok(Placed::Refused(Box::new(self.record(refuse(Outcome::Refused, reason)).await?)));
+                }
+            },
+        };
+        let aws = match &account {
+            None => self.aws.in_region(&region_name),
+            Some(a) => match self.assume(a, &region_name, &session_name(&self.config.function, &t.event_id)).await {
+                Ok(aws) => aws,
+                Err(e) => {
+                    let reason = format!("cannot act in {a}/{region_name}: {e}");
+                    tracing::error!(account = %a, region = %region_name, event_id = %t.event_id, "{reason}");
+                    return Ok(Placed::Refused(Box::new(self.record(refuse(Outcome::Failed, reason)).await?)));
+                }
+            },
+        };
+        let mut ctx = self.clone();
+        ctx.ledger = self.ledger.at(&account_id, &region_name);
+        ctx.aws = aws;
+        ctx.place = Place { account: Some(account_id), region: Some(region_name), account_name };
+        Ok(Placed::Here(Box::new(ctx)))
+    }
+
+    /// The member role's credentials in `account`, acting in `region`: cached per (account, role,
+    /// session) and renewed when under five minutes are left.
+    async fn assume(&self, account: &str, region: &str, session: &str) -> Result<Aws> {
+        let role = &self.config.fleet.member_role;
+        let key = (account.to_string(), role.clone(), session.to_string());
+        let cached = {
+            let sessions = self.fleet.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.get(&key).cloned()
+        };
+        if let Some(s) = cached.filter(|s| (s.expires - Utc::now()).num_seconds() > RENEW_BEFORE_SECONDS) {
+            return Ok(s.aws.regional(Some(region)));
+        }
+        let partition = match region {
+            r if r.starts_with("cn-") => "aws-cn",
+            r if r.starts_with("us-gov-") => "aws-us-gov",
+            _ => "aws",
+        };
+        let role_arn = format!("arn:{partition}:iam::{account}:role/{role}");
+        let out = self
+            .aws
+            .sts()
+            .assume_role()
+            .role_arn(&role_arn)
+            .role_session_name(session)
+            .set_external_id(self.config.fleet.external_id.clone())
+            .send()
+            .await
+            .map_err(|e| Error::aws("sts", "AssumeRole", e))?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| Error::Precondition(format!("AssumeRole {role_arn} returned no credentials")))?;
+        let expires = DateTime::<Utc>::from_timestamp(c.expiration().secs(), 0).unwrap_or_else(Utc::now);
+        let aws = self.aws.with_credentials(
+            aws_sdk_sts::config::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                Some(expires.into()),
+                "selfheal-assume-role",
+            ),
+            region,
+        );
+        tracing::info!(account, role = %role, session, expires = %expires.to_rfc3339(), "assumed member role");
+        self.fleet
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Session { aws: aws.clone(), expires });
+        Ok(aws)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> (FleetConfig, std::result::Result<(), Error>) {
+        let mut env = Env::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let c = FleetConfig::read(&mut env, "db-failover");
+        (c, env.finish())
+    }
+
+    #[test]
+    fn accounts_are_read_with_their_names_and_bad_ones_are_named() {
+        let (c, ok) = read(&[
+            ("SELFHEAL_ACCOUNTS", "111111111111=payments-prod, 222222222222,"),
+            ("SELFHEAL_HOME_ACCOUNT", "999999999999"),
+        ]);
+        assert!(ok.is_ok());
+        assert_eq!(c.accounts.get("111111111111"), Some(&Some("payments-prod".to_string())));
+        assert_eq!(c.accounts.get("222222222222"), Some(&None));
+        assert_eq!(c.member_role, "selfheal-db-failover");
+        let (_, err) = read(&[("SELFHEAL_ACCOUNTS", "12345"), ("SELFHEAL_HOME_ACCOUNT", "me")]);
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("SELFHEAL_ACCOUNTS: \"12345\" is not a 12-digit account id"), "{err}");
+        assert!(err.contains("SELFHEAL_HOME_ACCOUNT: must be a 12-digit account id"), "{err}");
+    }
+
+    #[test]
+    fn session_names_name_the_function_and_event_within_sts_rules() {
+        let s = session_name("instance-healer", "alarm:web-1:2026-11-25T10:15:31.180Z");
+        assert!(s.starts_with("selfheal-instance-healer@alarm-web-1-2026"), "{s}");
+        assert!(s.len() <= 64);
+        assert!(s.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
+        assert_eq!(session_name("x", &"e".repeat(200)).len(), 64);
+    }
+}
