@@ -11,6 +11,7 @@ use crate::config::{CommonConfig, Env};
 use crate::context::Ctx;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
+use crate::fleet::Placed;
 use crate::guardrails::effective_dry_run;
 use crate::trigger::{Trigger, TriggerKind};
 
@@ -56,6 +57,12 @@ impl BackupEnforcer {
             }
             other => return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
         };
-        Ok(response_decisions(self.sweep(t, dry_run, Utc::now()).await?.envelopes))
+        let here = match self.ctx.for_trigger(t).await? {
+            Placed::Refused(env) => return Ok(vec![*env]),
+            Placed::Here(ctx) if ctx.place == self.ctx.place => None,
+            Placed::Here(ctx) => Some(BackupEnforcer { ctx: *ctx, cfg: self.cfg.clone() }),
+        };
+        let me = here.as_ref().unwrap_or(self);
+        Ok(response_decisions(Box::pin(me.sweep(t, dry_run, Utc::now())).await?.envelopes))
     }
 }

@@ -17,6 +17,7 @@ use crate::config::{CommonConfig, Env};
 use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
+use crate::fleet::Placed;
 use crate::guardrails::{effective_dry_run, is_opted_in, ActionRequest};
 use crate::trigger::Trigger;
 
@@ -82,6 +83,21 @@ impl DbFailover {
 
     /// Handles one trigger and returns the decisions recorded for it.
     pub async fn handle_trigger(&self, t: &Trigger) -> Result<Vec<Envelope>> {
+        let elsewhere;
+        let db = match self.ctx.for_trigger(t).await? {
+            Placed::Refused(env) => return Ok(vec![*env]),
+            Placed::Here(ctx) if ctx.place == self.ctx.place => self,
+            Placed::Here(ctx) => {
+                let lag = self.lag.in_place(&ctx.aws);
+                elsewhere = DbFailover { ctx: *ctx, cfg: self.cfg.clone(), lag };
+                &elsewhere
+            }
+        };
+        // Boxed: the failover futures are large enough to overflow a test thread's stack inline.
+        Box::pin(db.handle_here(t)).await
+    }
+
+    async fn handle_here(&self, t: &Trigger) -> Result<Vec<Envelope>> {
         let intent = match intent_from_trigger(t)? {
             Intent::Ignore { target, reason } => {
                 let req = self.request(t, ACTION_FAILOVER, target, self.ctx.config.dry_run, reason.clone());

@@ -2,6 +2,7 @@
 //! ([`CloudWatchLag`]) or served fixed ([`StaticLag`]) to emulator tests and drills.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -14,6 +15,9 @@ pub trait LagSource: Send + Sync + std::fmt::Debug {
     /// Seconds `replica` is behind its primary (`region`: the replica's, when not the home region);
     /// `None` when there is no recent datapoint.
     fn replica_lag<'a>(&'a self, replica: &'a str, region: Option<&'a str>) -> BoxFuture<'a, Result<Option<f64>>>;
+
+    /// The same source reading where `aws` acts (a member account's CloudWatch).
+    fn in_place(&self, aws: &Aws) -> Arc<dyn LagSource>;
 }
 
 /// Fixed lags (emulator tests, drills). Replicas not in the map have unknown lag unless a default is set.
@@ -42,6 +46,10 @@ impl LagSource for StaticLag {
     fn replica_lag<'a>(&'a self, replica: &'a str, _region: Option<&'a str>) -> BoxFuture<'a, Result<Option<f64>>> {
         let v = self.lags.get(replica).copied().or(self.default);
         Box::pin(async move { Ok(v) })
+    }
+
+    fn in_place(&self, _aws: &Aws) -> Arc<dyn LagSource> {
+        Arc::new(self.clone())
     }
 }
 
@@ -105,6 +113,13 @@ impl CloudWatchLag {
 impl LagSource for CloudWatchLag {
     fn replica_lag<'a>(&'a self, replica: &'a str, region: Option<&'a str>) -> BoxFuture<'a, Result<Option<f64>>> {
         Box::pin(self.read(replica, region))
+    }
+
+    fn in_place(&self, aws: &Aws) -> Arc<dyn LagSource> {
+        match self.aws {
+            Some(_) => Arc::new(CloudWatchLag { window: self.window, ..CloudWatchLag::from_aws(aws) }),
+            None => Arc::new(self.clone()),
+        }
     }
 }
 

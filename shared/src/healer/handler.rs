@@ -13,6 +13,7 @@ use crate::config::{CommonConfig, Env};
 use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
+use crate::fleet::Placed;
 use crate::guardrails::{effective_dry_run, is_opted_in, ActionReport, ActionRequest};
 use crate::trigger::Trigger;
 
@@ -57,8 +58,22 @@ impl Healer {
         crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
-    /// Handles one trigger (the drill calls this directly).
+    /// Handles one trigger (the drill calls this directly), in the account and region it is about.
     pub async fn handle_trigger(&self, t: &Trigger) -> Result<Vec<Envelope>> {
+        let elsewhere;
+        let healer = match self.ctx.for_trigger(t).await? {
+            Placed::Refused(env) => return Ok(vec![*env]),
+            Placed::Here(ctx) if ctx.place == self.ctx.place => self,
+            Placed::Here(ctx) => {
+                elsewhere = Healer { ctx: *ctx, cfg: self.cfg.clone() };
+                &elsewhere
+            }
+        };
+        // Boxed: the handling future is large (see `heal`).
+        Box::pin(healer.handle_here(t)).await
+    }
+
+    async fn handle_here(&self, t: &Trigger) -> Result<Vec<Envelope>> {
         let mut out = Vec::new();
         for item in intake(t, &self.cfg)? {
             match item {
