@@ -6,6 +6,7 @@ mod bad_input;
 mod db;
 mod dns;
 mod drill;
+mod fleet;
 mod foundation;
 mod healer;
 mod infra;

@@ -1,0 +1,222 @@
+//! Many accounts from one hub, against moto's multi-account support: credentials that `AssumeRole`
+//! returns for a role in account X act in account X. The hub is moto's default account; members
+//! are other twelve-digit ids. Each test builds what it needs in each account through the same
+//! `AssumeRole` the functions use, so "it happened there and nowhere else" is read from the emulator.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use harness::{event, sdk_config, unique};
+use selfheal::db::{DbConfig, DbFailover, StaticLag};
+use selfheal::healer::{Healer, HealerConfig};
+use selfheal::{Envelope, Outcome, Severity};
+use serde_json::{json, Value};
+
+const HUB: &str = "123456789012";
+const MEMBER_A: &str = "111111111111";
+const MEMBER_B: &str = "222222222222";
+const OUTSIDER: &str = "999999999999";
+const PLACEHOLDER: &str = "i-0123456789abcdef0";
+
+/// SDK configuration acting in `account`, through the same role a function assumes there.
+async fn in_account(account: &str) -> SdkConfig {
+    let hub = sdk_config().await;
+    let sts = aws_sdk_sts::Client::new(&hub);
+    let out = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/selfheal-test-setup"))
+        .role_session_name("selfheal-test-setup")
+        .send()
+        .await
+        .expect("moto assumes any role");
+    let c = out.credentials().expect("credentials");
+    let creds = aws_sdk_sts::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "test-setup",
+    );
+    hub.to_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(creds)).build()
+}
+
+fn decisions(v: &Value) -> Vec<Envelope> {
+    serde_json::from_value(v["decisions"].clone()).expect("decisions")
+}
+
+/// Every placeholder account id in a sample event replaced by `account`.
+fn from_account(mut v: Value, account: &str) -> Value {
+    let text = v.to_string().replace(HUB, account);
+    v = serde_json::from_str(&text).expect("still JSON");
+    v
+}
+
+/// A standalone opted-in instance in `account`, stopped (broken by the healer's rule).
+async fn stopped_instance(sdk: &SdkConfig) -> String {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let image =
+        ec2.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_string();
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key("selfheal:enabled").value("true").build())
+        .build();
+    let r = ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type(InstanceType::T3Small)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .unwrap();
+    let id = r.instances()[0].instance_id().unwrap().to_string();
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    id
+}
+
+async fn state(sdk: &SdkConfig, id: &str) -> Option<String> {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let out = ec2.describe_instances().instance_ids(id).send().await.ok()?;
+    let i = out.reservations().first()?.instances().first()?;
+    i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string())
+}
+
+async fn healer(accounts: &str) -> Healer {
+    let vars = [
+        ("SELFHEAL_ACCOUNTS", accounts),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+        ("SELFHEAL_HEALER_WAIT_SECONDS", "20"),
+        ("SELFHEAL_HEALER_POLL_SECONDS", "1"),
+    ];
+    let ctx = harness::ctx("instance-healer", &vars).await;
+    let mut env = harness::env(&vars);
+    let cfg = HealerConfig::read(&mut env);
+    env.finish().unwrap();
+    Healer::new(ctx, cfg)
+}
+
+#[tokio::test]
+async fn an_unhealthy_instance_in_a_member_account_is_healed_there_and_nowhere_else() {
+    let (a, b, hub) = (in_account(MEMBER_A).await, in_account(MEMBER_B).await, sdk_config().await);
+    let sick = stopped_instance(&a).await;
+    let bystander_b = stopped_instance(&b).await;
+    let bystander_hub = stopped_instance(&hub).await;
+    let h = healer(&format!("{MEMBER_A}=payments-prod,{MEMBER_B}")).await;
+
+    // A direct alarm action from account A about its instance.
+    let ev = from_account(event("alarm-lambda-action-ec2-status-check.json", &[(PLACEHOLDER, &sick)]), MEMBER_A);
+    let d = decisions(&h.handle(&ev).await.unwrap()).remove(0);
+    assert_eq!(d.outcome, Outcome::Acted, "{}", d.reason);
+    assert_eq!(d.target.account.as_deref(), Some(MEMBER_A));
+    assert_eq!(d.target.account_name.as_deref(), Some("payments-prod"));
+    assert_eq!(d.target.region.as_deref(), Some(harness::REGION));
+    assert!(d.summary().contains("in 111111111111 (payments-prod)/us-east-1"), "{}", d.summary());
+
+    assert_eq!(state(&a, &sick).await.as_deref(), Some("running"), "started in account A");
+    assert_eq!(state(&hub, &sick).await, None, "account A's instance is not visible from the hub");
+    assert_eq!(state(&b, &bystander_b).await.as_deref(), Some("stopped"), "account B untouched");
+    assert_eq!(state(&hub, &bystander_hub).await.as_deref(), Some("stopped"), "the hub untouched");
+
+    // The role was assumed once, under a session name that names the function and the event.
+    let calls = h.ctx().aws.calls.calls();
+    assert_eq!(calls.iter().filter(|c| *c == "sts:AssumeRole").count(), 1, "{calls:?}");
+    // The ledger keeps the decision under the account-qualified key, not the bare id.
+    let qualified = h.ctx().ledger.at(MEMBER_A, harness::REGION);
+    assert!(qualified.audit_trail(&sick).await.unwrap().iter().any(|r| r.outcome == "acted"));
+    assert!(h.ctx().ledger.audit_trail(&sick).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_db_identifier_in_two_accounts_has_independent_cooldowns() {
+    let db = unique("prod-db");
+    let h = {
+        let vars = [("SELFHEAL_ACCOUNTS", "111111111111,222222222222"), ("SELFHEAL_COOLDOWN_SECONDS", "900")];
+        let ctx = harness::ctx("db-failover", &vars).await;
+        let mut env = harness::env(&[("SELFHEAL_DB_POLL_SECONDS", "1"), ("SELFHEAL_DB_WAIT_SECONDS", "30")]);
+        let cfg = DbConfig::read(&mut env);
+        env.finish().unwrap();
+        DbFailover::new(ctx, cfg).with_lag_source(Arc::new(StaticLag::default()))
+    };
+    for account in [MEMBER_A, MEMBER_B] {
+        let rds = aws_sdk_rds::Client::new(&in_account(account).await);
+        rds.create_db_instance()
+            .db_instance_identifier(&db)
+            .engine("postgres")
+            .db_instance_class("db.t3.micro")
+            .master_username("admin_user")
+            .master_user_password("secret-password-1")
+            .allocated_storage(20)
+            .multi_az(true)
+            .tags(aws_sdk_rds::types::Tag::builder().key("selfheal:enabled").value("true").build())
+            .send()
+            .await
+            .unwrap();
+    }
+    let failover = |account: &str, request: &str| {
+        json!({"source": "selfheal.manual", "action": "failover", "target": db, "force": true,
+               "requestId": request, "account": account, "region": harness::REGION})
+    };
+
+    let in_a = decisions(&h.handle(&failover(MEMBER_A, &unique("op"))).await.unwrap()).remove(0);
+    assert_eq!(in_a.outcome, Outcome::Acted, "{}", in_a.reason);
+    assert_eq!(in_a.action, "reboot-failover");
+    assert_eq!(in_a.target.account.as_deref(), Some(MEMBER_A));
+    // The same identifier in account B is another database: A's cooldown does not hold it back.
+    let in_b = decisions(&h.handle(&failover(MEMBER_B, &unique("op"))).await.unwrap()).remove(0);
+    assert_eq!(in_b.outcome, Outcome::Acted, "{}", in_b.reason);
+    assert_eq!(in_b.target.account.as_deref(), Some(MEMBER_B));
+    // A second request for A's database is inside A's cooldown.
+    let again = decisions(&h.handle(&failover(MEMBER_A, &unique("op"))).await.unwrap()).remove(0);
+    assert_eq!(again.outcome, Outcome::Refused, "{}", again.reason);
+    assert!(again.reason.contains("cooldown"), "{}", again.reason);
+
+    let reboots = h.ctx().aws.calls.calls().iter().filter(|c| *c == "rds:RebootDBInstance").count();
+    assert_eq!(reboots, 2, "one reboot in each account");
+    // No such database in the hub: the hub's own identifier space is separate too.
+    let hub_rds = aws_sdk_rds::Client::new(&sdk_config().await);
+    assert!(hub_rds.describe_db_instances().db_instance_identifier(&db).send().await.is_err());
+}
+
+#[tokio::test]
+async fn events_from_an_account_the_hub_does_not_serve_are_refused_and_nothing_is_touched() {
+    let outsider = in_account(OUTSIDER).await;
+    let id = stopped_instance(&outsider).await;
+    let h = healer(MEMBER_A).await;
+    let ev = from_account(event("ec2-instance-state-change-stopped.json", &[(PLACEHOLDER, &id)]), OUTSIDER);
+
+    let d = decisions(&h.handle(&ev).await.unwrap()).remove(0);
+    assert_eq!(d.outcome, Outcome::Refused, "{}", d.reason);
+    assert_eq!(d.severity, Severity::Critical);
+    assert!(d.reason.contains("account 999999999999"), "{}", d.reason);
+    assert!(d.reason.contains("does not serve"), "{}", d.reason);
+    let calls = h.ctx().aws.calls.calls();
+    assert!(
+        calls.iter().all(|c| c.starts_with("dynamodb:") || c.starts_with("sns:") || c == "sts:GetCallerIdentity"),
+        "{calls:?}"
+    );
+    assert_eq!(state(&outsider, &id).await.as_deref(), Some("stopped"));
+    // The refusal is audited like any decision.
+    let trail = h.ctx().ledger.audit_trail(OUTSIDER).await.unwrap();
+    assert_eq!(trail.len(), 1);
+}
+
+#[tokio::test]
+async fn a_manual_invocation_naming_a_bad_account_or_region_is_a_clear_error() {
+    let h = healer(MEMBER_A).await;
+    h.ctx().aws.calls.clear();
+    let err = h
+        .handle(&json!({"source": "selfheal.manual", "action": "replace", "target": "i-1", "account": "12345"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("account must be a 12-digit AWS account id, got \"12345\""), "{err}");
+    let err = h
+        .handle(&json!({"source": "selfheal.manual", "action": "replace", "target": "i-1", "region": "Ireland"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("region must be a region code"), "{err}");
+    assert!(h.ctx().aws.calls.calls().is_empty(), "no AWS call for bad input");
+}
