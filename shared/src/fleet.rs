@@ -22,7 +22,7 @@ use crate::config::Env;
 use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
-use crate::trigger::{is_account_id, Trigger};
+use crate::trigger::{is_account_id, Scope, Trigger};
 
 /// Credentials are renewed when fewer than this many seconds of them are left.
 const RENEW_BEFORE_SECONDS: i64 = 300;
@@ -148,9 +148,28 @@ impl Ctx {
     /// else is refused (critical), and an AssumeRole that fails is a failed decision (critical) that
     /// names the account, the region and AWS's words.
     pub async fn for_trigger(&self, t: &Trigger) -> Result<Placed> {
+        self.at(&t.scope, t).await
+    }
+
+    /// Every (account, region) a fleet-wide sweep covers: the hub's own account and each member
+    /// account of `SELFHEAL_ACCOUNTS`, in each of `regions` (the hub's region when empty).
+    pub async fn fleet_scopes(&self, regions: &[String]) -> Result<Vec<Scope>> {
+        let regions: Vec<String> =
+            if regions.is_empty() { self.home_region().into_iter().collect() } else { regions.to_vec() };
+        let mut accounts = vec![self.home_account().await?];
+        accounts.extend(self.config.fleet.accounts.keys().filter(|a| **a != accounts[0]).cloned().collect::<Vec<_>>());
+        Ok(accounts
+            .iter()
+            .flat_map(|a| regions.iter().map(move |r| Scope { account: Some(a.clone()), region: Some(r.clone()) }))
+            .collect())
+    }
+
+    /// The context to handle `t` in at `scope` (see [`Ctx::for_trigger`]); a sweep calls it once per
+    /// place it covers.
+    pub async fn at(&self, scope: &Scope, t: &Trigger) -> Result<Placed> {
         let home_region = self.home_region();
-        let region = t.scope.region.clone().filter(|r| Some(r) != home_region.as_ref());
-        let account = match t.scope.account.clone() {
+        let region = scope.region.clone().filter(|r| Some(r) != home_region.as_ref());
+        let account = match scope.account.clone() {
             Some(a) if a != self.home_account().await? => Some(a),
             _ => None,
         };

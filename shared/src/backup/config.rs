@@ -25,6 +25,24 @@ pub struct BackupConfig {
     /// into a sweep, so the run ends with its report inside the function's timeout (Lambda's limit is
     /// 900 s); the rest are left for the retry (the invocation fails) or the next run.
     pub time_budget: std::time::Duration,
+    /// `SELFHEAL_BACKUP_REGIONS` (default: the hub's region): the regions a scheduled sweep covers in
+    /// the hub's account and in every member account (`SELFHEAL_ACCOUNTS`).
+    pub regions: Vec<String>,
+}
+
+fn read_regions(env: &mut Env) -> Vec<String> {
+    let mut regions = Vec::new();
+    for r in env.optional("SELFHEAL_BACKUP_REGIONS").unwrap_or_default().split(',').map(str::trim) {
+        if r.is_empty() || regions.iter().any(|k| k == r) {
+            continue;
+        }
+        if !crate::trigger::is_region(r) {
+            env.problem("SELFHEAL_BACKUP_REGIONS", format!("{r:?} is not a region code such as us-east-1"));
+            continue;
+        }
+        regions.push(r.to_string());
+    }
+    regions
 }
 
 impl BackupConfig {
@@ -44,6 +62,7 @@ impl BackupConfig {
             manage_plans: env.bool("SELFHEAL_BACKUP_MANAGE_PLANS", true),
             manage_rds: env.bool("SELFHEAL_BACKUP_RDS", true),
             time_budget: env.seconds("SELFHEAL_BACKUP_TIME_BUDGET_SECONDS", 840, 0, 86_400),
+            regions: read_regions(env),
         }
     }
 }
@@ -64,5 +83,16 @@ mod tests {
         let _ = BackupConfig::read(&mut env);
         let err = env.finish().unwrap_err().to_string();
         assert!(err.contains("SELFHEAL_BACKUP_CONCURRENCY") && err.contains("SELFHEAL_BACKUP_POLICIES"), "{err}");
+    }
+
+    #[test]
+    fn sweep_regions_are_read_once_each_and_bad_ones_are_named() {
+        let mut env = Env::from_map(
+            [("SELFHEAL_BACKUP_REGIONS".to_string(), "us-east-1, eu-west-1,us-east-1,,Ireland".to_string())].into(),
+        );
+        let cfg = BackupConfig::read(&mut env);
+        assert_eq!(cfg.regions, ["us-east-1", "eu-west-1"]);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(err.contains("SELFHEAL_BACKUP_REGIONS: \"Ireland\" is not a region code"), "{err}");
     }
 }

@@ -44,7 +44,11 @@ impl BackupEnforcer {
         crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
-    /// One trigger: a schedule or a manual `sweep` runs a sweep now.
+    /// One trigger: a schedule or a manual `sweep` runs a sweep now. A schedule covers the fleet
+    /// (the hub's account and every member account, in each of `SELFHEAL_BACKUP_REGIONS`), one place
+    /// after another, each with what is left of the time budget; a manual sweep covers the account
+    /// and region it names (the hub's own by default). A place the hub cannot act in is reported
+    /// (critical) and the others are still swept.
     pub async fn handle_trigger(&self, t: &Trigger) -> Result<Vec<Envelope>> {
         let dry_run = match &t.kind {
             TriggerKind::Schedule { .. } => effective_dry_run(self.ctx.config.dry_run, None),
@@ -57,12 +61,39 @@ impl BackupEnforcer {
             }
             other => return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
         };
-        let here = match self.ctx.for_trigger(t).await? {
-            Placed::Refused(env) => return Ok(vec![*env]),
-            Placed::Here(ctx) if ctx.place == self.ctx.place => None,
-            Placed::Here(ctx) => Some(BackupEnforcer { ctx: *ctx, cfg: self.cfg.clone() }),
+        let fleet_wide = self.ctx.config.fleet.accounts.len() + self.cfg.regions.len() > 0;
+        let scopes = match &t.kind {
+            TriggerKind::Schedule { .. } if fleet_wide => self.ctx.fleet_scopes(&self.cfg.regions).await?,
+            _ => vec![t.scope.clone()],
         };
-        let me = here.as_ref().unwrap_or(self);
-        Ok(response_decisions(Box::pin(me.sweep(t, dry_run, Utc::now())).await?.envelopes))
+        let started = std::time::Instant::now();
+        let mut envelopes = Vec::new();
+        let mut errors = Vec::new();
+        for scope in &scopes {
+            let ctx = match self.ctx.at(scope, t).await? {
+                Placed::Refused(env) => {
+                    envelopes.push(*env);
+                    continue;
+                }
+                Placed::Here(ctx) => *ctx,
+            };
+            let cfg = BackupConfig {
+                time_budget: self.cfg.time_budget.saturating_sub(started.elapsed()),
+                ..self.cfg.clone()
+            };
+            let here = BackupEnforcer { ctx, cfg };
+            match Box::pin(here.sweep(t, dry_run, Utc::now())).await {
+                Ok(sweep) => envelopes.extend(sweep.envelopes),
+                Err(e) => {
+                    tracing::error!(place = %scope.describe(), error = %e, "backup sweep of one place failed");
+                    errors.push(e);
+                }
+            }
+        }
+        match errors.len() {
+            0 => Ok(response_decisions(envelopes)),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Many(errors)),
+        }
     }
 }
