@@ -220,3 +220,136 @@ async fn a_manual_invocation_naming_a_bad_account_or_region_is_a_clear_error() {
     assert!(err.contains("region must be a region code"), "{err}");
     assert!(h.ctx().aws.calls.calls().is_empty(), "no AWS call for bad input");
 }
+
+const OTHER_REGION: &str = "eu-west-1";
+
+/// An EC2 client acting in `sdk`'s account, in `region`.
+fn ec2_in(sdk: &SdkConfig, region: &str) -> aws_sdk_ec2::Client {
+    let conf =
+        aws_sdk_ec2::config::Builder::from(sdk).region(aws_sdk_ec2::config::Region::new(region.to_string())).build();
+    aws_sdk_ec2::Client::from_conf(conf)
+}
+
+/// A volume opted in to `policy` under the test's own policy tag; with `fresh`, it already has a
+/// recent suite snapshot.
+async fn backed_volume(ec2: &aws_sdk_ec2::Client, region: &str, tag: &str, fresh: bool) -> String {
+    let spec = TagSpecification::builder()
+        .resource_type(ResourceType::Volume)
+        .tags(Tag::builder().key(tag).value("silver").build())
+        .tags(Tag::builder().key("selfheal:enabled").value("true").build())
+        .build();
+    let v = ec2.create_volume().availability_zone(format!("{region}a")).size(8).tag_specifications(spec).send().await;
+    let id = v.unwrap().volume_id().unwrap().to_string();
+    if fresh {
+        let tags = TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .tags(Tag::builder().key("selfheal:created-by").value("backup-enforcer").build())
+            .tags(Tag::builder().key("selfheal:policy").value("silver").build())
+            .tags(Tag::builder().key("selfheal:source").value(&id).build())
+            .build();
+        ec2.create_snapshot().volume_id(&id).tag_specifications(tags).send().await.unwrap();
+    }
+    id
+}
+
+async fn snapshot_count(ec2: &aws_sdk_ec2::Client, volume: &str) -> usize {
+    let all = ec2.describe_snapshots().owner_ids("self").send().await.unwrap();
+    all.snapshots().iter().filter(|s| s.volume_id() == Some(volume)).count()
+}
+
+async fn backup_enforcer(
+    tag: &str,
+    accounts: &str,
+    aws: Option<selfheal::clients::Aws>,
+) -> selfheal::backup::BackupEnforcer {
+    let vars = [
+        ("SELFHEAL_ACCOUNTS", accounts),
+        ("SELFHEAL_BACKUP_REGIONS", "us-east-1,eu-west-1"),
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_BACKUP_RDS", "false"),
+    ];
+    let ctx = match aws {
+        Some(aws) => harness::ctx_with("backup-enforcer", &vars, aws).await,
+        None => harness::ctx("backup-enforcer", &vars).await,
+    };
+    let mut env = harness::env(&vars);
+    let cfg = selfheal::backup::BackupConfig::read(&mut env);
+    env.finish().unwrap();
+    selfheal::backup::BackupEnforcer::new(ctx, cfg)
+}
+
+fn schedule() -> Value {
+    event("schedule-backup-sweep.json", &[("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", &uuid::Uuid::new_v4().to_string())])
+}
+
+/// (account, region, stale volume, fresh volume) in every place of the fleet.
+async fn fleet_volumes(tag: &str) -> Vec<(String, String, String, String, SdkConfig)> {
+    let mut out = Vec::new();
+    for account in [HUB, MEMBER_A, MEMBER_B] {
+        let sdk = if account == HUB { sdk_config().await } else { in_account(account).await };
+        for region in [harness::REGION, OTHER_REGION] {
+            let ec2 = ec2_in(&sdk, region);
+            let stale = backed_volume(&ec2, region, tag, false).await;
+            let fresh = backed_volume(&ec2, region, tag, true).await;
+            out.push((account.to_string(), region.to_string(), stale, fresh, sdk.clone()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_scheduled_sweep_covers_three_accounts_in_two_regions_and_snapshots_exactly_the_stale_volumes() {
+    let tag = unique("fleet-backup");
+    let places = fleet_volumes(&tag).await;
+    let b = backup_enforcer(&tag, &format!("{MEMBER_A},{MEMBER_B}"), None).await;
+
+    let out = b.handle(&schedule()).await.unwrap();
+    let d = decisions(&out);
+    let reports: Vec<&Envelope> = d.iter().filter(|e| e.action == "compliance-report").collect();
+    assert_eq!(reports.len(), 6, "one report per account and region: {out}");
+    for (account, region, stale, fresh, sdk) in &places {
+        let ec2 = ec2_in(sdk, region);
+        assert_eq!(snapshot_count(&ec2, stale).await, 1, "{account}/{region}: the stale volume got one snapshot");
+        assert_eq!(snapshot_count(&ec2, fresh).await, 1, "{account}/{region}: the fresh volume got none");
+        let acted: Vec<&Envelope> = d.iter().filter(|e| e.target.id == *stale).collect();
+        assert_eq!(acted.len(), 1, "{account}/{region}: {out}");
+        assert_eq!(acted[0].outcome, Outcome::Acted);
+        let expected_account = (account != HUB || region != harness::REGION).then_some(account.as_str());
+        assert_eq!(acted[0].target.account.as_deref(), expected_account, "{account}/{region}");
+    }
+    let assumed = b.ctx().aws.calls.calls().iter().filter(|c| *c == "sts:AssumeRole").count();
+    assert_eq!(assumed, 2, "one session per member account, reused across its regions");
+
+    // A second sweep in the same window finds everything done, everywhere.
+    let again = decisions(&b.handle(&schedule()).await.unwrap());
+    assert!(again.iter().all(|e| e.outcome != Outcome::Acted), "{again:?}");
+    for (_, region, stale, _, sdk) in &places {
+        assert_eq!(snapshot_count(&ec2_in(sdk, region), stale).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn an_account_whose_role_cannot_be_assumed_is_reported_and_the_rest_are_swept() {
+    let tag = unique("fleet-denied");
+    let places = fleet_volumes(&tag).await;
+    let proxy = harness::proxy::FaultProxy::start(&harness::moto_endpoint(), 7).await;
+    // Account A's role is missing: STS refuses both of its regions' sessions (A is swept before B).
+    proxy.add(harness::proxy::Rule::new(
+        "AssumeRole",
+        harness::proxy::Fault::AccessDenied,
+        harness::proxy::Times::First(2),
+    ));
+    let aws = selfheal::clients::Aws::from_sdk_config(harness::sdk_config_at(&proxy.endpoint).await);
+    let b = backup_enforcer(&tag, &format!("{MEMBER_A},{MEMBER_B}"), Some(aws)).await;
+
+    let out = b.handle(&schedule()).await.unwrap_err().to_string();
+    assert!(out.contains("cannot act in 111111111111/us-east-1"), "{out}");
+    assert!(out.contains("cannot act in 111111111111/eu-west-1"), "{out}");
+    assert!(out.contains("AccessDenied"), "the AWS words are kept: {out}");
+    for (account, region, stale, _, sdk) in &places {
+        let want = if account == MEMBER_A { 0 } else { 1 };
+        assert_eq!(snapshot_count(&ec2_in(sdk, region), stale).await, want, "{account}/{region}");
+    }
+    assert_eq!(proxy.faulted("AssumeRole"), 2);
+}

@@ -26,6 +26,9 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without answering.
     Drop,
+    /// IAM's refusal in the AWS query protocol (HTTP 403 `AccessDenied`, as STS answers an
+    /// `AssumeRole` on a role that does not exist or does not trust the caller).
+    AccessDenied,
 }
 
 /// When a rule fires.
@@ -214,6 +217,15 @@ fn throttle_response(headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
+fn access_denied_response() -> Vec<u8> {
+    let body = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                <Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/hub/fn is not \
+                authorized to perform: sts:AssumeRole on resource: the member role</Message></Error>\
+                <RequestId>fault-proxy</RequestId></ErrorResponse>";
+    format!("HTTP/1.1 403 Forbidden\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+        .into_bytes()
+}
+
 fn server_error_response(status: u16) -> Vec<u8> {
     let body = "<ErrorResponse><Error><Code>InternalError</Code><Message>injected</Message></Error></ErrorResponse>";
     format!("HTTP/1.1 {status} Injected\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len())
@@ -269,6 +281,7 @@ async fn serve(mut sock: TcpStream, upstream: &str, state: Arc<Mutex<State>>) ->
             Some(Fault::Throttle) => sock.write_all(&throttle_response(&headers, &body)).await?,
             Some(Fault::ServerError(status)) => sock.write_all(&server_error_response(status)).await?,
             Some(Fault::Drop) => return Ok(()),
+            Some(Fault::AccessDenied) => sock.write_all(&access_denied_response()).await?,
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 forward(&mut sock, upstream, &lines, &body).await?;
