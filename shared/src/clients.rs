@@ -210,6 +210,11 @@ impl Aws {
         Aws { sdk, calls: self.calls.clone() }
     }
 
+    pub fn organizations(&self) -> aws_sdk_organizations::Client {
+        let conf = aws_sdk_organizations::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_organizations::Client::from_conf(conf)
+    }
+
     pub fn sts(&self) -> aws_sdk_sts::Client {
         let conf = aws_sdk_sts::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
         aws_sdk_sts::Client::from_conf(conf)

@@ -38,6 +38,9 @@ pub struct FleetConfig {
     /// Member accounts the hub may act in, with their names where configured (`SELFHEAL_ACCOUNTS`:
     /// `111111111111` or `111111111111=payments-prod`, comma-separated).
     pub accounts: BTreeMap<String, Option<String>>,
+    /// Organizational units (`ou-…`) or the root (`r-…`) in `SELFHEAL_ACCOUNTS`: every active
+    /// account under them is a member too, listed through AWS Organizations.
+    pub org_units: Vec<String>,
     /// The role assumed in a member account (`SELFHEAL_MEMBER_ROLE_NAME`, default `selfheal-<function>`).
     pub member_role: String,
     /// `sts:ExternalId` presented when assuming it (`SELFHEAL_EXTERNAL_ID`).
@@ -51,6 +54,7 @@ impl FleetConfig {
             env.problem("SELFHEAL_HOME_ACCOUNT", format!("must be a 12-digit account id, got {a:?}"));
         }
         let mut accounts = BTreeMap::new();
+        let mut org_units = Vec::new();
         for entry in env.optional("SELFHEAL_ACCOUNTS").unwrap_or_default().split(',') {
             let entry = entry.trim();
             if entry.is_empty() {
@@ -60,14 +64,27 @@ impl FleetConfig {
                 Some((id, name)) => (id.trim(), Some(name.trim().to_string()).filter(|n| !n.is_empty())),
                 None => (entry, None),
             };
+            if is_org_unit(id) && name.is_none() {
+                org_units.push(id.to_string());
+                continue;
+            }
             if !is_account_id(id) {
-                env.problem("SELFHEAL_ACCOUNTS", format!("{id:?} is not a 12-digit account id"));
+                env.problem(
+                    "SELFHEAL_ACCOUNTS",
+                    format!("{id:?} is not a 12-digit account id, an OU id (ou-…) or the root id (r-…)"),
+                );
                 continue;
             }
             accounts.insert(id.to_string(), name);
         }
         let member_role = env.string("SELFHEAL_MEMBER_ROLE_NAME", &format!("selfheal-{function}"));
-        FleetConfig { home_account, accounts, member_role, external_id: env.optional("SELFHEAL_EXTERNAL_ID") }
+        FleetConfig {
+            home_account,
+            accounts,
+            org_units,
+            member_role,
+            external_id: env.optional("SELFHEAL_EXTERNAL_ID"),
+        }
     }
 }
 
@@ -79,6 +96,9 @@ pub struct Place {
     /// The account's configured name, for people reading notifications.
     pub account_name: Option<String>,
 }
+
+/// The accounts listed under the configured OUs (id → name) and when they were listed.
+type OrgListing = (std::time::Instant, BTreeMap<String, Option<String>>);
 
 /// (account, role name, session name).
 type SessionKey = (String, String, String);
@@ -95,6 +115,7 @@ struct Session {
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
     home_account: Arc<OnceCell<String>>,
+    org_accounts: Arc<tokio::sync::Mutex<Option<OrgListing>>>,
     sessions: Arc<Mutex<HashMap<SessionKey, Session>>>,
 }
 
@@ -105,6 +126,28 @@ pub enum Placed {
     Here(Box<Ctx>),
     /// The hub will not or cannot act there; the decision is recorded and published.
     Refused(Box<Envelope>),
+}
+
+/// Whether `s` names an organizational unit (`ou-ab12-11111111`) or an organization root (`r-ab12`).
+pub fn is_org_unit(s: &str) -> bool {
+    let ok = |p: &str, min: usize| p.len() >= min && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    match s.split('-').collect::<Vec<_>>().as_slice() {
+        ["ou", root, unit] => ok(root, 4) && ok(unit, 8),
+        ["r", root] => ok(root, 4),
+        _ => false,
+    }
+}
+
+/// How long the accounts listed under the configured OUs are trusted before they are listed again.
+const ORG_LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The accounts the hub serves, as far as it could tell.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    /// Account id → its name where known (configured, or the organization's).
+    pub accounts: BTreeMap<String, Option<String>>,
+    /// Why the configured OUs could not be listed, if they could not (the explicit accounts stand).
+    pub problem: Option<String>,
 }
 
 /// An STS role session name (2–64 of `[\w+=,.@-]`) naming the function and the event.
@@ -151,17 +194,81 @@ impl Ctx {
         self.at(&t.scope, t).await
     }
 
+    /// The member accounts the hub serves: those listed in `SELFHEAL_ACCOUNTS`, and every active
+    /// account under the OUs listed there (from AWS Organizations, cached for 15 minutes; a listing
+    /// that fails is named in [`Served::problem`] and retried on the next call).
+    pub async fn served_accounts(&self) -> Served {
+        let fleet = &self.config.fleet;
+        let mut served = Served { accounts: fleet.accounts.clone(), problem: None };
+        if fleet.org_units.is_empty() {
+            return served;
+        }
+        let mut cache = self.fleet.org_accounts.lock().await;
+        let fresh = cache.as_ref().filter(|(at, _)| at.elapsed() < ORG_LISTING_TTL).map(|(_, a)| a.clone());
+        let listed = match fresh {
+            Some(a) => a,
+            None => match self.list_org_accounts(&fleet.org_units).await {
+                Ok(a) => {
+                    *cache = Some((std::time::Instant::now(), a.clone()));
+                    a
+                }
+                Err(e) => {
+                    served.problem =
+                        Some(format!("cannot list the accounts under {}: {e}", fleet.org_units.join(", ")));
+                    return served;
+                }
+            },
+        };
+        for (id, name) in listed {
+            served.accounts.entry(id).or_insert(name);
+        }
+        served
+    }
+
+    /// Active accounts under `parents`, recursively through their OUs.
+    async fn list_org_accounts(&self, parents: &[String]) -> Result<BTreeMap<String, Option<String>>> {
+        let org = self.aws.organizations();
+        let mut accounts = BTreeMap::new();
+        let mut queue: Vec<String> = parents.to_vec();
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(parent) = queue.pop() {
+            if !seen.insert(parent.clone()) {
+                continue;
+            }
+            let mut pages = org.list_accounts_for_parent().parent_id(&parent).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| Error::aws("organizations", "ListAccountsForParent", e))?;
+                for a in page.accounts() {
+                    let active = a.status().map(|s| s.as_str() == "ACTIVE").unwrap_or(true);
+                    if let (Some(id), true) = (a.id(), active) {
+                        accounts.insert(id.to_string(), a.name().map(str::to_string));
+                    }
+                }
+            }
+            let mut pages = org.list_organizational_units_for_parent().parent_id(&parent).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| Error::aws("organizations", "ListOrganizationalUnitsForParent", e))?;
+                queue.extend(page.organizational_units().iter().filter_map(|u| u.id().map(str::to_string)));
+            }
+        }
+        Ok(accounts)
+    }
+
     /// Every (account, region) a fleet-wide sweep covers: the hub's own account and each member
-    /// account of `SELFHEAL_ACCOUNTS`, in each of `regions` (the hub's region when empty).
-    pub async fn fleet_scopes(&self, regions: &[String]) -> Result<Vec<Scope>> {
+    /// account of `SELFHEAL_ACCOUNTS`, in each of `regions` (the hub's region when empty); and why the
+    /// configured OUs could not be listed, if they could not (the places named explicitly stand).
+    pub async fn fleet_scopes(&self, regions: &[String]) -> Result<(Vec<Scope>, Option<String>)> {
         let regions: Vec<String> =
             if regions.is_empty() { self.home_region().into_iter().collect() } else { regions.to_vec() };
-        let mut accounts = vec![self.home_account().await?];
-        accounts.extend(self.config.fleet.accounts.keys().filter(|a| **a != accounts[0]).cloned().collect::<Vec<_>>());
-        Ok(accounts
+        let home = self.home_account().await?;
+        let served = self.served_accounts().await;
+        let mut accounts = vec![home.clone()];
+        accounts.extend(served.accounts.into_keys().filter(|a| *a != home));
+        let scopes = accounts
             .iter()
             .flat_map(|a| regions.iter().map(move |r| Scope { account: Some(a.clone()), region: Some(r.clone()) }))
-            .collect())
+            .collect();
+        Ok((scopes, served.problem))
     }
 
     /// The context to handle `t` in at `scope` (see [`Ctx::for_trigger`]); a sweep calls it once per
@@ -191,19 +298,32 @@ impl Ctx {
                 .detail("account", &account_id)
                 .detail("region", &region_name)
         };
+        let served = match &account {
+            None => Served::default(),
+            Some(a) if self.config.fleet.accounts.contains_key(a) => {
+                Served { accounts: self.config.fleet.accounts.clone(), problem: None }
+            }
+            Some(_) => self.served_accounts().await,
+        };
         let account_name = match &account {
             None => None,
-            Some(a) => match self.config.fleet.accounts.get(a) {
+            Some(a) => match served.accounts.get(a) {
                 Some(name) => name.clone(),
+                None if served.problem.is_some() => {
+                    let reason = format!(
+                        "cannot tell whether this hub serves account {a} ({region_name}): {}; nothing was done",
+                        served.problem.as_deref().unwrap_or_default()
+                    );
+                    tracing::error!(account = %a, region = %region_name, event_id = %t.event_id, "{reason}");
+                    return Ok(Placed::Refused(Box::new(self.record(refuse(Outcome::Failed, reason)).await?)));
+                }
                 None => {
+                    let fleet = &self.config.fleet;
+                    let listed: Vec<String> = fleet.accounts.keys().chain(fleet.org_units.iter()).cloned().collect();
                     let reason = format!(
                         "refused: the event is about account {a} ({region_name}), which this hub does not serve \
                          (SELFHEAL_ACCOUNTS lists {}); nothing was done",
-                        if self.config.fleet.accounts.is_empty() {
-                            "no member accounts".to_string()
-                        } else {
-                            self.config.fleet.accounts.keys().cloned().collect::<Vec<_>>().join(", ")
-                        }
+                        if listed.is_empty() { "no member accounts".to_string() } else { listed.join(", ") }
                     );
                     tracing::warn!(account = %a, region = %region_name, event_id = %t.event_id, "{reason}");
                     return Ok(Placed::Refused(Box::new(self.record(refuse(Outcome::Refused, reason)).await?)));
@@ -304,6 +424,21 @@ mod tests {
         let err = err.unwrap_err().to_string();
         assert!(err.contains("SELFHEAL_ACCOUNTS: \"12345\" is not a 12-digit account id"), "{err}");
         assert!(err.contains("SELFHEAL_HOME_ACCOUNT: must be a 12-digit account id"), "{err}");
+    }
+
+    #[test]
+    fn org_units_and_the_root_are_told_from_accounts() {
+        let (c, ok) = read(&[
+            ("SELFHEAL_ACCOUNTS", "ou-ab12-11111111,r-ab12,111111111111"),
+            ("SELFHEAL_HOME_ACCOUNT", "999999999999"),
+        ]);
+        assert!(ok.is_ok());
+        assert_eq!(c.org_units, ["ou-ab12-11111111", "r-ab12"]);
+        assert_eq!(c.accounts.len(), 1);
+        assert!(!is_org_unit("ou-ab12"));
+        assert!(!is_org_unit("ou-AB12-11111111"));
+        let (_, err) = read(&[("SELFHEAL_ACCOUNTS", "ou-x")]);
+        assert!(err.unwrap_err().to_string().contains("an OU id (ou-…) or the root id (r-…)"));
     }
 
     #[test]

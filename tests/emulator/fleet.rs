@@ -353,3 +353,88 @@ async fn an_account_whose_role_cannot_be_assumed_is_reported_and_the_rest_are_sw
     }
     assert_eq!(proxy.faulted("AssumeRole"), 2);
 }
+
+/// An organization (moto's default account as its management account) with an OU `prod`, a nested
+/// OU `prod-eu` holding one new account, and one new account left in the root: (prod OU id, the
+/// account under it, its name, the account outside).
+async fn organization() -> (String, String, String, String) {
+    let org = aws_sdk_organizations::Client::new(&sdk_config().await);
+    let _ =
+        org.create_organization().feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All).send().await;
+    let root = org.list_roots().send().await.unwrap().roots()[0].id().unwrap().to_string();
+    let ou = |parent: String, name: String| {
+        let org = org.clone();
+        async move {
+            let out = org.create_organizational_unit().parent_id(parent).name(name).send().await.unwrap();
+            out.organizational_unit().unwrap().id().unwrap().to_string()
+        }
+    };
+    let prod = ou(root.clone(), unique("prod")).await;
+    let prod_eu = ou(prod.clone(), unique("prod-eu")).await;
+    let account = |name: String| {
+        let org = org.clone();
+        async move {
+            let out =
+                org.create_account().account_name(&name).email(format!("{name}@example.com")).send().await.unwrap();
+            out.create_account_status().unwrap().account_id().unwrap().to_string()
+        }
+    };
+    let name = unique("payments-eu");
+    let inside = account(name.clone()).await;
+    org.move_account()
+        .account_id(&inside)
+        .source_parent_id(&root)
+        .destination_parent_id(&prod_eu)
+        .send()
+        .await
+        .unwrap();
+    let outside = account(unique("sandbox")).await;
+    (prod, inside, name, outside)
+}
+
+#[tokio::test]
+async fn accounts_under_a_configured_ou_are_served_and_swept_and_the_rest_of_the_organization_is_not() {
+    let (prod, inside, name, outside) = organization().await;
+    let tag = unique("org-backup");
+    let mut volumes = Vec::new();
+    for account in [inside.as_str(), outside.as_str()] {
+        let sdk = in_account(account).await;
+        let stale = backed_volume(&ec2_in(&sdk, harness::REGION), harness::REGION, &tag, false).await;
+        volumes.push((account.to_string(), stale, sdk));
+    }
+    let vars = [
+        ("SELFHEAL_ACCOUNTS", prod.as_str()),
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_BACKUP_RDS", "false"),
+    ];
+    let ctx = harness::ctx("backup-enforcer", &vars).await;
+    let mut env = harness::env(&vars);
+    let cfg = selfheal::backup::BackupConfig::read(&mut env);
+    env.finish().unwrap();
+    let b = selfheal::backup::BackupEnforcer::new(ctx, cfg);
+
+    let d = decisions(&b.handle(&schedule()).await.unwrap());
+    let acted: Vec<&Envelope> =
+        d.iter().filter(|e| e.outcome == Outcome::Acted && e.action == "enforce-backup").collect();
+    assert_eq!(acted.len(), 1, "{d:?}");
+    assert_eq!(acted[0].target.account.as_deref(), Some(inside.as_str()));
+    assert_eq!(acted[0].target.account_name.as_deref(), Some(name.as_str()), "the organization's name for it");
+    let (_, stale_inside, sdk_inside) = &volumes[0];
+    let (_, stale_outside, sdk_outside) = &volumes[1];
+    assert_eq!(snapshot_count(&ec2_in(sdk_inside, harness::REGION), stale_inside).await, 1, "nested OU account swept");
+    assert_eq!(
+        snapshot_count(&ec2_in(sdk_outside, harness::REGION), stale_outside).await,
+        0,
+        "outside the OU: untouched"
+    );
+    let listings = b.ctx().aws.calls.calls().iter().filter(|c| c.starts_with("organizations:")).count();
+    assert!(listings >= 2, "listed through Organizations");
+
+    // An event from the account outside the OU is refused.
+    let h = healer(&prod).await;
+    let ev = from_account(event("ec2-instance-state-change-stopped.json", &[(PLACEHOLDER, "i-0abc")]), &outside);
+    let refused = decisions(&h.handle(&ev).await.unwrap()).remove(0);
+    assert_eq!(refused.outcome, Outcome::Refused, "{}", refused.reason);
+    assert!(refused.reason.contains(&prod), "names what is served: {}", refused.reason);
+}

@@ -9,7 +9,7 @@ use super::report::response_decisions;
 use super::FUNCTION;
 use crate::config::{CommonConfig, Env};
 use crate::context::Ctx;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::fleet::Placed;
 use crate::guardrails::effective_dry_run;
@@ -61,13 +61,22 @@ impl BackupEnforcer {
             }
             other => return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
         };
-        let fleet_wide = self.ctx.config.fleet.accounts.len() + self.cfg.regions.len() > 0;
-        let scopes = match &t.kind {
+        let fleet = &self.ctx.config.fleet;
+        let fleet_wide = fleet.accounts.len() + fleet.org_units.len() + self.cfg.regions.len() > 0;
+        let (scopes, problem) = match &t.kind {
             TriggerKind::Schedule { .. } if fleet_wide => self.ctx.fleet_scopes(&self.cfg.regions).await?,
-            _ => vec![t.scope.clone()],
+            _ => (vec![t.scope.clone()], None),
         };
         let started = std::time::Instant::now();
         let mut envelopes = Vec::new();
+        if let Some(problem) = problem {
+            // The explicitly listed accounts are still swept; the OUs' are not, and a human is told.
+            let target = Target::new("organization", fleet.org_units.join(","));
+            let env = Envelope::new(FUNCTION, "list-accounts", target, Outcome::Failed, problem)
+                .event(&t.event_id, t.kind.name())
+                .severity(Severity::Critical);
+            envelopes.push(self.ctx.record(env).await?);
+        }
         let mut errors = Vec::new();
         for scope in &scopes {
             let ctx = match self.ctx.at(scope, t).await? {
