@@ -438,3 +438,80 @@ async fn accounts_under_a_configured_ou_are_served_and_swept_and_the_rest_of_the
     assert_eq!(refused.outcome, Outcome::Refused, "{}", refused.reason);
     assert!(refused.reason.contains(&prod), "names what is served: {}", refused.reason);
 }
+
+#[tokio::test]
+async fn a_member_accounts_failed_primary_is_promoted_there_and_the_hubs_database_record_follows() {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    let a = in_account(MEMBER_A).await;
+    let rds = aws_sdk_rds::Client::new(&a);
+    let primary = unique("orders");
+    let replica = format!("{primary}-r1");
+    let opt_in = aws_sdk_rds::types::Tag::builder().key("selfheal:enabled").value("true").build();
+    let created = rds
+        .create_db_instance()
+        .db_instance_identifier(&primary)
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .master_username("admin_user")
+        .master_user_password("secret-password-1")
+        .allocated_storage(20)
+        .backup_retention_period(1)
+        .availability_zone("us-east-1a")
+        .tags(opt_in)
+        .send()
+        .await
+        .unwrap();
+    let primary_endpoint = created.db_instance().unwrap().endpoint().unwrap().address().unwrap().to_string();
+    let r = rds
+        .create_db_instance_read_replica()
+        .db_instance_identifier(&replica)
+        .source_db_instance_identifier(&primary)
+        .availability_zone("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    let replica_endpoint = r.db_instance().unwrap().endpoint().unwrap().address().unwrap().to_string();
+    rds.stop_db_instance().db_instance_identifier(&primary).send().await.unwrap();
+
+    // The application's database record lives in the hub's zone.
+    let r53 = aws_sdk_route53::Client::new(&sdk_config().await);
+    let zone_name = format!("{}.example.com", unique("z"));
+    let z = r53.create_hosted_zone().name(&zone_name).caller_reference(unique("ref")).send().await.unwrap();
+    let zone = z.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    let record = format!("db.{zone_name}.");
+    let rrs = ResourceRecordSet::builder()
+        .name(&record)
+        .r#type(RrType::Cname)
+        .ttl(60)
+        .resource_records(ResourceRecord::builder().value(&primary_endpoint).build().unwrap())
+        .build()
+        .unwrap();
+    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(rrs).build().unwrap();
+    let batch = ChangeBatch::builder().changes(change).build().unwrap();
+    r53.change_resource_record_sets().hosted_zone_id(&zone).change_batch(batch).send().await.unwrap();
+
+    let vars = [("SELFHEAL_ACCOUNTS", MEMBER_A)];
+    let ctx = harness::ctx("db-failover", &vars).await;
+    let mut env = harness::env(&[
+        ("SELFHEAL_DB_POLL_SECONDS", "1"),
+        ("SELFHEAL_DB_WAIT_SECONDS", "30"),
+        ("SELFHEAL_DB_DNS_ZONE_ID", zone.as_str()),
+        ("SELFHEAL_DB_DNS_RECORD", record.as_str()),
+    ]);
+    let cfg = DbConfig::read(&mut env);
+    env.finish().unwrap();
+    let h = DbFailover::new(ctx, cfg).with_lag_source(Arc::new(StaticLag::default().with_default(1.0)));
+
+    let ev = from_account(event("rds-db-instance-event-failure.json", &[("orders-db", &primary)]), MEMBER_A);
+    let d = decisions(&h.handle(&ev).await.unwrap()).remove(0);
+    assert_eq!(d.outcome, Outcome::Acted, "{}", d.reason);
+    assert_eq!(d.action, "promote-replica");
+    assert_eq!(d.target.account.as_deref(), Some(MEMBER_A));
+    assert_eq!(d.details["newWriter"], replica.as_str());
+    // Promoted in account A (moto refuses StopDBInstance on a read replica: accepting it proves it)...
+    assert!(rds.stop_db_instance().db_instance_identifier(&replica).send().await.is_ok(), "standalone in A");
+    // ...and the hub's record now points at the new writer.
+    let out = r53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+    let cname = out.resource_record_sets().iter().find(|r| r.name() == record && *r.r#type() == RrType::Cname).unwrap();
+    assert_eq!(cname.resource_records()[0].value(), replica_endpoint);
+}

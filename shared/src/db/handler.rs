@@ -27,6 +27,9 @@ pub struct DbFailover {
     pub(super) ctx: Ctx,
     pub(super) cfg: DbConfig,
     pub(super) lag: Arc<dyn LagSource>,
+    /// The hub's own AWS configuration: the database DNS record (`SELFHEAL_DB_DNS_*`) is the hub's,
+    /// whichever account the database that fails over lives in.
+    pub(super) dns_aws: Aws,
 }
 
 pub(super) struct Decision {
@@ -59,7 +62,7 @@ impl DbFailover {
     /// A handler reading replica lag from CloudWatch.
     pub fn new(ctx: Ctx, cfg: DbConfig) -> Self {
         let lag = Arc::new(CloudWatchLag::from_aws(&ctx.aws));
-        DbFailover { ctx, cfg, lag }
+        DbFailover { dns_aws: ctx.aws.clone(), ctx, cfg, lag }
     }
 
     /// Replaces the lag source (tests and drills use [`StaticLag`]).
@@ -89,7 +92,7 @@ impl DbFailover {
             Placed::Here(ctx) if ctx.place == self.ctx.place => self,
             Placed::Here(ctx) => {
                 let lag = self.lag.in_place(&ctx.aws);
-                elsewhere = DbFailover { ctx: *ctx, cfg: self.cfg.clone(), lag };
+                elsewhere = DbFailover { ctx: *ctx, cfg: self.cfg.clone(), lag, dns_aws: self.dns_aws.clone() };
                 &elsewhere
             }
         };

@@ -185,7 +185,7 @@ impl DbFailover {
         new: &str,
         started: Instant,
     ) -> Result<(Option<String>, Option<String>)> {
-        let r53 = self.ctx.aws.route53();
+        let r53 = self.dns_aws.route53();
         let before = read_cname(&r53, dns).await?;
         if before.as_deref().map(fqdn) == Some(fqdn(endpoint)) {
             return Ok((before, None));
