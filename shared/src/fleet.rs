@@ -288,46 +288,11 @@ impl Ctx {
             None => self.home_account().await?,
         };
         let region_name = region.clone().or(home_region).unwrap_or_default();
-        let mut target = Target::new("account", &account_id);
-        target.account = Some(account_id.clone());
-        target.region = Some(region_name.clone());
-        let refuse = |outcome: Outcome, reason: String| {
-            Envelope::new(&self.config.function, ACTION_ACT_IN, target.clone(), outcome, reason)
-                .event(&t.event_id, t.kind.name())
-                .severity(Severity::Critical)
-                .detail("account", &account_id)
-                .detail("region", &region_name)
-        };
-        let served = match &account {
-            None => Served::default(),
-            Some(a) if self.config.fleet.accounts.contains_key(a) => {
-                Served { accounts: self.config.fleet.accounts.clone(), problem: None }
-            }
-            Some(_) => self.served_accounts().await,
-        };
         let account_name = match &account {
             None => None,
-            Some(a) => match served.accounts.get(a) {
-                Some(name) => name.clone(),
-                None if served.problem.is_some() => {
-                    let reason = format!(
-                        "cannot tell whether this hub serves account {a} ({region_name}): {}; nothing was done",
-                        served.problem.as_deref().unwrap_or_default()
-                    );
-                    tracing::error!(account = %a, region = %region_name, event_id = %t.event_id, "{reason}");
-                    return Ok(Placed::Refused(Box::new(self.record(refuse(Outcome::Failed, reason)).await?)));
-                }
-                None => {
-                    let fleet = &self.config.fleet;
-                    let listed: Vec<String> = fleet.accounts.keys().chain(fleet.org_units.iter()).cloned().collect();
-                    let reason = format!(
-                        "refused: the event is about account {a} ({region_name}), which this hub does not serve \
-                         (SELFHEAL_ACCOUNTS lists {}); nothing was done",
-                        if listed.is_empty() { "no member accounts".to_string() } else { listed.join(", ") }
-                    );
-                    tracing::warn!(account = %a, region = %region_name, event_id = %t.event_id, "{reason}");
-                    return Ok(Placed::Refused(Box::new(self.record(refuse(Outcome::Refused, reason)).await?)));
-                }
+            Some(a) => match self.admit(t, a, &region_name).await? {
+                Ok(name) => name,
+                Err(refusal) => return Ok(Placed::Refused(Box::new(refusal))),
             },
         };
         let aws = match &account {
@@ -337,7 +302,8 @@ impl Ctx {
                 Err(e) => {
                     let reason = format!("cannot act in {a}/{region_name}: {e}");
                     tracing::error!(account = %a, region = %region_name, event_id = %t.event_id, "{reason}");
-                    return Ok(Placed::Refused(Box::new(self.record(refuse(Outcome::Failed, reason)).await?)));
+                    let env = self.place_decision(t, a, &region_name, Outcome::Failed, reason);
+                    return Ok(Placed::Refused(Box::new(self.record(env).await?)));
                 }
             },
         };
@@ -346,6 +312,69 @@ impl Ctx {
         ctx.aws = aws;
         ctx.place = Place { account: Some(account_id), region: Some(region_name), account_name };
         Ok(Placed::Here(Box::new(ctx)))
+    }
+
+    /// Whether the hub serves member `account`: its name where known, or the recorded refusal
+    /// (refused when it is not served; failed, which pages, when the organization could not be read).
+    async fn admit(
+        &self,
+        t: &Trigger,
+        account: &str,
+        region: &str,
+    ) -> Result<std::result::Result<Option<String>, Envelope>> {
+        if let Some(name) = self.config.fleet.accounts.get(account) {
+            return Ok(Ok(name.clone()));
+        }
+        let served = self.served_accounts().await;
+        if let Some(name) = served.accounts.get(account) {
+            return Ok(Ok(name.clone()));
+        }
+        let (outcome, reason) = match &served.problem {
+            Some(problem) => (
+                Outcome::Failed,
+                format!(
+                    "cannot tell whether this hub serves account {account} ({region}): {problem}; nothing was done"
+                ),
+            ),
+            None => {
+                let fleet = &self.config.fleet;
+                let listed: Vec<String> = fleet.accounts.keys().chain(fleet.org_units.iter()).cloned().collect();
+                let listed = if listed.is_empty() { "no member accounts".to_string() } else { listed.join(", ") };
+                (
+                    Outcome::Refused,
+                    format!(
+                        "refused: the event is about account {account} ({region}), which this hub does not serve \
+                         (SELFHEAL_ACCOUNTS lists {listed}); nothing was done"
+                    ),
+                )
+            }
+        };
+        tracing::warn!(account, region, event_id = %t.event_id, "{reason}");
+        let env = self.place_decision(t, account, region, outcome, reason);
+        Ok(Err(self.record(env).await?))
+    }
+
+    /// For a function that acts only in the hub's own account (dns-failover manages the hub's zones):
+    /// the recorded refusal of an event about an account the hub does not serve, else `None`.
+    pub async fn refuse_unless_served(&self, t: &Trigger) -> Result<Option<Envelope>> {
+        let Some(account) = t.scope.account.as_deref() else { return Ok(None) };
+        if account == self.home_account().await? {
+            return Ok(None);
+        }
+        let region = t.scope.region.clone().or_else(|| self.home_region()).unwrap_or_default();
+        Ok(self.admit(t, account, &region).await?.err())
+    }
+
+    /// A decision about a place rather than a resource (critical: a human must look).
+    fn place_decision(&self, t: &Trigger, account: &str, region: &str, outcome: Outcome, reason: String) -> Envelope {
+        let mut target = Target::new("account", account);
+        target.account = Some(account.to_string());
+        target.region = Some(region.to_string());
+        Envelope::new(&self.config.function, ACTION_ACT_IN, target, outcome, reason)
+            .event(&t.event_id, t.kind.name())
+            .severity(Severity::Critical)
+            .detail("account", account)
+            .detail("region", region)
     }
 
     /// The member role's credentials in `account`, acting in `region`: cached per (account, role,

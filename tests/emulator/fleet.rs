@@ -515,3 +515,21 @@ async fn a_member_accounts_failed_primary_is_promoted_there_and_the_hubs_databas
     let cname = out.resource_record_sets().iter().find(|r| r.name() == record && *r.r#type() == RrType::Cname).unwrap();
     assert_eq!(cname.resource_records()[0].value(), replica_endpoint);
 }
+
+#[tokio::test]
+async fn a_health_check_alarm_from_an_account_the_hub_does_not_serve_moves_no_traffic() {
+    let vars = [("SELFHEAL_ACCOUNTS", MEMBER_A), ("SELFHEAL_DNS_RECORDS", "Z0000000000000000000/app.example.com/A")];
+    let ctx = harness::ctx("dns-failover", &vars).await;
+    let mut env = harness::env(&vars);
+    let cfg = selfheal::dns::DnsConfig::read(&mut env);
+    env.finish().unwrap();
+    let dns = selfheal::dns::DnsFailover::new(ctx, cfg);
+    dns.ctx().aws.calls.clear();
+
+    let ev = from_account(event("alarm-sns-route53-health-check.json", &[]), OUTSIDER);
+    let d = decisions(&dns.handle(&ev).await.unwrap()).remove(0);
+    assert_eq!(d.outcome, Outcome::Refused, "{}", d.reason);
+    assert!(d.reason.contains("account 999999999999"), "{}", d.reason);
+    let calls = dns.ctx().aws.calls.calls();
+    assert!(calls.iter().all(|c| !c.starts_with("route53:")), "no Route 53 call: {calls:?}");
+}

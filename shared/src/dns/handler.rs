@@ -53,6 +53,11 @@ impl DnsFailover {
 
     /// Handles one trigger (the drill calls this directly).
     pub async fn handle_trigger(&self, t: &Trigger) -> Result<Vec<Envelope>> {
+        // The managed records are the hub's own; an event from an account the hub does not serve is
+        // still refused, so a stray or forged event cannot move traffic.
+        if let Some(refusal) = self.ctx.refuse_unless_served(t).await? {
+            return Ok(vec![refusal]);
+        }
         match &t.kind {
             TriggerKind::Alarm(a) => self.on_alarm(t, a).await,
             TriggerKind::Manual(m) => Ok(vec![self.on_manual(t, m).await?]),
