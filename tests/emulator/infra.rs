@@ -444,9 +444,11 @@ fn every_setting_the_code_reads_is_documented_and_every_one_the_template_sets_is
 /// The functions that act in member accounts, each through its own `selfheal-<function>` role there.
 const ACTING: [&str; 4] = ["instance-healer", "db-failover", "dns-failover", "backup-enforcer"];
 
-/// Services only the hub uses (its ledger, topics, dead-letter queue, logs, secrets, tracing and the
-/// assumption itself): their statements stay in the hub role and are not repeated in member roles.
-const HUB_ONLY_SERVICES: [&str; 7] = ["dynamodb", "sns", "sqs", "secretsmanager", "logs", "xray", "sts"];
+/// Services only the hub uses (its ledger, topics, dead-letter queue, logs, secrets, tracing, the
+/// assumption itself, and listing the accounts under `MemberOrgUnits`, which the hub does with its
+/// own credentials): their statements stay in the hub role and are not repeated in member roles.
+const HUB_ONLY_SERVICES: [&str; 8] =
+    ["dynamodb", "sns", "sqs", "secretsmanager", "logs", "xray", "sts", "organizations"];
 
 fn template_text(rel: &str) -> String {
     std::fs::read_to_string(repo_path(rel)).unwrap()
@@ -1004,6 +1006,416 @@ fn forwarding_problems(hub: &Value, member: &Value) -> Vec<String> {
     problems
 }
 
+// ---------------------------------------------------------------- the hub's side, evaluated
+//
+// Which member accounts the hub may act in is decided by three parameters (`OrganizationId`,
+// `MemberAccounts`, `MemberOrgUnits`) that reach IAM through conditions and intrinsics. Rather than
+// compare the statements with the text expected of them, the checks below evaluate them as
+// CloudFormation and IAM would, for every combination of the three, against sample accounts placed
+// in an organization, and compare the outcome with what the code serves. Whatever they cannot
+// evaluate (an unknown intrinsic, operator or condition key) is reported, never passed over.
+
+/// Parameter (and pseudo parameter) values for evaluating the template offline.
+type Params = BTreeMap<String, String>;
+
+/// `template` with `${Name}` replaced from `vars`, then `params` (`${!Literal}` kept literal), as
+/// `!Sub` does.
+fn substitute(template: &str, vars: &BTreeMap<String, String>, params: &Params) -> Result<String, String> {
+    let (mut out, mut rest) = (String::new(), template);
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after.find('}').ok_or_else(|| format!("!Sub: unclosed ${{ in {template:?}"))?;
+        let name = &after[..end];
+        match name.strip_prefix('!') {
+            Some(literal) => out.push_str(&format!("${{{literal}}}")),
+            None => out.push_str(
+                vars.get(name).or_else(|| params.get(name)).ok_or_else(|| format!("!Sub: no value for {name}"))?,
+            ),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `v` with `!Ref`, `!Sub`, `!Join` and `!Split` evaluated as CloudFormation would for `params`
+/// (delimiters must be literal, as CloudFormation requires). Any other intrinsic is an error.
+fn evaluate(v: &Value, params: &Params) -> Result<Value, String> {
+    let Value::Tagged(t) = v else {
+        return Ok(match v {
+            Value::Sequence(items) => {
+                Value::Sequence(items.iter().map(|i| evaluate(i, params)).collect::<Result<_, _>>()?)
+            }
+            Value::Mapping(m) => Value::Mapping(
+                m.iter().map(|(k, i)| Ok((k.clone(), evaluate(i, params)?))).collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        });
+    };
+    let tag = tag_of(v).unwrap_or_default();
+    let parts: &[Value] = t.value.as_sequence().map(Vec::as_slice).unwrap_or(&[]);
+    let text = |v: &Value| -> Result<String, String> {
+        let e = evaluate(v, params)?;
+        e.as_str().map(str::to_string).ok_or_else(|| format!("!{tag}: expected a string, got {}", canon(&e)))
+    };
+    // Not `as_str`, which sees through tags.
+    let literal = |v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("!{tag}: CloudFormation takes a literal here, not {}", canon(other))),
+    };
+    match (tag.as_str(), &t.value) {
+        ("Ref", Value::String(name)) => {
+            params.get(name).map(|s| Value::String(s.clone())).ok_or_else(|| format!("no value for !Ref {name}"))
+        }
+        ("Sub", Value::String(s)) => substitute(s, &BTreeMap::new(), params).map(Value::String),
+        ("Sub", _) if parts.len() == 2 => {
+            let mut vars = BTreeMap::new();
+            for (k, val) in parts[1].as_mapping().into_iter().flatten() {
+                vars.insert(k.as_str().unwrap_or_default().to_string(), text(val)?);
+            }
+            substitute(&literal(&parts[0])?, &vars, params).map(Value::String)
+        }
+        ("Join", _) if parts.len() == 2 => {
+            let items = match evaluate(&parts[1], params)? {
+                Value::Sequence(items) => items,
+                other => return Err(format!("!Join: expected a list, got {}", canon(&other))),
+            };
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string).ok_or_else(|| format!("!Join: not a string: {}", canon(i))))
+                .collect::<Result<_, _>>()?;
+            Ok(Value::String(items.join(&literal(&parts[0])?)))
+        }
+        ("Split", _) if parts.len() == 2 => {
+            let delimiter = literal(&parts[0])?;
+            Ok(Value::Sequence(
+                text(&parts[1])?.split(delimiter.as_str()).map(|s| Value::String(s.to_string())).collect(),
+            ))
+        }
+        _ => Err(format!("cannot evaluate {}", canon(v))),
+    }
+}
+
+/// Whether the template's condition `name` holds for `params`.
+fn condition_holds(t: &Value, name: &str, params: &Params) -> Result<bool, String> {
+    let def = get(t, "Conditions").and_then(|c| get(c, name)).ok_or_else(|| format!("no condition {name}"))?;
+    condition_value(t, def, params)
+}
+
+/// A condition function (`!Not`, `!And`, `!Or`, `!Equals`, `!Condition`) evaluated for `params`.
+fn condition_value(t: &Value, v: &Value, params: &Params) -> Result<bool, String> {
+    let Value::Tagged(tagged) = v else { return Err(format!("not a condition function: {}", canon(v))) };
+    let args: &[Value] = tagged.value.as_sequence().map(Vec::as_slice).unwrap_or(&[]);
+    let each = || args.iter().map(|a| condition_value(t, a, params)).collect::<Result<Vec<bool>, String>>();
+    match tag_of(v).as_deref() {
+        Some("Condition") => condition_holds(t, tagged.value.as_str().unwrap_or_default(), params),
+        Some("Not") if args.len() == 1 => Ok(!condition_value(t, &args[0], params)?),
+        Some("And") => Ok(each()?.into_iter().all(|b| b)),
+        Some("Or") => Ok(each()?.into_iter().any(|b| b)),
+        Some("Equals") if args.len() == 2 => Ok(evaluate(&args[0], params)? == evaluate(&args[1], params)?),
+        _ => Err(format!("cannot evaluate the condition {}", canon(v))),
+    }
+}
+
+/// IAM's wildcard matching (`StringLike`, `Resource`, `Action`): `*` any run of characters, `?` one.
+fn glob_matches(pattern: &str, s: &str) -> bool {
+    let s: Vec<char> = s.chars().collect();
+    // matched[j]: the pattern so far matches s[..j].
+    let mut matched = vec![false; s.len() + 1];
+    matched[0] = true;
+    for c in pattern.chars() {
+        let mut next = vec![false; s.len() + 1];
+        if c == '*' {
+            let mut any = false;
+            for j in 0..=s.len() {
+                any |= matched[j];
+                next[j] = any;
+            }
+        } else {
+            for j in 1..=s.len() {
+                next[j] = matched[j - 1] && (c == '?' || c == s[j - 1]);
+            }
+        }
+        matched = next;
+    }
+    matched[s.len()]
+}
+
+/// The request context keys [`iam_condition_holds`] knows: those of the resource's account.
+const RESOURCE_ACCOUNT_KEYS: [&str; 3] = ["aws:ResourceAccount", "aws:ResourceOrgID", "aws:ResourceOrgPaths"];
+
+/// Whether an evaluated `Condition` holds in `context` (key -> values; a missing key is absent from
+/// the request). Keys are ANDed, values of one key ORed; `ForAnyValue` is false and `ForAllValues`
+/// true for an absent key, as in IAM. Other operators and keys are errors.
+fn iam_condition_holds(condition: Option<&Value>, context: &BTreeMap<&str, Vec<String>>) -> Result<bool, String> {
+    let Some(condition) = condition else { return Ok(true) };
+    let blocks = condition.as_mapping().ok_or_else(|| format!("Condition is not a mapping: {}", canon(condition)))?;
+    for (op, block) in blocks {
+        let op = op.as_str().unwrap_or_default();
+        let (set, test) = match op.split_once(':') {
+            Some((set, test)) => (Some(set), test),
+            None => (None, op),
+        };
+        if !["StringEquals", "StringLike"].contains(&test)
+            || set.is_some_and(|s| s != "ForAnyValue" && s != "ForAllValues")
+        {
+            return Err(format!("unknown condition operator {op}"));
+        }
+        let block = block.as_mapping().ok_or_else(|| format!("{op}: not a mapping of keys"))?;
+        for (key, wanted) in block {
+            let key = key.as_str().unwrap_or_default();
+            if !RESOURCE_ACCOUNT_KEYS.contains(&key) {
+                return Err(format!("unknown condition key {key}"));
+            }
+            let wanted = strings(wanted);
+            let matches =
+                |v: &String| wanted.iter().any(|w| if test == "StringLike" { glob_matches(w, v) } else { w == v });
+            let have = context.get(key);
+            let holds = match set {
+                Some("ForAllValues") => have.is_none_or(|vs| vs.iter().all(matches)),
+                _ => have.is_some_and(|vs| vs.iter().any(matches)),
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The organization of the scenarios below.
+const ORG: &str = "o-aaaaaaaaaa";
+
+/// An account the hub might be asked to act in, as IAM sees it when it owns the resource.
+struct SampleAccount {
+    id: &'static str,
+    org: Option<&'static str>,
+    /// `aws:ResourceOrgPaths`: `<org>/<root>/<ou>/.../`.
+    path: Option<&'static str>,
+    what: &'static str,
+}
+
+const SAMPLE_ACCOUNTS: [SampleAccount; 9] = [
+    SampleAccount {
+        id: "111111111111",
+        org: Some(ORG),
+        path: Some("o-aaaaaaaaaa/r-ab12/ou-ab12-33333333/"),
+        what: "a listed account in an unlisted OU",
+    },
+    SampleAccount {
+        id: "222222222222",
+        org: Some(ORG),
+        path: Some("o-aaaaaaaaaa/r-ab12/"),
+        what: "a listed account directly under the root",
+    },
+    SampleAccount {
+        id: "333333333333",
+        org: Some(ORG),
+        path: Some("o-aaaaaaaaaa/r-ab12/ou-ab12-11111111/"),
+        what: "an account directly in a listed OU",
+    },
+    SampleAccount {
+        id: "444444444444",
+        org: Some(ORG),
+        path: Some("o-aaaaaaaaaa/r-ab12/ou-ab12-11111111/ou-ab12-44444444/"),
+        what: "an account in a child OU of a listed OU",
+    },
+    SampleAccount {
+        id: "555555555555",
+        org: Some(ORG),
+        path: Some("o-aaaaaaaaaa/r-ab12/ou-ab12-33333333/ou-ab12-22222222/"),
+        what: "an account in a listed OU nested in an unlisted one",
+    },
+    SampleAccount {
+        id: "666666666666",
+        org: Some(ORG),
+        path: Some("o-aaaaaaaaaa/r-ab12/ou-ab12-111111119/"),
+        what: "an account in an unlisted OU whose id extends a listed one",
+    },
+    SampleAccount {
+        id: "777777777777",
+        org: Some(ORG),
+        path: Some("o-aaaaaaaaaa/r-ab12/ou-ab12-33333333/"),
+        what: "an unlisted account in an unlisted OU",
+    },
+    SampleAccount {
+        id: "888888888888",
+        org: Some("o-bbbbbbbbbb"),
+        path: Some("o-bbbbbbbbbb/r-ab12/ou-ab12-11111111/"),
+        what: "a listed account of another organization, in an OU of a listed id",
+    },
+    SampleAccount { id: "999999999999", org: None, path: None, what: "an account in no organization" },
+];
+
+/// The request context of a call on a resource of `a`.
+fn resource_context(a: &SampleAccount) -> BTreeMap<&'static str, Vec<String>> {
+    let mut context = BTreeMap::from([("aws:ResourceAccount", vec![a.id.to_string()])]);
+    if let (Some(org), Some(path)) = (a.org, a.path) {
+        context.insert("aws:ResourceOrgID", vec![org.to_string()]);
+        context.insert("aws:ResourceOrgPaths", vec![path.to_string()]);
+    }
+    context
+}
+
+/// What AWS Organizations lets the hub list when MemberOrgUnits names OUs: these two, nothing else.
+const ORG_LISTING: [&str; 2] =
+    ["organizations:ListAccountsForParent", "organizations:ListOrganizationalUnitsForParent"];
+
+/// Problems with the hub's side of acting in member accounts, for every combination of
+/// `OrganizationId`, `MemberAccounts` and `MemberOrgUnits` (empty or set): each acting function's
+/// `SELFHEAL_ACCOUNTS` must carry the listed accounts and units; its role may assume its own member
+/// role in exactly the sample accounts of the organization the code serves (listed, or under a
+/// listed OU or root at any depth), no other role anywhere, and nothing at all without an
+/// organization; and it may list the organization's OUs and accounts (those two actions only)
+/// exactly when it acts under OUs.
+fn assume_problems(hub: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let fns = functions_by_binary(hub);
+    let pieces =
+        |s: &str| s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    for org in ["", ORG] {
+        for accounts in ["", "111111111111,222222222222,888888888888"] {
+            for units in ["", "ou-ab12-11111111,ou-ab12-22222222", "r-ab12"] {
+                let params: Params = [
+                    ("AWS::Partition", "aws"),
+                    ("OrganizationId", org),
+                    ("MemberAccounts", accounts),
+                    ("MemberOrgUnits", units),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+                let when = format!("OrganizationId={org:?} MemberAccounts={accounts:?} MemberOrgUnits={units:?}");
+                let (listed, under) = (pieces(accounts), pieces(units));
+                for function in ACTING {
+                    let var = get(&fns[function].1, "Properties")
+                        .and_then(|p| get(p, "Environment"))
+                        .and_then(|e| get(e, "Variables"))
+                        .and_then(|v| get(v, "SELFHEAL_ACCOUNTS"));
+                    let want = [listed.clone(), under.clone()].concat();
+                    match var.map(|v| evaluate(v, &params)) {
+                        Some(Ok(Value::String(s))) if pieces(&s) == want => {}
+                        got => problems.push(format!(
+                            "{function} ({when}): SELFHEAL_ACCOUNTS must carry {want:?} (the code reads it), got {got:?}"
+                        )),
+                    }
+                    let statements: Vec<Value> = role_statements(hub_role(hub, function))
+                        .into_iter()
+                        .filter(|s| {
+                            statement_actions(s).iter().any(|a| {
+                                let a = a.to_ascii_lowercase();
+                                a.starts_with("sts:") || a.starts_with("organizations:") || a == "*"
+                            })
+                        })
+                        .collect();
+                    let mut used = BTreeSet::new();
+                    statements.iter().for_each(|s| if_conditions(s, &mut used));
+                    let resolved = used
+                        .iter()
+                        .map(|c| condition_holds(hub, c, &params).map(|h| (c.clone(), h)))
+                        .collect::<Result<BTreeMap<_, _>, _>>()
+                        .and_then(|holds| {
+                            statements
+                                .iter()
+                                .filter_map(|s| resolve_ifs(s, &holds))
+                                .map(|s| evaluate(&s, &params))
+                                .collect()
+                        });
+                    let resolved: Vec<Value> = match resolved {
+                        Ok(r) => r,
+                        Err(e) => {
+                            problems.push(format!("{function} ({when}): {e}"));
+                            continue;
+                        }
+                    };
+                    let allows = |action: &str, resource: &str, context: &BTreeMap<&str, Vec<String>>| {
+                        let mut allowed = false;
+                        for st in &resolved {
+                            if str_at(st, &["Effect"]) != Some("Allow")
+                                || get(st, "NotAction").is_some()
+                                || get(st, "NotResource").is_some()
+                            {
+                                return Err(format!("only plain Allow statements are understood: {}", canon(st)));
+                            }
+                            let actions = get(st, "Action").map(strings).unwrap_or_default();
+                            let resources = get(st, "Resource").map(strings).unwrap_or_default();
+                            if actions.iter().any(|p| covers(p, action))
+                                && resources.iter().any(|r| glob_matches(r, resource))
+                                && iam_condition_holds(get(st, "Condition"), context)?
+                            {
+                                allowed = true;
+                            }
+                        }
+                        Ok(allowed)
+                    };
+                    let assumes = resolved.iter().any(|st| {
+                        get(st, "Action").map(strings).unwrap_or_default().iter().any(|a| covers(a, "sts:AssumeRole"))
+                    });
+                    if assumes && (org.is_empty() || (listed.is_empty() && under.is_empty())) {
+                        problems.push(format!(
+                            "{function} ({when}): an sts:AssumeRole statement exists although no member account is served"
+                        ));
+                    }
+                    for a in &SAMPLE_ACCOUNTS {
+                        let served = !org.is_empty()
+                            && a.org == Some(org)
+                            && (listed.iter().any(|l| l == a.id)
+                                || a.path.is_some_and(|p| p.split('/').any(|seg| under.iter().any(|u| u == seg))));
+                        let context = resource_context(a);
+                        let own = format!("arn:aws:iam::{}:role/selfheal-{function}", a.id);
+                        match allows("sts:AssumeRole", &own, &context) {
+                            Ok(got) if got != served => problems.push(format!(
+                                "{function} ({when}): may assume {own} ({}): {got}; the code serves it: {served}",
+                                a.what
+                            )),
+                            Err(e) => problems.push(format!("{function} ({when}): {e}")),
+                            Ok(_) => {}
+                        }
+                        let others = ACTING
+                            .iter()
+                            .filter(|f| **f != function)
+                            .map(|f| format!("selfheal-{f}"))
+                            .chain(["OrganizationAccountAccessRole".to_string(), format!("selfheal-{function}-x")]);
+                        for other in others {
+                            let arn = format!("arn:aws:iam::{}:role/{other}", a.id);
+                            if allows("sts:AssumeRole", &arn, &context) != Ok(false) {
+                                problems
+                                    .push(format!("{function} ({when}): may assume {arn}, not its own member role"));
+                            }
+                        }
+                    }
+                    let want_listing = !org.is_empty() && !under.is_empty();
+                    let ou = format!("arn:aws:organizations::000000000000:ou/{ORG}/ou-ab12-11111111");
+                    for action in ORG_LISTING {
+                        match allows(action, &ou, &BTreeMap::new()) {
+                            Ok(got) if got != want_listing => problems.push(format!(
+                                "{function} ({when}): {action} granted: {got}; it must be exactly when it acts under OUs \
+                                 (OrganizationId and MemberOrgUnits set): {want_listing}"
+                            )),
+                            Err(e) => problems.push(format!("{function} ({when}): {e}")),
+                            Ok(_) => {}
+                        }
+                    }
+                    for st in &resolved {
+                        for a in get(st, "Action").map(strings).unwrap_or_default() {
+                            let org_action = a.to_ascii_lowercase().starts_with("organizations:");
+                            if a == "*" || (org_action && !ORG_LISTING.contains(&a.as_str())) {
+                                problems.push(format!(
+                                    "{function} ({when}): grants {a}; of AWS Organizations only {ORG_LISTING:?}"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
 #[test]
 fn member_roles_grant_what_the_hub_roles_grant_minus_the_hub_only_statements() {
     let (hub, member) = (template(), member_template());
@@ -1057,49 +1469,38 @@ fn the_hub_assumes_exactly_its_own_member_role() {
             Some(canon_of(&format!("!Sub ${{AWS::StackName}}-{function}"))),
             "{function}"
         );
-        let assume: Vec<Value> = role_statements(role)
-            .into_iter()
-            .filter(|s| statement_actions(s).iter().any(|a| a.starts_with("sts:")))
-            .collect();
-        assert_eq!(assume.len(), 1, "{function}: one sts statement");
-        let granted = statements(&Value::Mapping(Mapping::from_iter([("Statement".into(), Value::Sequence(assume))])));
-        assert_eq!(granted.len(), 1, "{function}");
-        let st = &granted[0];
-        assert_eq!(get(st, "Action").map(strings), Some(vec!["sts:AssumeRole".to_string()]), "{function}");
-        assert_eq!(
-            get(st, "Resource").map(canon),
-            Some(canon_of(&format!("!Sub arn:${{AWS::Partition}}:iam::*:role/{role_name}"))),
-            "{function} may assume only its own member role"
-        );
-        let equals = get(st, "Condition").and_then(|c| get(c, "StringEquals"));
-        assert_eq!(equals.and_then(|c| get(c, "aws:ResourceOrgID")).map(canon), Some(canon_of("!Ref OrganizationId")));
-        assert_eq!(
-            equals.and_then(|c| get(c, "aws:ResourceAccount")).map(canon),
-            Some(canon_of(r#"!Split [",", !Ref MemberAccounts]"#))
-        );
         assert!(member_role(&member, &role_name).is_some(), "the member stack lacks {role_name}");
-        assert!(declared[function].contains(&"sts:AssumeRole".to_string()), "iam-actions.json: {function}");
-        // What the code reads (shared/src/fleet.rs).
+        for action in ["sts:AssumeRole"].into_iter().chain(ORG_LISTING) {
+            assert!(declared[function].contains(&action.to_string()), "iam-actions.json: {function} lacks {action}");
+        }
+        // What the code reads (shared/src/fleet.rs); SELFHEAL_ACCOUNTS is evaluated in assume_problems.
         let vars = get(&fns[function].1, "Properties")
             .and_then(|p| get(p, "Environment"))
             .and_then(|e| get(e, "Variables"))
             .unwrap();
         let var = |k: &str| get(vars, k).map(canon);
         assert_eq!(var("SELFHEAL_HOME_ACCOUNT"), Some(canon_of("!Ref AWS::AccountId")), "{function}");
-        assert_eq!(var("SELFHEAL_ACCOUNTS"), Some(canon_of("!Ref MemberAccounts")), "{function}");
         assert_eq!(var("SELFHEAL_MEMBER_ROLE_NAME"), Some(canon(&Value::String(role_name.clone()))), "{function}");
         assert_eq!(var("SELFHEAL_EXTERNAL_ID"), Some(canon_of("!Ref MemberExternalId")), "{function}");
     }
+    // Which accounts, under every combination of the three parameters.
+    let problems = assume_problems(&hub);
+    assert!(problems.is_empty(), "{problems:#?}");
     for function in ["notifier", "drill"] {
-        assert!(!is_granted(function, "sts:AssumeRole"), "{function} acts in no member account");
+        for action in ["sts:AssumeRole"].into_iter().chain(ORG_LISTING) {
+            assert!(!is_granted(function, action), "{function} acts in no member account: {action}");
+        }
     }
+    // The OU patterns are built by concatenation (`*/<unit>/*`): only ids, never a wildcard or a
+    // path separator, may get into them.
+    let param = |name: &str, key: &str| get(&hub, "Parameters").and_then(|p| get(p, name)).and_then(|p| get(p, key));
+    let unit = "(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})";
     assert_eq!(
-        get(&hub, "Parameters")
-            .and_then(|p| get(p, "MemberExternalId"))
-            .and_then(|p| get(p, "NoEcho"))
-            .and_then(Value::as_bool),
-        Some(true)
+        param("MemberOrgUnits", "AllowedPattern").and_then(Value::as_str),
+        Some(format!("^({unit}(,{unit})*)?$").as_str())
     );
+    assert_eq!(param("MemberOrgUnits", "Default").and_then(Value::as_str), Some(""));
+    assert_eq!(param("MemberExternalId", "NoEcho").and_then(Value::as_bool), Some(true));
     assert_eq!(
         get(&member, "Parameters")
             .and_then(|p| get(p, "ExternalId"))
@@ -1233,7 +1634,102 @@ fn the_hub_and_spoke_checks_catch_what_they_claim_to() {
     );
     assert!(mentions(&f, "hub bus: no rule routes") && mentions(&f, "hub bus: a rule routes"), "{f:#?}");
 
-    // A grant into any account without the organization fence.
-    let unfenced = parse(&mutated(&hub_text, "                      \"aws:ResourceOrgID\": !Ref OrganizationId\n", ""));
+    // A grant into any account without the organization fence: the account-list statement (also
+    // caught by evaluation: a listed account of another organization becomes assumable), and the
+    // OU statement (another organization's OU of the same id becomes assumable).
+    let unfenced = mutated(&hub_text, "                      \"aws:ResourceOrgID\": !Ref OrganizationId\n", "");
+    assert!(mentions(&unfenced_cross_account_grants(&parse(&unfenced)), "InstanceHealerRole"));
+    let p = assume_problems(&parse(&unfenced));
+    assert!(mentions(&p, "instance-healer") && mentions(&p, "888888888888"), "{p:#?}");
+    let ou_fence = "                    StringEquals:\n                      \"aws:ResourceOrgID\": !Ref OrganizationId\n                    ForAnyValue:StringLike:";
+    let unfenced = parse(&mutated(&hub_text, ou_fence, "                    ForAnyValue:StringLike:"));
     assert!(mentions(&unfenced_cross_account_grants(&unfenced), "InstanceHealerRole"));
+    let p = assume_problems(&unfenced);
+    assert!(mentions(&p, "role/selfheal-instance-healer (a listed account of another organization"), "{p:#?}");
+
+    // The hub's side, evaluated: the unmutated template passes, so each failure below is the mutation's.
+    assert!(assume_problems(&hub).is_empty());
+    let assume = |from: &str, to: &str| assume_problems(&parse(&mutated(&hub_text, from, to)));
+    // OU patterns not anchored at path separators admit an OU whose id extends a listed one.
+    let p =
+        assume(r#"!Sub ["*/${Units}/*", { Units: !Join ["/*,*/","#, r#"!Sub ["*${Units}*", { Units: !Join ["*,*","#);
+    assert!(mentions(&p, "666666666666") && mentions(&p, "whose id extends a listed one"), "{p:#?}");
+    // Account list and OU paths in one statement: IAM ANDs the keys, so each shuts the other's accounts out.
+    let p = assume(
+        ou_fence,
+        "                    StringEquals:\n                      \"aws:ResourceOrgID\": !Ref OrganizationId\n                      \"aws:ResourceAccount\": !Split [\",\", !Ref MemberAccounts]\n                    ForAnyValue:StringLike:",
+    );
+    assert!(mentions(&p, "instance-healer") && mentions(&p, "an account in a child OU of a listed OU"), "{p:#?}");
+    // The OU statement present only with MemberAccounts: accounts under the OUs cannot be reached.
+    let p = assume(
+        "                - ActsInMemberOrgUnits\n                - Sid: AssumeMemberRoleUnderOrgUnits",
+        "                - ActsInMemberAccounts\n                - Sid: AssumeMemberRoleUnderOrgUnits",
+    );
+    assert!(mentions(&p, "MemberAccounts=\"\" MemberOrgUnits=\"r-ab12\"") && mentions(&p, "333333333333"), "{p:#?}");
+    // Acting under OUs without an organization: the statements exist with nothing to fence them to.
+    let p = assume(
+        "  ActsInMemberOrgUnits: !And [!Condition HasOrganization, !Condition HasMemberOrgUnits]\n",
+        "  ActsInMemberOrgUnits: !Condition HasMemberOrgUnits\n",
+    );
+    assert!(mentions(&p, "although no member account is served"), "{p:#?}");
+    assert!(mentions(&p, "organizations:ListAccountsForParent granted: true"), "{p:#?}");
+    // Listing the organization without MemberOrgUnits, or more of AWS Organizations than the two calls.
+    let p = assume(
+        "                - ActsInMemberOrgUnits\n                - Sid: ListOrgUnitAccounts",
+        "                - HasOrganization\n                - Sid: ListOrgUnitAccounts",
+    );
+    assert!(mentions(&p, "ListOrganizationalUnitsForParent granted: true"), "{p:#?}");
+    let p = assume(
+        "Action: [organizations:ListAccountsForParent, organizations:ListOrganizationalUnitsForParent]",
+        "Action: [\"organizations:List*\"]",
+    );
+    assert!(mentions(&p, "grants organizations:List*"), "{p:#?}");
+    // Another function's member role, or the OUs left out of what the code reads.
+    let p = assume("iam::*:role/selfheal-db-failover\n", "iam::*:role/selfheal-*\n");
+    assert!(mentions(&p, "db-failover") && mentions(&p, "role/selfheal-instance-healer, not its own"), "{p:#?}");
+    let p = assume(
+        "SELFHEAL_ACCOUNTS: !Join [\",\", [!Ref MemberAccounts, !Ref MemberOrgUnits]]",
+        "SELFHEAL_ACCOUNTS: !Ref MemberAccounts",
+    );
+    assert!(mentions(&p, "SELFHEAL_ACCOUNTS must carry [\"ou-ab12-11111111\", \"ou-ab12-22222222\"]"), "{p:#?}");
+}
+
+#[test]
+fn the_offline_evaluators_behave_like_cloudformation_and_iam() {
+    let params: Params = [("U", "ou-ab12-11111111,r-ab12"), ("A", ""), ("B", "x"), ("AWS::Partition", "aws")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let eval = |yaml: &str| evaluate(&parse(yaml), &params);
+    assert_eq!(
+        eval(r#"!Split [",", !Sub ["*/${Units}/*", { Units: !Join ["/*,*/", !Split [",", !Ref U]] }]]"#),
+        Ok(parse(r#"["*/ou-ab12-11111111/*", "*/r-ab12/*"]"#))
+    );
+    assert_eq!(eval(r#"!Join [",", [!Ref A, !Ref B]]"#), Ok(Value::String(",x".into())));
+    assert_eq!(eval(r#"!Split [",", !Ref A]"#), Ok(parse(r#"[""]"#)));
+    assert_eq!(
+        eval("!Sub arn:${AWS::Partition}:iam::*:role/${!Literal}"),
+        Ok(Value::String("arn:aws:iam::*:role/${Literal}".into()))
+    );
+    for bad in ["!Ref Missing", "!GetAtt X.Arn", "!Join [!Ref B, [a]]", "!Split [!Ref B, a]"] {
+        assert!(eval(bad).is_err(), "{bad}: {:?}", eval(bad));
+    }
+    let t = parse("Conditions:\n  HasA: !Not [!Equals [!Ref A, \"\"]]\n  HasB: !Not [!Equals [!Ref B, \"\"]]\n  Both: !And [!Condition HasA, !Condition HasB]\n  Either: !Or [!Condition HasA, !Condition HasB]\n");
+    assert_eq!(condition_holds(&t, "HasB", &params), Ok(true));
+    assert_eq!(condition_holds(&t, "Both", &params), Ok(false));
+    assert_eq!(condition_holds(&t, "Either", &params), Ok(true));
+    assert!(glob_matches("*/ou-a/*", "o-x/r-a/ou-a/") && glob_matches("*/ou-a/*", "o-x/r-a/ou-a/ou-b/"));
+    assert!(!glob_matches("*/ou-a/*", "o-x/r-a/ou-ab/") && !glob_matches("*/ou-a/*", "o-x/r-a/"));
+    assert!(glob_matches("a?c", "abc") && !glob_matches("a?c", "ac") && glob_matches("*", ""));
+    let context = BTreeMap::from([("aws:ResourceAccount", vec!["111111111111".to_string()])]);
+    let holds = |yaml: &str| iam_condition_holds(Some(&parse(yaml)), &context);
+    assert_eq!(holds(r#"{ StringEquals: { "aws:ResourceAccount": ["2", "111111111111"] } }"#), Ok(true));
+    assert_eq!(
+        holds(r#"{ StringEquals: { "aws:ResourceAccount": "111111111111", "aws:ResourceOrgID": o-a } }"#),
+        Ok(false)
+    );
+    assert_eq!(holds(r#"{ "ForAnyValue:StringLike": { "aws:ResourceOrgPaths": "*" } }"#), Ok(false));
+    assert_eq!(holds(r#"{ "ForAllValues:StringLike": { "aws:ResourceOrgPaths": "x" } }"#), Ok(true));
+    assert!(holds(r#"{ StringNotEquals: { "aws:ResourceAccount": "1" } }"#).is_err());
+    assert!(holds(r#"{ StringEquals: { "aws:PrincipalTag/x": "1" } }"#).is_err());
 }
