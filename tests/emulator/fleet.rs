@@ -533,3 +533,30 @@ async fn a_health_check_alarm_from_an_account_the_hub_does_not_serve_moves_no_tr
     let calls = dns.ctx().aws.calls.calls();
     assert!(calls.iter().all(|c| !c.starts_with("route53:")), "no Route 53 call: {calls:?}");
 }
+
+/// Instances in `sdk`'s account carrying `selfheal:replaces = id`.
+async fn replacements_of(sdk: &SdkConfig, id: &str) -> Vec<String> {
+    let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let filter = aws_sdk_ec2::types::Filter::builder().name("tag:selfheal:replaces").values(id).build();
+    let out = ec2.describe_instances().filters(filter).send().await.unwrap();
+    out.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id().map(str::to_string)).collect()
+}
+
+#[tokio::test]
+async fn a_member_accounts_instance_is_replaced_in_that_account_and_no_other() {
+    let (a, b, hub) = (in_account(MEMBER_A).await, in_account(MEMBER_B).await, sdk_config().await);
+    let old = stopped_instance(&a).await;
+    let h = healer(&format!("{MEMBER_A},{MEMBER_B}")).await;
+    let manual = json!({"source": "selfheal.manual", "action": "replace", "target": old, "force": true,
+        "params": {"step": "replace"}, "requestId": unique("req"), "account": MEMBER_A, "region": harness::REGION});
+
+    let d = decisions(&h.handle(&manual).await.unwrap()).remove(0);
+    assert_eq!(d.outcome, Outcome::Acted, "{}", d.reason);
+    assert_eq!(d.details["step"], "replace");
+    let new_id = d.details["replacement"].as_str().expect("replacement id").to_string();
+    assert_eq!(replacements_of(&a, &old).await, vec![new_id.clone()], "the twin was launched in account A");
+    assert_eq!(state(&a, &new_id).await.as_deref(), Some("running"));
+    assert!(matches!(state(&a, &old).await.as_deref(), Some("shutting-down" | "terminated")));
+    assert!(replacements_of(&b, &old).await.is_empty(), "nothing launched in account B");
+    assert!(replacements_of(&hub, &old).await.is_empty(), "nothing launched in the hub");
+}
