@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use aws_sdk_rds::types::Tag;
-use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
-use harness::{ctx, event, sdk_config, unique};
+use harness::{cname, ctx, event, sdk_config, unique, zone_with_cname};
 use selfheal::db::{DbConfig, DbFailover, StaticLag, PROMOTED_FROM_TAG};
 use selfheal::{Envelope, Outcome, Severity};
 use serde_json::Value;
@@ -19,10 +18,6 @@ const OPT_IN: (&str, &str) = ("selfheal:enabled", "true");
 
 async fn rds() -> aws_sdk_rds::Client {
     aws_sdk_rds::Client::new(&sdk_config().await)
-}
-
-async fn r53() -> aws_sdk_route53::Client {
-    aws_sdk_route53::Client::new(&sdk_config().await)
 }
 
 fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
@@ -77,34 +72,6 @@ async fn instance_tags(rds: &aws_sdk_rds::Client, id: &str) -> Vec<(String, Stri
         .iter()
         .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
         .collect()
-}
-
-/// A hosted zone holding `db.<zone>` CNAME -> `value`; returns (zone id, record name).
-async fn zone_with_cname(value: &str) -> (String, String) {
-    let r53 = r53().await;
-    let zone_name = format!("{}.example.com", unique("z"));
-    let z = r53.create_hosted_zone().name(&zone_name).caller_reference(unique("ref")).send().await.unwrap();
-    let zone_id = z.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
-    let record = format!("db.{zone_name}.");
-    let rrs = ResourceRecordSet::builder()
-        .name(&record)
-        .r#type(RrType::Cname)
-        .ttl(60)
-        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-        .build()
-        .unwrap();
-    let batch = ChangeBatch::builder()
-        .changes(Change::builder().action(ChangeAction::Create).resource_record_set(rrs).build().unwrap())
-        .build()
-        .unwrap();
-    r53.change_resource_record_sets().hosted_zone_id(&zone_id).change_batch(batch).send().await.unwrap();
-    (zone_id, record)
-}
-
-async fn cname(zone_id: &str, record: &str) -> String {
-    let out = r53().await.list_resource_record_sets().hosted_zone_id(zone_id).send().await.unwrap();
-    let rrs = out.resource_record_sets().iter().find(|r| r.name() == record && *r.r#type() == RrType::Cname).unwrap();
-    rrs.resource_records()[0].value().to_string()
 }
 
 async fn handler(vars: &[(&str, &str)], dns: Option<(&str, &str)>, lag: StaticLag) -> DbFailover {

@@ -441,7 +441,6 @@ async fn accounts_under_a_configured_ou_are_served_and_swept_and_the_rest_of_the
 
 #[tokio::test]
 async fn a_member_accounts_failed_primary_is_promoted_there_and_the_hubs_database_record_follows() {
-    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
     let a = in_account(MEMBER_A).await;
     let rds = aws_sdk_rds::Client::new(&a);
     let primary = unique("orders");
@@ -474,21 +473,7 @@ async fn a_member_accounts_failed_primary_is_promoted_there_and_the_hubs_databas
     rds.stop_db_instance().db_instance_identifier(&primary).send().await.unwrap();
 
     // The application's database record lives in the hub's zone.
-    let r53 = aws_sdk_route53::Client::new(&sdk_config().await);
-    let zone_name = format!("{}.example.com", unique("z"));
-    let z = r53.create_hosted_zone().name(&zone_name).caller_reference(unique("ref")).send().await.unwrap();
-    let zone = z.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
-    let record = format!("db.{zone_name}.");
-    let rrs = ResourceRecordSet::builder()
-        .name(&record)
-        .r#type(RrType::Cname)
-        .ttl(60)
-        .resource_records(ResourceRecord::builder().value(&primary_endpoint).build().unwrap())
-        .build()
-        .unwrap();
-    let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(rrs).build().unwrap();
-    let batch = ChangeBatch::builder().changes(change).build().unwrap();
-    r53.change_resource_record_sets().hosted_zone_id(&zone).change_batch(batch).send().await.unwrap();
+    let (zone, record) = harness::zone_with_cname(&primary_endpoint).await;
 
     let vars = [("SELFHEAL_ACCOUNTS", MEMBER_A)];
     let ctx = harness::ctx("db-failover", &vars).await;
@@ -511,9 +496,7 @@ async fn a_member_accounts_failed_primary_is_promoted_there_and_the_hubs_databas
     // Promoted in account A (moto refuses StopDBInstance on a read replica: accepting it proves it)...
     assert!(rds.stop_db_instance().db_instance_identifier(&replica).send().await.is_ok(), "standalone in A");
     // ...and the hub's record now points at the new writer.
-    let out = r53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
-    let cname = out.resource_record_sets().iter().find(|r| r.name() == record && *r.r#type() == RrType::Cname).unwrap();
-    assert_eq!(cname.resource_records()[0].value(), replica_endpoint);
+    assert_eq!(harness::cname(&zone, &record).await, replica_endpoint);
 }
 
 #[tokio::test]

@@ -322,3 +322,42 @@ impl WebhookReceiver {
         *self.statuses.lock().unwrap() = statuses.to_vec();
     }
 }
+
+/// A hosted zone holding `db.<zone>` CNAME -> `value`; returns (zone id, record name).
+pub async fn zone_with_cname(value: &str) -> (String, String) {
+    let r53 = aws_sdk_route53::Client::new(&sdk_config().await);
+    let zone_name = format!("{}.example.com", unique("z"));
+    let z = r53.create_hosted_zone().name(&zone_name).caller_reference(unique("ref")).send().await.unwrap();
+    let zone_id = z.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    let record = format!("db.{zone_name}.");
+    let rrs = aws_sdk_route53::types::ResourceRecordSet::builder()
+        .name(&record)
+        .r#type(aws_sdk_route53::types::RrType::Cname)
+        .ttl(60)
+        .resource_records(aws_sdk_route53::types::ResourceRecord::builder().value(value).build().unwrap())
+        .build()
+        .unwrap();
+    let batch = aws_sdk_route53::types::ChangeBatch::builder()
+        .changes(
+            aws_sdk_route53::types::Change::builder()
+                .action(aws_sdk_route53::types::ChangeAction::Create)
+                .resource_record_set(rrs)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    r53.change_resource_record_sets().hosted_zone_id(&zone_id).change_batch(batch).send().await.unwrap();
+    (zone_id, record)
+}
+
+pub async fn cname(zone_id: &str, record: &str) -> String {
+    let r53 = aws_sdk_route53::Client::new(&sdk_config().await);
+    let out = r53.list_resource_record_sets().hosted_zone_id(zone_id).send().await.unwrap();
+    let rrs = out
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.name() == record && *r.r#type() == aws_sdk_route53::types::RrType::Cname)
+        .unwrap();
+    rrs.resource_records()[0].value().to_string()
+}
