@@ -420,11 +420,12 @@ impl Ctx {
             region,
         );
         tracing::info!(account, role = %role, session, expires = %expires.to_rfc3339(), "assumed member role");
-        self.fleet
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, Session { aws: aws.clone(), expires });
+        let mut sessions = self.fleet.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        // One session per event: forget the expired ones, so a warm container does not grow with
+        // every event it has seen.
+        let now = Utc::now();
+        sessions.retain(|_, s| s.expires > now);
+        sessions.insert(key, Session { aws: aws.clone(), expires });
         Ok(aws)
     }
 }
