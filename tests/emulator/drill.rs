@@ -1,7 +1,9 @@
 //! The drill end to end, in process: the reference architecture provisioned in moto (and checked
 //! piece by piece), a scenario run
 //! against the real instance-healer handler, and a scenario whose expected outcome is not met (the
-//! healer is configured with another opt-in tag, so it refuses) failing the run.
+//! healer is configured with another opt-in tag, so it refuses) failing the run; and the whole game
+//! day in process, in one account and spread over three (each fault healed in the member account it
+//! happened in, read back with that account's credentials).
 //! The full game day under the Lambda runtime emulator is `scripts/gameday`.
 
 use std::sync::Arc;
@@ -168,12 +170,13 @@ fn live_drills_need_the_confirmation_phrase() {
     assert!(drill::parse_request(&unknown).unwrap_err().to_string().contains("unknown scenario"));
 }
 
-/// The whole game day in process, every remediation function on its own clients, and then the check
-/// that each function called only AWS actions its role in `infra/template.yaml` grants.
-#[test]
-fn the_game_day_in_process_passes_and_every_call_is_granted_by_the_template() {
-    // Every handler's future runs inside the drill's: more stack than a test thread's default in a
-    // debug build.
+/// Runs `f` on a runtime with room to spare: every handler's future runs inside the drill's, more stack
+/// than a test thread's default in a debug build.
+fn on_big_stack<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let worker = std::thread::Builder::new()
         .stack_size(64 << 20)
         .spawn(|| {
@@ -183,19 +186,160 @@ fn the_game_day_in_process_passes_and_every_call_is_granted_by_the_template() {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(game_day_in_process())
+                .block_on(f())
         })
         .unwrap();
     worker.join().unwrap();
 }
 
-async fn game_day_in_process() {
+/// The whole game day in process, every remediation function on its own clients, and then the check
+/// that each function called only AWS actions its role in `infra/template.yaml` grants.
+#[test]
+fn the_game_day_in_process_passes_and_every_call_is_granted_by_the_template() {
+    on_big_stack(|| async {
+        let (_, reports, calls) = game_day_in_process(1).await;
+        let text = drill::report::render_all(&reports);
+        assert!(reports.iter().all(|r| r.accounts() == ["hub"]), "{text}");
+        let mut ungranted = Vec::new();
+        for (function, calls) in &calls {
+            assert!(!calls.is_empty(), "{function} made no call at all");
+            for call in calls {
+                if !crate::infra::is_granted(function, call) {
+                    ungranted.push(format!("{function}: {call}"));
+                }
+            }
+        }
+        ungranted.sort();
+        ungranted.dedup();
+        assert!(ungranted.is_empty(), "calls the template does not grant:\n{}", ungranted.join("\n"));
+    });
+}
+
+/// The game day over three accounts: the web tier in 111111111111, the data tier in 222222222222, the
+/// backup volumes one in each account, DNS in the hub. Every scenario passes, the table names the
+/// accounts, and the resources healed are healed in their member account (read with its credentials;
+/// the hub does not even see them).
+#[test]
+fn the_game_day_over_three_accounts_heals_each_fault_in_the_account_it_happened_in() {
+    on_big_stack(|| async {
+        const HUB: &str = "123456789012";
+        const WEB: &str = "111111111111";
+        const DB: &str = "222222222222";
+        let (arch, reports, _) = game_day_in_process(3).await;
+        let text = drill::report::render_all(&reports);
+        assert_eq!(arch.home_account.as_deref(), Some(HUB));
+        assert_eq!((arch.web_account.as_deref(), arch.db_account.as_deref()), (Some(WEB), Some(DB)));
+        assert_eq!(arch.volume_accounts, [HUB, WEB, DB]);
+        assert!(reports.iter().all(|r| r.passed), "{text}");
+        let by_name = |n: &str| reports.iter().find(|r| r.scenario == n).unwrap_or_else(|| panic!("{n}: {text}"));
+        assert_eq!(by_name("lose-instance").accounts(), [WEB], "{text}");
+        assert_eq!(by_name("lose-az").accounts(), [WEB], "{text}");
+        assert_eq!(by_name("lose-primary-db").accounts(), [DB], "{text}");
+        assert_eq!(by_name("region-failover").accounts(), ["hub", DB], "{text}");
+        assert_eq!(by_name("stale-backups").accounts(), ["hub", WEB, DB], "{text}");
+        assert!(text.contains(&format!("in {WEB}: acted")), "{text}");
+
+        let hub = Aws::from_sdk_config(sdk_config().await);
+        let web = drill::provision::assume_in(&hub, WEB).await.unwrap();
+        let db = drill::provision::assume_in(&hub, DB).await.unwrap();
+
+        // lose-instance: the replaced instance was A's; A's group is back at capacity without it.
+        let replaced = by_name("lose-instance").steps[0]
+            .actions
+            .iter()
+            .find(|a| a.contains(": acted"))
+            .and_then(|a| a.split_whitespace().nth(2))
+            .unwrap_or_else(|| panic!("no acted decision: {text}"))
+            .to_string();
+        let group = web
+            .autoscaling()
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&arch.asg_name)
+            .send()
+            .await
+            .unwrap();
+        let group = &group.auto_scaling_groups()[0];
+        let in_service: Vec<&str> = group
+            .instances()
+            .iter()
+            .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+            .filter_map(|i| i.instance_id())
+            .collect();
+        assert!(in_service.len() >= arch.asg_desired as usize, "{group:?}");
+        assert!(!in_service.contains(&replaced.as_str()), "{replaced} is still in service: {group:?}");
+        let seen_by_hub =
+            hub.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&arch.asg_name).send().await;
+        assert!(seen_by_hub.unwrap().auto_scaling_groups().is_empty(), "the web tier is not the hub's");
+
+        // lose-primary-db: a replica in B was promoted; the hub's database record points at a database
+        // promoted in B (region-failover's promotion of the accounts standby, also in B, repoints it last).
+        let promoted_in_b = |ids: Vec<String>| {
+            let db = db.clone();
+            async move {
+                let mut endpoints = Vec::new();
+                for r in ids {
+                    let out = db.rds().describe_db_instances().db_instance_identifier(&r).send().await.unwrap();
+                    let i = &out.db_instances()[0];
+                    if i.read_replica_source_db_instance_identifier().is_none()
+                        || i.tag_list().iter().any(|t| t.key() == Some("selfheal:promoted-from"))
+                    {
+                        endpoints.extend(i.endpoint().and_then(|e| e.address()).map(str::to_string));
+                    }
+                }
+                endpoints
+            }
+        };
+        let orders = promoted_in_b(arch.db_replicas.clone()).await;
+        assert!(!orders.is_empty(), "no orders replica promoted in {DB}: {text}");
+        let mut endpoints = orders;
+        endpoints.extend(promoted_in_b(arch.region_db_replica.clone().into_iter().collect()).await);
+        assert!(hub.rds().describe_db_instances().db_instance_identifier(&arch.db_primary).send().await.is_err());
+        let records = hub.route53().list_resource_record_sets().hosted_zone_id(&arch.zone_id).send().await.unwrap();
+        let cname = records
+            .resource_record_sets()
+            .iter()
+            .find(|r| r.name().trim_end_matches('.') == arch.db_record.trim_end_matches('.'))
+            .and_then(|r| r.resource_records().first())
+            .map(|r| r.value().trim_end_matches('.').to_string())
+            .unwrap_or_default();
+        assert!(endpoints.iter().any(|e| e.trim_end_matches('.') == cname), "{cname} is not one of {endpoints:?}");
+
+        // stale-backups: each volume snapshotted in its own account.
+        for (volume, account) in arch.backup_volumes.iter().zip(&arch.volume_accounts) {
+            let aws = match account.as_str() {
+                WEB => &web,
+                DB => &db,
+                _ => &hub,
+            };
+            let snaps = aws
+                .ec2()
+                .describe_snapshots()
+                .owner_ids("self")
+                .filters(aws_sdk_ec2::types::Filter::builder().name("volume-id").values(volume).build())
+                .send()
+                .await
+                .unwrap();
+            assert!(!snaps.snapshots().is_empty(), "{volume} in {account} has no snapshot: {text}");
+        }
+    });
+}
+
+type Calls = Vec<(&'static str, Vec<String>)>;
+
+async fn game_day_in_process(accounts: usize) -> (Architecture, Vec<drill::DrillReport>, Calls) {
     use selfheal::backup::{BackupConfig, BackupEnforcer};
     use selfheal::db::{DbConfig, DbFailover, StaticLag};
     use selfheal::dns::{DnsConfig, DnsFailover};
 
     let sdk = sdk_config().await;
-    let (_, arch) = setup().await;
+    let arch = {
+        let aws = Aws::from_sdk_config(sdk.clone());
+        let prefix = unique("gd");
+        let ledger = format!("{prefix}-ledger");
+        drill::provision::provision_accounts(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), accounts)
+            .await
+            .unwrap()
+    };
     let own = || Aws::from_sdk_config(sdk.clone());
     let build = |function: &str| {
         let mut env = vars(&arch, &[]);
@@ -239,22 +383,11 @@ async fn game_day_in_process() {
     let text = drill::report::render_all(&reports);
     assert!(reports.iter().all(|r| r.passed), "{text}");
 
-    let calls = [
+    let calls = vec![
         ("instance-healer", healer.ctx().aws.calls.calls()),
         ("db-failover", db.ctx().aws.calls.calls()),
         ("dns-failover", dns.ctx().aws.calls.calls()),
         ("backup-enforcer", backup.ctx().aws.calls.calls()),
     ];
-    let mut ungranted = Vec::new();
-    for (function, calls) in &calls {
-        assert!(!calls.is_empty(), "{function} made no call at all");
-        for call in calls {
-            if !crate::infra::is_granted(function, call) {
-                ungranted.push(format!("{function}: {call}"));
-            }
-        }
-    }
-    ungranted.sort();
-    ungranted.dedup();
-    assert!(ungranted.is_empty(), "calls the template does not grant:\n{}", ungranted.join("\n"));
+    (arch, reports, calls)
 }

@@ -17,8 +17,10 @@
 //! nothing and ask each function for its dry-run decision instead.
 
 pub mod deliver;
+pub mod events;
 pub mod provision;
 pub mod report;
+mod resources;
 pub mod scenarios;
 
 use std::time::Duration;
@@ -221,6 +223,13 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         ("SELFHEAL_DNS_INSYNC_POLL_SECONDS".into(), "1".into()),
         ("SELFHEAL_DNS_INSYNC_TIMEOUT_SECONDS".into(), "30".into()),
     ];
+    // An architecture over several accounts: every function (the drill too) serves the members and
+    // acts there through their member role.
+    let members = arch.member_accounts();
+    if !members.is_empty() {
+        v.push(("SELFHEAL_HOME_ACCOUNT".into(), arch.home().to_string()));
+        v.push(("SELFHEAL_ACCOUNTS".into(), members.join(",")));
+    }
     for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "RUST_LOG"] {
         if let Ok(val) = std::env::var(key) {
             v.push((key.into(), val));

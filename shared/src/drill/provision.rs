@@ -8,6 +8,12 @@
 //!
 //! The suite acts on neither the load balancer nor the bucket; they are there so the game day runs
 //! against the whole reference architecture.
+//!
+//! [`provision_accounts`] spreads it over several accounts of one organization: the hub keeps the
+//! ledger, the topic and the DNS (zone, records, health checks); the web tier (VPC, subnets, launch
+//! template, Auto Scaling group, load balancer, bucket) goes to the first member account, the data tier
+//! to the second (the first when there is only one), and the backup volumes round-robin over every
+//! account. A member account is reached through `sts:AssumeRole` on [`PROVISION_ROLE`] there.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +22,17 @@ use crate::error::{Error, Result};
 
 /// The tag that marks a resource as fair game for live drills.
 pub const DRILL_TAG: &str = "selfheal:drill";
+
+/// The role assumed in a member account to provision there.
+pub const PROVISION_ROLE: &str = "selfheal-gameday";
+
+/// The most accounts a game day spreads over (the hub and members `111111111111` … `888888888888`).
+pub const MAX_ACCOUNTS: usize = 9;
+
+/// The member account ids of an `accounts`-account game day: `111111111111`, `222222222222`, ….
+pub fn member_account_ids(accounts: usize) -> Vec<String> {
+    (1..accounts.min(MAX_ACCOUNTS)).map(|i| i.to_string().repeat(12)).collect()
+}
 
 /// The availability zones the game day spreads over.
 pub const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
@@ -57,6 +74,88 @@ pub struct Architecture {
     /// The versioned bucket holding the static content.
     #[serde(default)]
     pub static_bucket: Option<String>,
+    /// The hub's account, when the architecture spans several accounts (`None`: one account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_account: Option<String>,
+    /// The account of the web tier (VPC, group, load balancer, bucket); `None`: the hub's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_account: Option<String>,
+    /// The account of the data tier (both databases and their replicas); `None`: the hub's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_account: Option<String>,
+    /// The account of each of `backup_volumes`, in the same order; empty: all the hub's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_accounts: Vec<String>,
+}
+
+/// moto's default account, the hub of a local game day when the architecture does not name one.
+pub const DEFAULT_HOME_ACCOUNT: &str = "123456789012";
+
+impl Architecture {
+    /// The hub's account id.
+    pub fn home(&self) -> &str {
+        self.home_account.as_deref().unwrap_or(DEFAULT_HOME_ACCOUNT)
+    }
+
+    /// `account` if it is a member account, `None` if it is the hub's (or unnamed).
+    pub fn member<'a>(&self, account: Option<&'a String>) -> Option<&'a str> {
+        account.map(String::as_str).filter(|a| *a != self.home())
+    }
+
+    /// The account id a part lives in (`None`: the hub's).
+    pub fn account_id(&self, account: Option<&String>) -> String {
+        self.member(account).unwrap_or(self.home()).to_string()
+    }
+
+    /// The member account of the web tier, if it is not the hub's.
+    pub fn web_member(&self) -> Option<&str> {
+        self.member(self.web_account.as_ref())
+    }
+
+    /// The member account of the data tier, if it is not the hub's.
+    pub fn db_member(&self) -> Option<&str> {
+        self.member(self.db_account.as_ref())
+    }
+
+    /// The member account of backup volume `i`, if it is not the hub's.
+    pub fn volume_member(&self, i: usize) -> Option<&str> {
+        self.member(self.volume_accounts.get(i))
+    }
+
+    /// Every member account the architecture uses, sorted.
+    pub fn member_accounts(&self) -> Vec<String> {
+        let mut v: Vec<String> = [self.web_account.as_ref(), self.db_account.as_ref()]
+            .into_iter()
+            .chain(self.volume_accounts.iter().map(Some))
+            .filter_map(|a| self.member(a).map(str::to_string))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Credentials acting in `account`, through `sts:AssumeRole` on [`PROVISION_ROLE`] there.
+pub async fn assume_in(aws: &Aws, account: &str) -> Result<Aws> {
+    let region = aws.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".to_string());
+    let role_arn = format!("arn:aws:iam::{account}:role/{PROVISION_ROLE}");
+    let out = aws
+        .sts()
+        .assume_role()
+        .role_arn(&role_arn)
+        .role_session_name("selfheal-gameday-provision")
+        .send()
+        .await
+        .map_err(aws_err("sts", "AssumeRole"))?;
+    let c = out.credentials().ok_or_else(|| missing(&format!("credentials for {role_arn}")))?;
+    let creds = aws_sdk_sts::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "selfheal-gameday",
+    );
+    Ok(aws.with_credentials(creds, &region))
 }
 
 fn aws_err<E>(service: &'static str, op: &'static str) -> impl FnOnce(E) -> Error
@@ -70,9 +169,46 @@ fn missing(what: &str) -> Error {
     Error::Precondition(format!("the emulator returned no {what}"))
 }
 
-/// Creates the whole reference architecture with names starting with `prefix`.
+/// Creates the whole reference architecture with names starting with `prefix`, in one account.
 pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&str, &str)) -> Result<Architecture> {
+    provision_accounts(aws, prefix, ledger_table, opt_in, 1).await
+}
+
+/// Creates the whole reference architecture over `accounts` accounts (1: all in `aws`'s own; see
+/// the module's documentation for the layout of more).
+pub async fn provision_accounts(
+    aws: &Aws,
+    prefix: &str,
+    ledger_table: &str,
+    opt_in: (&str, &str),
+    accounts: usize,
+) -> Result<Architecture> {
     use aws_sdk_ec2::types::{RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, TagSpecification};
+    if !(1..=MAX_ACCOUNTS).contains(&accounts) {
+        return Err(Error::Precondition(format!("a game day spans 1 to {MAX_ACCOUNTS} accounts, not {accounts}")));
+    }
+    let members = member_account_ids(accounts);
+    let home_account = if members.is_empty() {
+        None
+    } else {
+        let me = aws.sts().get_caller_identity().send().await.map_err(aws_err("sts", "GetCallerIdentity"))?;
+        Some(me.account().ok_or_else(|| missing("caller account"))?.to_string())
+    };
+    if let Some(home) = home_account.as_ref().filter(|h| members.contains(h)) {
+        return Err(Error::Precondition(format!("the hub's account {home} is also a member account id")));
+    }
+    let web_account = members.first().cloned();
+    let db_account = members.get(1).or(members.first()).cloned();
+    // Each member's clients, through the provisioning role; the hub's are `aws` itself.
+    let mut member_aws = std::collections::BTreeMap::new();
+    for m in &members {
+        member_aws.insert(m.clone(), assume_in(aws, m).await?);
+    }
+    let aws_of = |account: Option<&String>| account.and_then(|a| member_aws.get(a)).unwrap_or(aws).clone();
+    let hub = aws;
+    let web = aws_of(web_account.as_ref());
+    let db = aws_of(db_account.as_ref());
+    let aws = &web;
     let ec2 = aws.ec2();
     let tags = [(opt_in.0, opt_in.1), (DRILL_TAG, "true"), ("selfheal:gameday", prefix)];
     let ec2_tags = |rt: ResourceType, extra: &[(&str, &str)]| {
@@ -204,7 +340,7 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         provision_load_balancer(aws, prefix, &vpc_id, &subnet_ids, &security_group_id, &asg_name, &tags).await?;
 
     // The data tier: a Multi-AZ primary and two read replicas in other AZs.
-    let rds = aws.rds();
+    let rds = db.rds();
     let rds_tags =
         || tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build()).collect::<Vec<_>>();
     let db_primary = format!("{prefix}-orders");
@@ -271,15 +407,22 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
 
     // The front door: Route 53 failover records with health checks, and the database CNAME.
     let (zone_id, primary_health_check, secondary_health_check, primary_ip, secondary_ip) =
-        provision_dns(aws, prefix, &primary_endpoint, &tags).await?;
+        provision_dns(hub, prefix, &primary_endpoint, &tags).await?;
     let zone_name = format!("{prefix}.example.com.");
 
-    // Backup-tagged volumes with no snapshot yet: stale by definition.
+    // Backup-tagged volumes with no snapshot yet: stale by definition; round-robin over the accounts
+    // (at least one in each).
+    let mut all_accounts: Vec<Option<String>> = vec![None];
+    all_accounts.extend(members.iter().cloned().map(Some));
     let mut backup_volumes = Vec::new();
-    for (i, az) in AZS.iter().enumerate() {
-        let v = ec2
+    let mut volume_accounts = Vec::new();
+    for i in 0..AZS.len().max(all_accounts.len()) {
+        let az = AZS[i % AZS.len()];
+        let account = &all_accounts[i % all_accounts.len()];
+        let v = aws_of(account.as_ref())
+            .ec2()
             .create_volume()
-            .availability_zone(*az)
+            .availability_zone(az)
             .size(8)
             .tag_specifications(ec2_tags(
                 ResourceType::Volume,
@@ -289,15 +432,18 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
             .await
             .map_err(aws_err("ec2", "CreateVolume"))?;
         backup_volumes.push(v.volume_id().ok_or_else(|| missing("volume id"))?.to_string());
+        if let Some(home) = &home_account {
+            volume_accounts.push(account.clone().unwrap_or_else(|| home.clone()));
+        }
     }
 
     let static_bucket = provision_static_content(aws, prefix, &tags).await?;
 
-    let sns = aws.sns();
+    let sns = hub.sns();
     let topic =
         sns.create_topic().name(format!("{prefix}-events")).send().await.map_err(aws_err("sns", "CreateTopic"))?;
     let topic_arn = topic.topic_arn().ok_or_else(|| missing("topic ARN"))?.to_string();
-    let ledger = crate::ledger::Ledger::new(aws.dynamodb(), ledger_table, std::time::Duration::from_secs(86_400));
+    let ledger = crate::ledger::Ledger::new(hub.dynamodb(), ledger_table, std::time::Duration::from_secs(86_400));
     ledger.ensure_table().await?;
 
     Ok(Architecture {
@@ -326,6 +472,10 @@ pub async fn provision(aws: &Aws, prefix: &str, ledger_table: &str, opt_in: (&st
         load_balancer_arn: Some(load_balancer_arn),
         target_group_arn: Some(target_group_arn),
         static_bucket: Some(static_bucket),
+        home_account,
+        web_account,
+        db_account,
+        volume_accounts,
     })
 }
 

@@ -18,8 +18,11 @@ pub struct StepReport {
     pub detect_ms: Option<u64>,
     /// Injection to the resources being verified healthy again.
     pub recover_ms: Option<u64>,
-    /// Each decision recorded, as `function action target: outcome (reason)`.
+    /// Each decision recorded, as `function action target in account: outcome (reason)`.
     pub actions: Vec<String>,
+    /// The accounts the decisions were about (`hub` for the hub's own), the hub first.
+    #[serde(default)]
+    pub accounts: Vec<String>,
     pub passed: bool,
 }
 
@@ -55,6 +58,14 @@ impl DrillReport {
     /// Time to recover: the slowest step's.
     pub fn recover_ms(&self) -> Option<u64> {
         self.steps.iter().map(|s| s.recover_ms).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max())
+    }
+
+    /// The accounts the scenario's decisions were about, over every step (`hub` first).
+    pub fn accounts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.steps.iter().flat_map(|s| s.accounts.iter().cloned()).collect();
+        v.sort_by_key(|l| (l != "hub", l.clone()));
+        v.dedup();
+        v
     }
 
     /// One line: scenario, result, time to recover.
@@ -98,7 +109,7 @@ impl DrillReport {
     }
 }
 
-/// Every report, then a summary table.
+/// Every report, then a summary table (the accounts acted in last: the one column of varying width).
 pub fn render_all(reports: &[DrillReport]) -> String {
     let mut s = String::new();
     for r in reports {
@@ -106,20 +117,22 @@ pub fn render_all(reports: &[DrillReport]) -> String {
         s.push('\n');
     }
     s.push_str(&format!(
-        "{:<24} {:<8} {:<6} {:>8} {:>9} {:>8} {:>7}\n",
-        "SCENARIO", "MODE", "RESULT", "DETECT", "RECOVER", "ACTIONS", "GUARDS"
+        "{:<24} {:<8} {:<6} {:>8} {:>9} {:>8} {:>7}  {}\n",
+        "SCENARIO", "MODE", "RESULT", "DETECT", "RECOVER", "ACTIONS", "GUARDS", "ACCOUNTS"
     ));
     for r in reports {
         let actions: usize = r.steps.iter().map(|st| st.actions.len()).sum();
+        let accounts = r.accounts();
         s.push_str(&format!(
-            "{:<24} {:<8} {:<6} {:>8} {:>9} {:>8} {:>7}\n",
+            "{:<24} {:<8} {:<6} {:>8} {:>9} {:>8} {:>7}  {}\n",
             r.scenario,
             r.mode,
             if r.passed { "PASS" } else { "FAIL" },
             secs(r.detect_ms()),
             secs(r.recover_ms()),
             actions,
-            r.guards_fired.len()
+            r.guards_fired.len(),
+            if accounts.is_empty() { "-".to_string() } else { accounts.join(",") }
         ));
     }
     let passed = reports.iter().filter(|r| r.passed).count();
@@ -146,6 +159,7 @@ mod tests {
                 detect_ms: Some(400),
                 recover_ms: Some(2100),
                 actions: vec!["a".into()],
+                accounts: vec!["111111111111".into()],
                 passed: true,
             }],
             guards_fired: vec![],
@@ -153,7 +167,13 @@ mod tests {
             total_ms: 2500,
         };
         let text = render_all(std::slice::from_ref(&r));
-        assert!(text.contains("lose-instance            live     PASS       0.4s      2.1s"), "{text}");
+        assert!(
+            text.contains(
+                "lose-instance            live     PASS       0.4s      2.1s        1       0  111111111111\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("GUARDS  ACCOUNTS\n"), "{text}");
         assert!(text.ends_with("1 of 1 scenarios passed\n"));
         assert_eq!(r.headline(), "lose-instance (live): PASS — detected in 0.4s, recovered in 2.1s");
     }

@@ -9,6 +9,11 @@
 //! | `region-failover` | the primary region's health check fails | dns-failover flips the app record to the standby and db-failover promotes the accounts replica; then the check recovers and a failback restores the record |
 //! | `stale-backups` | (nothing: the tagged volumes have never been snapshotted) | backup-enforcer's sweep snapshots each one |
 //!
+//! Over several accounts ([`super::provision::provision_accounts`]) each fault is injected and each
+//! recovery verified in the account the resource lives in (the drill acts there through its member
+//! role, as the functions do), and every event says that account the way AWS would: EventBridge's
+//! `account`, the alarm's ARN and `AWSAccountId`, a manual invocation's `account` and `region`.
+//!
 //! In dry-run mode nothing is injected: each scenario sends its function a manual dry-run request for
 //! the same target and expects a `dry-run` decision with nothing changed.
 
@@ -18,10 +23,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::deliver::Answer;
+pub use super::events::{
+    alarm_event, alarm_event_in, manual, manual_in, rds_event, rds_event_in, schedule_event, schedule_event_in,
+};
 use super::report::{DrillReport, StepReport};
+use super::resources::{
+    group_members, in_service, in_service_by_az, record_answer, require_drill_tag_ec2, require_drill_tag_rds,
+    set_health_check_inverted, start_instances, stop_instances,
+};
 use super::{Architecture, Drill, Mode};
+use crate::clients::Aws;
 use crate::error::{Error, Result};
+use crate::fleet::Placed;
 use crate::ledger::AuditRecord;
+use crate::trigger::Scope;
 
 /// A game-day scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,21 +76,23 @@ impl Scenario {
     }
 }
 
-/// How a step's recovery is verified against the resources.
+/// How a step's recovery is verified against the resources. `account`: the member account the
+/// resources live in (`None`: the hub's); DNS is always the hub's.
 #[derive(Debug, Clone)]
 pub enum Verify {
     /// The group has `desired` in-service members and none of `gone`.
-    GroupRecovered { asg: String, desired: usize, gone: Vec<String> },
+    GroupRecovered { account: Option<String>, asg: String, desired: usize, gone: Vec<String> },
     /// Every one of `members` is still in the group (nothing was replaced).
-    GroupUntouched { asg: String, members: Vec<String> },
-    /// One of `replicas` is a promoted writer now, and when set the CNAME points at it.
-    ReplicaPromoted { replicas: Vec<String>, cname: Option<(String, String)> },
+    GroupUntouched { account: Option<String>, asg: String, members: Vec<String> },
+    /// One of `replicas` is a promoted writer now, and when set the (hub's) CNAME points at it.
+    ReplicaPromoted { account: Option<String>, replicas: Vec<String>, cname: Option<(String, String)> },
     /// The record's answer (the PRIMARY set's, for failover pairs) is `value`.
     RecordAnswers { zone_id: String, name: String, value: String },
-    /// Each volume has a snapshot the suite created after the step started.
-    Snapshotted { volumes: Vec<String> },
+    /// Each volume (with its member account, `None` for the hub's) has a snapshot the suite created
+    /// after the step started.
+    Snapshotted { volumes: Vec<(String, Option<String>)> },
     /// The listed DB instances are unchanged (still replicas of their source).
-    StillReplicas { replicas: Vec<String> },
+    StillReplicas { account: Option<String>, replicas: Vec<String> },
 }
 
 /// One step: an event to one function, the decisions wanted, and the verification.
@@ -92,80 +109,25 @@ pub struct Step {
     pub verify: Verify,
 }
 
-fn now_cw() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
-}
-
-fn sns_wrap(topic: &str, message: &Value) -> Value {
-    json!({"Records": [{
-        "EventSource": "aws:sns", "EventVersion": "1.0",
-        "EventSubscriptionArn": format!("{topic}:drill"),
-        "Sns": {
-            "Type": "Notification", "MessageId": uuid::Uuid::new_v4().to_string(), "TopicArn": topic,
-            "Subject": "ALARM", "Message": message.to_string(),
-            "Timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "SignatureVersion": "1", "Signature": "EXAMPLE", "SigningCertURL": "EXAMPLE", "UnsubscribeURL": "EXAMPLE",
-            "MessageAttributes": {}
-        }
-    }]})
-}
-
-/// A CloudWatch alarm notification as SNS delivers it (each call is a new state change).
-pub fn alarm_event(
-    topic: &str,
-    name: &str,
-    state: &str,
-    metric: &str,
-    namespace: &str,
-    dims: &[(&str, &str)],
-) -> Value {
-    let dimensions: Vec<Value> = dims.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-    let message = json!({
-        "AlarmName": name, "AlarmDescription": "selfheal drill", "AWSAccountId": "123456789012",
-        "NewStateValue": state, "NewStateReason": format!("drill: {metric} crossed its threshold"),
-        "StateChangeTime": now_cw(), "Region": "US East (N. Virginia)",
-        "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"),
-        "OldStateValue": if state == "ALARM" { "OK" } else { "ALARM" },
-        "Trigger": {"MetricName": metric, "Namespace": namespace, "StatisticType": "Statistic",
-            "Statistic": "MAXIMUM", "Unit": null, "Dimensions": dimensions, "Period": 60, "EvaluationPeriods": 1,
-            "ComparisonOperator": "GreaterThanOrEqualToThreshold", "Threshold": 1.0,
-            "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": ""}
-    });
-    sns_wrap(topic, &message)
-}
-
-/// An RDS event as EventBridge delivers it.
-pub fn rds_event(db: &str, category: &str, event_id: &str, message: &str) -> Value {
-    json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "RDS DB Instance Event",
-        "source": "aws.rds", "account": "123456789012",
-        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": "us-east-1",
-        "resources": [format!("arn:aws:rds:us-east-1:123456789012:db:{db}")],
-        "detail": {"EventCategories": [category], "SourceType": "DB_INSTANCE",
-            "SourceArn": format!("arn:aws:rds:us-east-1:123456789012:db:{db}"),
-            "Date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "Message": message, "SourceIdentifier": db, "EventID": event_id}
-    })
-}
-
-/// The EventBridge schedule event.
-pub fn schedule_event(rule: &str) -> Value {
-    json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012",
-        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": "us-east-1",
-        "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{rule}")], "detail": {}
-    })
-}
-
-/// A manual invocation.
-pub fn manual(action: &str, target: &str, dry_run: bool, force: bool, params: Value) -> Value {
-    json!({"source": "selfheal.manual", "action": action, "target": target, "dryRun": dry_run, "force": force,
-           "reason": "drill", "requestId": format!("drill-{}", uuid::Uuid::new_v4()), "params": params})
+/// The drill's clients in member account `account` (through its member role, the way the functions
+/// act there), or its own for the hub (`None`).
+pub async fn aws_in(drill: &Drill, account: Option<&str>) -> Result<Aws> {
+    let Some(account) = account else { return Ok(drill.ctx.aws.clone()) };
+    let trigger = crate::trigger::parse_event(&json!({
+        "source": crate::trigger::MANUAL_SOURCE, "action": "drill", "requestId": "drill-game-day"
+    }))?
+    .pop()
+    .ok_or_else(|| Error::malformed("drill", "no trigger"))?;
+    let scope = Scope { account: Some(account.to_string()), region: None };
+    match drill.ctx.at(&scope, &trigger).await? {
+        Placed::Here(ctx) => Ok(ctx.aws),
+        Placed::Refused(e) => Err(Error::Precondition(format!("the drill cannot act in {account}: {}", e.reason))),
+    }
 }
 
 fn ec2_alarm(arch: &Architecture, instance: &str) -> Value {
-    alarm_event(
+    alarm_event_in(
+        &arch.account_id(arch.web_account.as_ref()),
         &arch.topic_arn,
         &format!("{}-{instance}-status-check", arch.prefix),
         "ALARM",
@@ -200,6 +162,7 @@ pub async fn run(drill: &Drill, scenario: Scenario, mode: Mode, arch: &Architect
             detect_ms: None,
             recover_ms: None,
             actions: vec![],
+            accounts: vec![],
             passed: false,
         });
     }
@@ -217,15 +180,19 @@ async fn run_inner(
 ) -> Result<()> {
     let live = mode == Mode::Live;
     let aws = &drill.ctx.aws;
+    let web_account = arch.web_member();
+    let db_account = arch.db_member();
+    let owned = |a: Option<&str>| a.map(str::to_string);
     match scenario {
         Scenario::LoseInstance => {
+            let aws = &aws_in(drill, web_account).await?;
             let members = in_service(aws, &arch.asg_name).await?;
             let victim =
                 members.first().cloned().ok_or_else(|| Error::Precondition("the group has no instance".into()))?;
             let step = if live {
                 require_drill_tag_ec2(aws, std::slice::from_ref(&victim)).await?;
                 stop_instances(aws, std::slice::from_ref(&victim)).await?;
-                report.injected.push(format!("stopped {victim} in {}", arch.asg_name));
+                report.injected.push(format!("stopped {victim} in {}{}", arch.asg_name, in_account(web_account)));
                 Step {
                     name: "replace the lost instance".into(),
                     function: "instance-healer",
@@ -237,6 +204,7 @@ async fn run_inner(
                     want: vec!["acted"],
                     want_count: 1,
                     verify: Verify::GroupRecovered {
+                        account: owned(web_account),
                         asg: arch.asg_name.clone(),
                         desired: arch.asg_desired as usize,
                         gone: vec![victim.clone()],
@@ -244,15 +212,22 @@ async fn run_inner(
                 }
             } else {
                 dry_run_step(
+                    drill,
+                    web_account,
                     "instance-healer",
                     "replace",
                     &victim,
-                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members: members.clone() },
+                    Verify::GroupUntouched {
+                        account: owned(web_account),
+                        asg: arch.asg_name.clone(),
+                        members: members.clone(),
+                    },
                 )
             };
             run_step(drill, step, report).await
         }
         Scenario::LoseAz => {
+            let aws = &aws_in(drill, web_account).await?;
             let by_az = in_service_by_az(aws, &arch.asg_name).await?;
             let members: Vec<String> = by_az.iter().map(|(i, _)| i.clone()).collect();
             let az = super::provision::AZS[0];
@@ -262,16 +237,22 @@ async fn run_inner(
             }
             if !live {
                 let step = dry_run_step(
+                    drill,
+                    web_account,
                     "instance-healer",
                     "replace",
                     &victims[0],
-                    Verify::GroupUntouched { asg: arch.asg_name.clone(), members },
+                    Verify::GroupUntouched { account: owned(web_account), asg: arch.asg_name.clone(), members },
                 );
                 return run_step(drill, step, report).await;
             }
             require_drill_tag_ec2(aws, &victims).await?;
             stop_instances(aws, &victims).await?;
-            report.injected.push(format!("stopped every instance in {az}: {}", victims.join(", ")));
+            report.injected.push(format!(
+                "stopped every instance in {az}{}: {}",
+                in_account(web_account),
+                victims.join(", ")
+            ));
             let step = Step {
                 name: format!("short-circuit on {az}'s outage"),
                 function: "instance-healer",
@@ -279,7 +260,7 @@ async fn run_inner(
                 expected: "maxUnhealthy fires for the AZ: nothing replaced, a human paged with the evidence".into(),
                 want: vec!["refused"],
                 want_count: victims.len(),
-                verify: Verify::GroupUntouched { asg: arch.asg_name.clone(), members },
+                verify: Verify::GroupUntouched { account: owned(web_account), asg: arch.asg_name.clone(), members },
             };
             let result = run_step(drill, step, report).await;
             start_instances(aws, &victims).await?;
@@ -290,6 +271,7 @@ async fn run_inner(
             let primary = arch.db_primary.clone();
             let replicas = arch.db_replicas.clone();
 
+            let aws = &aws_in(drill, db_account).await?;
             let step = if live {
                 require_drill_tag_rds(aws, &primary).await?;
                 aws.rds()
@@ -298,11 +280,12 @@ async fn run_inner(
                     .send()
                     .await
                     .map_err(|e| Error::aws("rds", "StopDBInstance", e))?;
-                report.injected.push(format!("stopped the primary database {primary}"));
+                report.injected.push(format!("stopped the primary database {primary}{}", in_account(db_account)));
                 Step {
                     name: "promote the best replica".into(),
                     function: "db-failover",
-                    events: vec![rds_event(
+                    events: vec![rds_event_in(
+                        &arch.account_id(arch.db_account.as_ref()),
                         &primary,
                         "failure",
                         "RDS-EVENT-0031",
@@ -312,19 +295,20 @@ async fn run_inner(
                     want: vec!["acted"],
                     want_count: 1,
                     verify: Verify::ReplicaPromoted {
+                        account: owned(db_account),
                         replicas: replicas.clone(),
                         cname: Some((arch.zone_id.clone(), arch.db_record.clone())),
                     },
                 }
             } else {
-                let mut s = dry_run_step(
+                dry_run_step(
+                    drill,
+                    db_account,
                     "db-failover",
                     "failover",
                     &primary,
-                    Verify::StillReplicas { replicas: replicas.clone() },
-                );
-                s.events = vec![manual("failover", &primary, true, true, json!({}))];
-                s
+                    Verify::StillReplicas { account: owned(db_account), replicas: replicas.clone() },
+                )
             };
             run_step(drill, step, report).await
         }
@@ -342,8 +326,14 @@ async fn run_inner(
                 )
             };
             if !live {
-                let mut s =
-                    dry_run_step("dns-failover", "failover", &arch.app_record, app_answers(arch, primary_value));
+                let mut s = dry_run_step(
+                    drill,
+                    None,
+                    "dns-failover",
+                    "failover",
+                    &arch.app_record,
+                    app_answers(arch, primary_value),
+                );
                 s.events =
                     vec![manual("failover", &arch.app_record, true, false, json!({"zone": arch.zone_id, "type": "A"}))];
                 return run_step(drill, s, report).await;
@@ -372,17 +362,23 @@ async fn run_inner(
                     Step {
                         name: "promote the standby region's replica".into(),
                         function: "db-failover",
-                        events: vec![manual(
+                        events: vec![manual_in(
+                            drill,
+                            db_account,
                             "failover",
                             db,
                             false,
                             true,
                             json!({"replica": replica, "mode": "promote"}),
                         )],
-                        expected: format!("{replica} promoted"),
+                        expected: format!("{replica} promoted{}", in_account(db_account)),
                         want: vec!["acted"],
                         want_count: 1,
-                        verify: Verify::ReplicaPromoted { replicas: vec![replica.clone()], cname: None },
+                        verify: Verify::ReplicaPromoted {
+                            account: owned(db_account),
+                            replicas: vec![replica.clone()],
+                            cname: None,
+                        },
                     },
                     report,
                 )
@@ -425,6 +421,15 @@ async fn run_inner(
             .await
         }
         Scenario::StaleBackups => {
+            let volumes: Vec<(String, Option<String>)> = arch
+                .backup_volumes
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.clone(), owned(arch.volume_member(i))))
+                .collect();
+            let mut places: Vec<Option<String>> = volumes.iter().map(|(_, a)| a.clone()).collect();
+            places.sort();
+            places.dedup();
             let step = if live {
                 report
                     .injected
@@ -433,15 +438,41 @@ async fn run_inner(
                     name: "scheduled sweep".into(),
                     function: "backup-enforcer",
                     events: vec![schedule_event(&format!("{}-backup-sweep", arch.prefix))],
-                    expected: format!("a fresh snapshot of each of {} volumes", arch.backup_volumes.len()),
+                    expected: if places.len() > 1 {
+                        format!(
+                            "a fresh snapshot of each of {} volumes, in {} accounts",
+                            arch.backup_volumes.len(),
+                            places.len()
+                        )
+                    } else {
+                        format!("a fresh snapshot of each of {} volumes", arch.backup_volumes.len())
+                    },
                     want: vec!["acted"],
                     want_count: arch.backup_volumes.len(),
-                    verify: Verify::Snapshotted { volumes: arch.backup_volumes.clone() },
+                    verify: Verify::Snapshotted { volumes },
                 }
             } else {
-                let mut s = dry_run_step("backup-enforcer", "sweep", "sweep", Verify::Snapshotted { volumes: vec![] });
-                s.events = vec![json!({"source": "selfheal.manual", "action": "sweep", "dryRun": true,
-                    "requestId": format!("drill-{}", uuid::Uuid::new_v4())})];
+                let mut s = dry_run_step(
+                    drill,
+                    None,
+                    "backup-enforcer",
+                    "sweep",
+                    "sweep",
+                    Verify::Snapshotted { volumes: vec![] },
+                );
+                // A manual sweep covers the account it names: one per account holding volumes.
+                s.events = places
+                    .iter()
+                    .map(|a| {
+                        let mut v = json!({"source": "selfheal.manual", "action": "sweep", "dryRun": true,
+                            "requestId": format!("drill-{}", uuid::Uuid::new_v4())});
+                        if let Some(a) = a {
+                            v["account"] = json!(a);
+                            v["region"] = json!(drill.ctx.home_region().unwrap_or_else(|| "us-east-1".to_string()));
+                        }
+                        v
+                    })
+                    .collect();
                 s.want_count = arch.backup_volumes.len();
                 s
             };
@@ -455,11 +486,23 @@ fn app_answers(arch: &Architecture, value: impl Into<String>) -> Verify {
     Verify::RecordAnswers { zone_id: arch.zone_id.clone(), name: arch.app_record.clone(), value: value.into() }
 }
 
-fn dry_run_step(function: &'static str, action: &str, target: &str, verify: Verify) -> Step {
+/// ` in 111111111111` for a member account, nothing for the hub's.
+fn in_account(account: Option<&str>) -> String {
+    account.map(|a| format!(" in {a}")).unwrap_or_default()
+}
+
+fn dry_run_step(
+    drill: &Drill,
+    account: Option<&str>,
+    function: &'static str,
+    action: &str,
+    target: &str,
+    verify: Verify,
+) -> Step {
     Step {
         name: format!("dry-run {action} {target}"),
         function,
-        events: vec![manual(action, target, true, true, json!({}))],
+        events: vec![manual_in(drill, account, action, target, true, true, json!({}))],
         expected: "a dry-run decision and nothing changed".into(),
         want: vec!["dry-run"],
         want_count: 1,
@@ -467,8 +510,24 @@ fn dry_run_step(function: &'static str, action: &str, target: &str, verify: Veri
     }
 }
 
-fn describe(r: &AuditRecord) -> String {
-    format!("{} {} {}: {} ({})", r.function, r.action, r.target, r.outcome, r.envelope.reason)
+/// The account a decision acted in, as the report names it: `hub` for the hub's own.
+fn account_label(drill: &Drill, r: &AuditRecord) -> String {
+    match r.envelope.target.account.as_deref() {
+        Some(a) if Some(a) != drill.ctx.config.fleet.home_account.as_deref() => a.to_string(),
+        _ => "hub".to_string(),
+    }
+}
+
+fn describe(drill: &Drill, r: &AuditRecord) -> String {
+    format!(
+        "{} {} {} in {}: {} ({})",
+        r.function,
+        r.action,
+        r.envelope.target.id,
+        account_label(drill, r),
+        r.outcome,
+        r.envelope.reason
+    )
 }
 
 /// Delivers the step's events, then follows the ledger and the resources until the reaction and the
@@ -517,7 +576,7 @@ async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result
     }
     for r in &records {
         if matches!(r.outcome.as_str(), "refused" | "duplicate") {
-            report.guards_fired.push(describe(r));
+            report.guards_fired.push(describe(drill, r));
         }
     }
     let outcomes: Vec<&str> = records.iter().map(|r| r.outcome.as_str()).collect();
@@ -539,7 +598,13 @@ async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result
         observed,
         detect_ms,
         recover_ms,
-        actions: records.iter().map(describe).collect(),
+        actions: records.iter().map(|r| describe(drill, r)).collect(),
+        accounts: {
+            let mut a: Vec<String> = records.iter().map(|r| account_label(drill, r)).collect();
+            a.sort_by_key(|l| (l != "hub", l.clone()));
+            a.dedup();
+            a
+        },
         passed: recover_ms.is_some(),
     });
     Ok(())
@@ -549,7 +614,8 @@ async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result
 async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>) -> Result<(bool, String)> {
     let aws = &drill.ctx.aws;
     match v {
-        Verify::GroupRecovered { asg, desired, gone } => {
+        Verify::GroupRecovered { account, asg, desired, gone } => {
+            let aws = &aws_in(drill, account.as_deref()).await?;
             let members = in_service(aws, asg).await?;
             let lingering: Vec<&String> = gone.iter().filter(|g| members.contains(g)).collect();
             let ok = members.len() >= *desired && lingering.is_empty();
@@ -561,15 +627,17 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
                 ),
             ))
         }
-        Verify::GroupUntouched { asg, members } => {
+        Verify::GroupUntouched { account, asg, members } => {
+            let aws = &aws_in(drill, account.as_deref()).await?;
             let now = group_members(aws, asg).await?;
             let missing: Vec<&String> = members.iter().filter(|m| !now.contains(m)).collect();
             Ok((missing.is_empty(), format!("{asg} members replaced: {missing:?}")))
         }
-        Verify::ReplicaPromoted { replicas, cname } => {
+        Verify::ReplicaPromoted { account, replicas, cname } => {
+            let db_aws = aws_in(drill, account.as_deref()).await?;
             let mut promoted = None;
             for replica in replicas {
-                let db = aws
+                let db = db_aws
                     .rds()
                     .describe_db_instances()
                     .db_instance_identifier(replica)
@@ -602,8 +670,9 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
         }
         Verify::Snapshotted { volumes } => {
             let mut missing = Vec::new();
-            for v in volumes {
-                let snaps = aws
+            for (v, account) in volumes {
+                let snaps = aws_in(drill, account.as_deref())
+                    .await?
                     .ec2()
                     .describe_snapshots()
                     .owner_ids("self")
@@ -624,7 +693,8 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
                 format!("{} of {} volumes snapshotted", volumes.len() - missing.len(), volumes.len()),
             ))
         }
-        Verify::StillReplicas { replicas } => {
+        Verify::StillReplicas { account, replicas } => {
+            let aws = &aws_in(drill, account.as_deref()).await?;
             let mut changed = Vec::new();
             for r in replicas {
                 let db = aws
@@ -646,153 +716,4 @@ async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>
             Ok((changed.is_empty(), format!("replicas changed: {changed:?}")))
         }
     }
-}
-
-/// The answer of a record: the PRIMARY set's value for a failover pair, the heaviest for weighted, the
-/// value for a simple record.
-async fn record_answer(aws: &crate::clients::Aws, zone_id: &str, name: &str) -> Result<String> {
-    let out = aws
-        .route53()
-        .list_resource_record_sets()
-        .hosted_zone_id(zone_id)
-        .start_record_name(name)
-        .send()
-        .await
-        .map_err(|e| Error::aws("route53", "ListResourceRecordSets", e))?;
-    let norm = |s: &str| s.trim_end_matches('.').to_ascii_lowercase();
-    let sets: Vec<_> = out.resource_record_sets().iter().filter(|s| norm(s.name()) == norm(name)).collect();
-    let value_of = |s: &aws_sdk_route53::types::ResourceRecordSet| {
-        s.resource_records().first().map(|r| r.value().to_string()).unwrap_or_default()
-    };
-    if let Some(p) =
-        sets.iter().find(|s| s.failover() == Some(&aws_sdk_route53::types::ResourceRecordSetFailover::Primary))
-    {
-        return Ok(value_of(p));
-    }
-    if let Some(w) = sets.iter().filter(|s| s.weight().is_some()).max_by_key(|s| s.weight().unwrap_or(0)) {
-        return Ok(value_of(w));
-    }
-    Ok(sets.first().map(|s| value_of(s)).unwrap_or_default())
-}
-
-async fn group_members(aws: &crate::clients::Aws, asg: &str) -> Result<Vec<String>> {
-    Ok(in_service_by_az_all(aws, asg).await?.into_iter().map(|(i, _, _)| i).collect())
-}
-
-async fn in_service(aws: &crate::clients::Aws, asg: &str) -> Result<Vec<String>> {
-    Ok(in_service_by_az(aws, asg).await?.into_iter().map(|(i, _)| i).collect())
-}
-
-async fn in_service_by_az(aws: &crate::clients::Aws, asg: &str) -> Result<Vec<(String, String)>> {
-    Ok(in_service_by_az_all(aws, asg)
-        .await?
-        .into_iter()
-        .filter(|(_, _, state)| state == "InService")
-        .map(|(i, az, _)| (i, az))
-        .collect())
-}
-
-/// (instance, AZ, lifecycle state) of every member, sorted by instance id.
-async fn in_service_by_az_all(aws: &crate::clients::Aws, asg: &str) -> Result<Vec<(String, String, String)>> {
-    let out = aws
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(asg)
-        .send()
-        .await
-        .map_err(|e| Error::aws("autoscaling", "DescribeAutoScalingGroups", e))?;
-    let group = out
-        .auto_scaling_groups()
-        .first()
-        .ok_or_else(|| Error::NotFound { kind: "Auto Scaling group", id: asg.to_string() })?;
-    let mut members: Vec<(String, String, String)> = group
-        .instances()
-        .iter()
-        .map(|i| {
-            (
-                i.instance_id().unwrap_or_default().to_string(),
-                i.availability_zone().unwrap_or_default().to_string(),
-                i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
-            )
-        })
-        .collect();
-    members.sort();
-    Ok(members)
-}
-
-async fn require_drill_tag_ec2(aws: &crate::clients::Aws, ids: &[String]) -> Result<()> {
-    let out = aws
-        .ec2()
-        .describe_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .map_err(|e| Error::aws("ec2", "DescribeInstances", e))?;
-    for r in out.reservations() {
-        for i in r.instances() {
-            let tagged = i.tags().iter().any(|t| t.key() == Some(super::DRILL_TAG) && t.value() == Some("true"));
-            if !tagged {
-                return Err(Error::Precondition(format!(
-                    "{} does not carry {}=true: live drills only touch drill-tagged resources",
-                    i.instance_id().unwrap_or("?"),
-                    super::DRILL_TAG
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn require_drill_tag_rds(aws: &crate::clients::Aws, db: &str) -> Result<()> {
-    let out = aws
-        .rds()
-        .describe_db_instances()
-        .db_instance_identifier(db)
-        .send()
-        .await
-        .map_err(|e| Error::aws("rds", "DescribeDBInstances", e))?;
-    let tagged = out
-        .db_instances()
-        .first()
-        .map(|i| i.tag_list().iter().any(|t| t.key() == Some(super::DRILL_TAG) && t.value() == Some("true")))
-        .unwrap_or(false);
-    if tagged {
-        Ok(())
-    } else {
-        Err(Error::Precondition(format!(
-            "{db} does not carry {}=true: live drills only touch drill-tagged resources",
-            super::DRILL_TAG
-        )))
-    }
-}
-
-async fn stop_instances(aws: &crate::clients::Aws, ids: &[String]) -> Result<()> {
-    aws.ec2()
-        .stop_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .map_err(|e| Error::aws("ec2", "StopInstances", e))?;
-    Ok(())
-}
-
-async fn start_instances(aws: &crate::clients::Aws, ids: &[String]) -> Result<()> {
-    aws.ec2()
-        .start_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .send()
-        .await
-        .map_err(|e| Error::aws("ec2", "StartInstances", e))?;
-    Ok(())
-}
-
-async fn set_health_check_inverted(aws: &crate::clients::Aws, id: &str, inverted: bool) -> Result<()> {
-    aws.route53()
-        .update_health_check()
-        .health_check_id(id)
-        .inverted(inverted)
-        .send()
-        .await
-        .map_err(|e| Error::aws("route53", "UpdateHealthCheck", e))?;
-    Ok(())
 }

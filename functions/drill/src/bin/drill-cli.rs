@@ -1,9 +1,10 @@
 //! drill-cli: the game day from a terminal.
 //!
 //! ```text
-//! drill-cli provision --out architecture.json --env-file functions.env
+//! drill-cli provision --out architecture.json --env-file functions.env [--accounts N]
 //!     creates the reference architecture (in whatever AWS_ENDPOINT_URL points at) and writes the
-//!     functions' environment for it
+//!     functions' environment for it; with N >= 2 spread over the hub and N-1 member accounts
+//!     (web tier in 111111111111, data tier in 222222222222, backup volumes round-robin)
 //! drill-cli run --architecture architecture.json --lambda http://127.0.0.1:9000
 //!               [--scenario all|NAME] [--mode dry-run|live] [--confirm]
 //!     runs scenarios, delivering events to the Lambda runtime emulator; prints the reports; exits 1
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use selfheal::drill::{self, Architecture, Deliverer, Drill, DrillConfig, DrillRequest, Mode, Scenario};
 
 const USAGE: &str = "usage:
-  drill-cli provision --out FILE --env-file FILE
+  drill-cli provision --out FILE --env-file FILE [--accounts N]
   drill-cli run --architecture FILE --lambda URL [--scenario all|NAME] [--mode dry-run|live] [--confirm]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
@@ -29,10 +30,18 @@ fn required(args: &[String], name: &str) -> Result<String, String> {
 async fn provision(args: &[String]) -> Result<(), String> {
     let out = required(args, "--out")?;
     let env_file = required(args, "--env-file")?;
+    let accounts: usize = match flag(args, "--accounts") {
+        None => 1,
+        Some(n) => {
+            n.parse().ok().filter(|n| (1..=drill::provision::MAX_ACCOUNTS).contains(n)).ok_or_else(|| {
+                format!("--accounts must be 1 to {}, got {n:?}\n{USAGE}", drill::provision::MAX_ACCOUNTS)
+            })?
+        }
+    };
     let aws = selfheal::clients::Aws::from_env().await;
     let prefix = format!("gameday-{}", &uuid_like()[..8]);
     let ledger = format!("{prefix}-ledger");
-    let arch = drill::provision::provision(&aws, &prefix, &ledger, ("selfheal:enabled", "true"))
+    let arch = drill::provision::provision_accounts(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), accounts)
         .await
         .map_err(|e| format!("provisioning failed: {e}"))?;
     let json = serde_json::to_string_pretty(&arch).map_err(|e| e.to_string())?;
@@ -48,6 +57,21 @@ async fn provision(args: &[String]) -> Result<(), String> {
         arch.zone_name,
         arch.static_bucket.as_deref().unwrap_or("-")
     );
+    if !arch.member_accounts().is_empty() {
+        let volumes: Vec<String> = arch
+            .backup_volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{v}@{}", arch.volume_member(i).unwrap_or("hub")))
+            .collect();
+        println!(
+            "accounts: hub {} (ledger, topic, DNS), web tier {}, data tier {}, backup volumes {}",
+            arch.home(),
+            arch.web_member().unwrap_or("hub"),
+            arch.db_member().unwrap_or("hub"),
+            volumes.join(" ")
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,123 @@
+//! The events a drill delivers, shaped the way AWS delivers them (a CloudWatch alarm through SNS, an
+//! RDS event and a schedule through EventBridge, a manual invocation), from the account they name.
+
+use serde_json::{json, Value};
+
+use super::Drill;
+
+/// The account events name when the architecture does not say (a one-account game day in moto).
+const HUB: &str = super::provision::DEFAULT_HOME_ACCOUNT;
+
+fn now_cw() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn sns_wrap(topic: &str, message: &Value) -> Value {
+    json!({"Records": [{
+        "EventSource": "aws:sns", "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("{topic}:drill"),
+        "Sns": {
+            "Type": "Notification", "MessageId": uuid::Uuid::new_v4().to_string(), "TopicArn": topic,
+            "Subject": "ALARM", "Message": message.to_string(),
+            "Timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "SignatureVersion": "1", "Signature": "EXAMPLE", "SigningCertURL": "EXAMPLE", "UnsubscribeURL": "EXAMPLE",
+            "MessageAttributes": {}
+        }
+    }]})
+}
+
+/// A CloudWatch alarm notification as SNS delivers it (each call is a new state change), from the hub.
+pub fn alarm_event(
+    topic: &str,
+    name: &str,
+    state: &str,
+    metric: &str,
+    namespace: &str,
+    dims: &[(&str, &str)],
+) -> Value {
+    alarm_event_in(HUB, topic, name, state, metric, namespace, dims)
+}
+
+/// A CloudWatch alarm notification from an alarm in `account`, as SNS delivers it.
+pub fn alarm_event_in(
+    account: &str,
+    topic: &str,
+    name: &str,
+    state: &str,
+    metric: &str,
+    namespace: &str,
+    dims: &[(&str, &str)],
+) -> Value {
+    let dimensions: Vec<Value> = dims.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let message = json!({
+        "AlarmName": name, "AlarmDescription": "selfheal drill", "AWSAccountId": account,
+        "NewStateValue": state, "NewStateReason": format!("drill: {metric} crossed its threshold"),
+        "StateChangeTime": now_cw(), "Region": "US East (N. Virginia)",
+        "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}"),
+        "OldStateValue": if state == "ALARM" { "OK" } else { "ALARM" },
+        "Trigger": {"MetricName": metric, "Namespace": namespace, "StatisticType": "Statistic",
+            "Statistic": "MAXIMUM", "Unit": null, "Dimensions": dimensions, "Period": 60, "EvaluationPeriods": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold", "Threshold": 1.0,
+            "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": ""}
+    });
+    sns_wrap(topic, &message)
+}
+
+/// An RDS event about a database in the hub, as EventBridge delivers it.
+pub fn rds_event(db: &str, category: &str, event_id: &str, message: &str) -> Value {
+    rds_event_in(HUB, db, category, event_id, message)
+}
+
+/// An RDS event about a database in `account`, as EventBridge delivers it.
+pub fn rds_event_in(account: &str, db: &str, category: &str, event_id: &str, message: &str) -> Value {
+    json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "RDS DB Instance Event",
+        "source": "aws.rds", "account": account,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": "us-east-1",
+        "resources": [format!("arn:aws:rds:us-east-1:{account}:db:{db}")],
+        "detail": {"EventCategories": [category], "SourceType": "DB_INSTANCE",
+            "SourceArn": format!("arn:aws:rds:us-east-1:{account}:db:{db}"),
+            "Date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "Message": message, "SourceIdentifier": db, "EventID": event_id}
+    })
+}
+
+/// The EventBridge schedule event, in the hub.
+pub fn schedule_event(rule: &str) -> Value {
+    schedule_event_in(HUB, rule)
+}
+
+/// The EventBridge schedule event of a rule in `account`.
+pub fn schedule_event_in(account: &str, rule: &str) -> Value {
+    json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": account,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": "us-east-1",
+        "resources": [format!("arn:aws:events:us-east-1:{account}:rule/{rule}")], "detail": {}
+    })
+}
+
+/// A manual invocation.
+pub fn manual(action: &str, target: &str, dry_run: bool, force: bool, params: Value) -> Value {
+    json!({"source": "selfheal.manual", "action": action, "target": target, "dryRun": dry_run, "force": force,
+           "reason": "drill", "requestId": format!("drill-{}", uuid::Uuid::new_v4()), "params": params})
+}
+
+/// A manual invocation about a resource in member account `account` (`None`: the hub's), naming the
+/// account and the hub's region the way an operator would.
+pub fn manual_in(
+    drill: &Drill,
+    account: Option<&str>,
+    action: &str,
+    target: &str,
+    dry_run: bool,
+    force: bool,
+    params: Value,
+) -> Value {
+    let mut v = manual(action, target, dry_run, force, params);
+    if let Some(a) = account {
+        v["account"] = json!(a);
+        v["region"] = json!(drill.ctx.home_region().unwrap_or_else(|| "us-east-1".to_string()));
+    }
+    v
+}
