@@ -268,7 +268,15 @@ impl Publisher {
         );
         envelope.decision_metric().emit();
         let Some(topic) = &self.topic_arn else { return Ok(()) };
-        publish_to(&self.sns, topic, envelope).await
+        publish_to(&self.sns, topic, envelope).await.map_err(|e| match e {
+            Error::Aws { message, .. } if message.contains("NotFound") => Error::Config {
+                name: "SELFHEAL_TOPIC_ARN".into(),
+                problem: format!(
+                    "topic `{topic}` not found: deploy infra/template.yaml or point SELFHEAL_TOPIC_ARN at it"
+                ),
+            },
+            e => e,
+        })
     }
 }
 

@@ -114,6 +114,22 @@ impl Ledger {
         Ledger { place: format!("{account}/{region}/"), ..self.clone() }
     }
 
+    /// An AWS failure, said plainly where the cause is the setup rather than AWS: a ledger table that
+    /// does not exist names the table, the region and what to do.
+    fn explain(&self, e: Error) -> Error {
+        match &e {
+            Error::Aws { message, .. } if message.contains("ResourceNotFoundException") => Error::Config {
+                name: "SELFHEAL_LEDGER_TABLE".into(),
+                problem: format!(
+                    "ledger table `{}` not found in {}: deploy infra/template.yaml or point SELFHEAL_LEDGER_TABLE at it",
+                    self.table,
+                    self.ddb.config().region().map(|r| r.to_string()).unwrap_or_else(|| "the configured region".into())
+                ),
+            },
+            _ => e,
+        }
+    }
+
     /// The key prefix in force: empty at home, `{account}/{region}/` elsewhere.
     pub fn place(&self) -> &str {
         &self.place
@@ -169,7 +185,7 @@ impl Ledger {
                     at: get_s(&item, "claimed_at").unwrap_or_default().to_string(),
                 })
             }
-            Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
+            Err(e) => Err(self.explain(Error::aws("dynamodb", "PutItem", e))),
         }
     }
 
@@ -206,7 +222,7 @@ impl Ledger {
             .expression_attribute_values(":owner", s(&claim.owner))
             .send()
             .await
-            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+            .map_err(|e| self.explain(Error::aws("dynamodb", "UpdateItem", e)))?;
         Ok(())
     }
 
@@ -244,7 +260,7 @@ impl Ledger {
             Err(e) if is_condition_failed(&e) => Ok(Some(
                 self.read_cooldown(target).await?.unwrap_or(CooldownHeld { until, by_event: "unknown".into() }),
             )),
-            Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
+            Err(e) => Err(self.explain(Error::aws("dynamodb", "PutItem", e))),
         }
     }
 
@@ -275,7 +291,7 @@ impl Ledger {
         match res {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(Error::aws("dynamodb", "DeleteItem", e)),
+            Err(e) => Err(self.explain(Error::aws("dynamodb", "DeleteItem", e))),
         }
     }
 
@@ -304,7 +320,7 @@ impl Ledger {
         match res {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(Error::aws("dynamodb", "UpdateItem", e)),
+            Err(e) => Err(self.explain(Error::aws("dynamodb", "UpdateItem", e))),
         }
     }
 
@@ -331,7 +347,7 @@ impl Ledger {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await
-            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+            .map_err(|e| self.explain(Error::aws("dynamodb", "UpdateItem", e)))?;
         Ok(out.attributes().and_then(|a| get_n(a, "actions")).unwrap_or(1).max(0) as u64)
     }
 
@@ -353,7 +369,7 @@ impl Ledger {
         match res {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
+            Err(e) => Err(self.explain(Error::aws("dynamodb", "PutItem", e))),
         }
     }
 
@@ -380,7 +396,7 @@ impl Ledger {
             .item("expires_at", n(self.expires_at(now)))
             .send()
             .await
-            .map_err(|e| Error::aws("dynamodb", "PutItem", e))?;
+            .map_err(|e| self.explain(Error::aws("dynamodb", "PutItem", e)))?;
         Ok(())
     }
 
@@ -397,7 +413,7 @@ impl Ledger {
             .items()
             .send();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
+            let item = item.map_err(|e| self.explain(Error::aws("dynamodb", "Query", e)))?;
             if let Some(r) = Self::audit_record(&item) {
                 out.push(r);
             }
@@ -421,7 +437,7 @@ impl Ledger {
             .items()
             .send();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| Error::aws("dynamodb", "Scan", e))?;
+            let item = item.map_err(|e| self.explain(Error::aws("dynamodb", "Scan", e)))?;
             if let Some(r) = Self::audit_record(&item) {
                 out.push(r);
             }
@@ -452,7 +468,7 @@ impl Ledger {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::aws("dynamodb", "GetItem", e))?;
+            .map_err(|e| self.explain(Error::aws("dynamodb", "GetItem", e)))?;
         Ok(out.item)
     }
 

@@ -238,6 +238,40 @@ async fn a_failed_action_can_be_retried_by_redelivery() {
     assert_eq!(retry.outcome, Outcome::Acted, "{}", retry.reason);
 }
 
+#[tokio::test]
+async fn a_ledger_table_that_does_not_exist_is_named_with_what_to_do_and_nothing_is_done() {
+    let table = unique("no-such-ledger");
+    let mut env = harness::env(&[("SELFHEAL_LEDGER_TABLE", table.as_str())]);
+    let config = selfheal::config::CommonConfig::read(&mut env, "test");
+    env.finish().unwrap();
+    let ctx = selfheal::Ctx::new(config, selfheal::clients::Aws::from_sdk_config(sdk_config().await));
+    let acted = std::sync::atomic::AtomicBool::new(false);
+    let err = ctx
+        .execute(request("q-missing", "e1", false), async {
+            acted.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(ActionReport::acted("should not run"))
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    let want = format!(
+        "SELFHEAL_LEDGER_TABLE: ledger table `{table}` not found in us-east-1: deploy infra/template.yaml or point \
+         SELFHEAL_LEDGER_TABLE at it"
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(!acted.load(std::sync::atomic::Ordering::SeqCst), "no action without a ledger");
+}
+
+#[tokio::test]
+async fn a_topic_that_does_not_exist_is_named_with_what_to_do() {
+    let topic = format!("arn:aws:sns:us-east-1:123456789012:{}", unique("no-such-topic"));
+    let ctx = ctx("test", &[("SELFHEAL_TOPIC_ARN", topic.as_str())]).await;
+    let env = ctx.envelope(&request("q-topic", "e1", true), Outcome::DryRun, "would send");
+    let err = ctx.record(env).await.unwrap_err().to_string();
+    let want = format!("SELFHEAL_TOPIC_ARN: topic `{topic}` not found: deploy infra/template.yaml or point");
+    assert!(err.contains(&want), "{err}");
+}
+
 /// `tests/FAILURE-MODES.md` names only tests that exist, so the table cannot drift from the suite.
 #[test]
 fn the_failure_modes_document_names_only_real_tests() {
