@@ -12,3 +12,4 @@ mod healer;
 mod infra;
 mod notifier;
 mod resilience;
+mod sandbox;

@@ -21,6 +21,7 @@ pub mod events;
 pub mod provision;
 pub mod report;
 mod resources;
+pub mod sandbox;
 pub mod scenarios;
 
 use std::time::Duration;

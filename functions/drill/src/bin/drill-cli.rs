@@ -9,6 +9,9 @@
 //!               [--scenario all|NAME] [--mode dry-run|live] [--confirm]
 //!     runs scenarios, delivering events to the Lambda runtime emulator; prints the reports; exits 1
 //!     if any scenario failed
+//! drill-cli sandbox-events --architecture architecture.json --out DIR
+//!     writes one sample event per function naming the architecture's real resources, and
+//!     DIR/invocations.json saying what each should come to (scripts/sandbox)
 //! ```
 
 use std::process::ExitCode;
@@ -17,7 +20,8 @@ use selfheal::drill::{self, Architecture, Deliverer, Drill, DrillConfig, DrillRe
 
 const USAGE: &str = "usage:
   drill-cli provision --out FILE --env-file FILE [--accounts N]
-  drill-cli run --architecture FILE --lambda URL [--scenario all|NAME] [--mode dry-run|live] [--confirm]";
+  drill-cli run --architecture FILE --lambda URL [--scenario all|NAME] [--mode dry-run|live] [--confirm]
+  drill-cli sandbox-events --architecture FILE --out DIR";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -114,6 +118,46 @@ async fn run(args: &[String]) -> Result<bool, String> {
     Ok(reports.iter().all(|r| r.passed))
 }
 
+async fn sandbox_events(args: &[String]) -> Result<(), String> {
+    let arch_path = required(args, "--architecture")?;
+    let out = std::path::PathBuf::from(required(args, "--out")?);
+    let text = std::fs::read_to_string(&arch_path).map_err(|e| format!("{arch_path}: {e}"))?;
+    let arch: Architecture = serde_json::from_str(&text).map_err(|e| format!("{arch_path}: {e}"))?;
+    let aws = selfheal::clients::Aws::from_env().await;
+    let groups = aws
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&arch.asg_name)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "listing {}: {}",
+                arch.asg_name,
+                selfheal::Error::aws("autoscaling", "DescribeAutoScalingGroups", e)
+            )
+        })?;
+    let instance = groups
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(|g| g.instances())
+        .find(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+        .and_then(|i| i.instance_id())
+        .ok_or_else(|| format!("{} has no in-service instance", arch.asg_name))?
+        .to_string();
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let invocations = drill::sandbox::invocations(&arch, &instance);
+    for i in &invocations {
+        let path = out.join(&i.file);
+        let json = serde_json::to_string_pretty(&i.event).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let index = serde_json::to_string_pretty(&invocations).map_err(|e| e.to_string())?;
+    let path = out.join("invocations.json");
+    std::fs::write(&path, index).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     selfheal::telemetry::init_logging();
@@ -121,6 +165,7 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("provision") => provision(&args).await.map(|_| true),
         Some("run") => run(&args).await,
+        Some("sandbox-events") => sandbox_events(&args).await.map(|_| true),
         _ => Err(USAGE.to_string()),
     };
     match result {
