@@ -57,7 +57,11 @@ impl Error {
         E: std::error::Error + Send + Sync + 'static,
     {
         let full = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
-        Error::Aws { service, operation, message: without_debug_dump(&full) }
+        let mut message = without_debug_dump(&full);
+        if let Some(hint) = unreachable_hint(&message, std::env::var("AWS_ENDPOINT_URL").ok().as_deref()) {
+            message.push_str(&hint);
+        }
+        Error::Aws { service, operation, message }
     }
 
     /// The variant's name, reported as the Lambda `errorType` (`selfheal.UnknownEvent`, ...).
@@ -92,11 +96,38 @@ fn without_debug_dump(text: &str) -> String {
     text[..cut].to_string()
 }
 
+/// What to check when nothing answered: the endpoint override when one is set (a local emulator that
+/// is not running), else the network path to AWS.
+fn unreachable_hint(message: &str, endpoint: Option<&str>) -> Option<String> {
+    let refused = ["Connection refused", "connection refused", "tcp connect error", "dns error"];
+    if !message.contains("dispatch failure") || !refused.iter().any(|r| message.contains(r)) {
+        return None;
+    }
+    Some(match endpoint.filter(|e| !e.is_empty()) {
+        Some(e) => format!(" (nothing answers at AWS_ENDPOINT_URL={e}: is it running, and is the address right?)"),
+        None => " (the AWS endpoint did not answer: check the network path, a proxy, or AWS_REGION)".to_string(),
+    })
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<Error> for lambda_runtime::Diagnostic {
     fn from(e: Error) -> Self {
         lambda_runtime::Diagnostic { error_type: e.kind().to_string(), error_message: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_that_does_not_answer_is_named() {
+        let msg = "dispatch failure: io error: error trying to connect: tcp connect error: Connection refused";
+        let hint = unreachable_hint(msg, Some("http://127.0.0.1:9")).unwrap_or_default();
+        assert!(hint.contains("nothing answers at AWS_ENDPOINT_URL=http://127.0.0.1:9"), "{hint}");
+        assert!(unreachable_hint(msg, None).unwrap_or_default().contains("did not answer"));
+        assert_eq!(unreachable_hint("service error: ThrottlingException", Some("http://x")), None);
     }
 }
