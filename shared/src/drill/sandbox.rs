@@ -4,7 +4,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::events::{alarm_event, manual, schedule_event};
+use super::events::{manual, schedule_event};
+use super::scenarios::ec2_alarm;
 use super::Architecture;
 
 /// One event to try by hand, and what it should come to.
@@ -35,14 +36,7 @@ pub fn invocations(arch: &Architecture, instance: &str) -> Vec<Invocation> {
             "a status-check alarm on a web instance that is in fact healthy: the healer re-checks it and refuses \
              (an alarm alone is not evidence)",
             "refused",
-            alarm_event(
-                &arch.topic_arn,
-                &format!("{}-{instance}-status-check", arch.prefix),
-                "ALARM",
-                "StatusCheckFailed",
-                "AWS/EC2",
-                &[("InstanceId", instance)],
-            ),
+            ec2_alarm(arch, instance),
         ),
         invocation(
             "instance-healer-dry-run.json",

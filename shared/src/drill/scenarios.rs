@@ -125,7 +125,8 @@ pub async fn aws_in(drill: &Drill, account: Option<&str>) -> Result<Aws> {
     }
 }
 
-fn ec2_alarm(arch: &Architecture, instance: &str) -> Value {
+/// The status-check alarm of a web instance, from the account the web tier lives in.
+pub(super) fn ec2_alarm(arch: &Architecture, instance: &str) -> Value {
     alarm_event_in(
         &arch.account_id(arch.web_account.as_ref()),
         &arch.topic_arn,
