@@ -76,7 +76,7 @@ impl CallLog {
     }
 
     /// The operations that change state, judged by the verb they start with. Reads are
-    /// `Describe*`, `Get*`, `List*`, `Query`, `Scan`, `BatchGet*`.
+    /// `Describe*`, `Get*`, `List*`, `Query`, `Scan`, `BatchGet*`, and `sts:AssumeRole`.
     pub fn mutating_calls(&self) -> Vec<String> {
         self.calls().into_iter().filter(|c| is_mutating(c)).collect()
     }
@@ -85,7 +85,8 @@ impl CallLog {
 /// Whether an operation name (`service:Operation` or `Operation`) changes state.
 pub fn is_mutating(call: &str) -> bool {
     let op = call.rsplit(':').next().unwrap_or(call);
-    const READS: [&str; 8] = ["Describe", "Get", "List", "Query", "Scan", "BatchGet", "Head", "Lookup"];
+    // `AssumeRole` changes nothing: it only hands out credentials to act in a member account.
+    const READS: [&str; 9] = ["Describe", "Get", "List", "Query", "Scan", "BatchGet", "Head", "Lookup", "AssumeRole"];
     !READS.iter().any(|r| op.starts_with(r))
 }
 
@@ -294,5 +295,7 @@ mod tests {
         assert!(is_mutating("ec2:TerminateInstances"));
         assert!(is_mutating("autoscaling:TerminateInstanceInAutoScalingGroup"));
         assert!(is_mutating("dynamodb:PutItem"));
+        assert!(!is_mutating("sts:AssumeRole"));
+        assert!(!is_mutating("sts:GetCallerIdentity"));
     }
 }
