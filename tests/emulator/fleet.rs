@@ -52,9 +52,15 @@ fn from_account(mut v: Value, account: &str) -> Value {
     v
 }
 
-/// A standalone opted-in instance in `account`, stopped (broken by the healer's rule).
+/// A standalone opted-in instance in `account`, stopped (broken by the healer's rule), alone in a VPC of
+/// its own: standalone instances in one VPC and AZ are one group for the maxUnhealthy short-circuit,
+/// and tests run in parallel in the same accounts.
 async fn stopped_instance(sdk: &SdkConfig) -> String {
     let ec2 = aws_sdk_ec2::Client::new(sdk);
+    let vpc = ec2.create_vpc().cidr_block("10.30.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.30.1.0/24").availability_zone("us-east-1a").send();
+    let subnet_id = subnet.await.unwrap().subnet().unwrap().subnet_id().unwrap().to_string();
     let image =
         ec2.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_string();
     let tags = TagSpecification::builder()
@@ -67,6 +73,7 @@ async fn stopped_instance(sdk: &SdkConfig) -> String {
         .instance_type(InstanceType::T3Small)
         .min_count(1)
         .max_count(1)
+        .subnet_id(&subnet_id)
         .tag_specifications(tags)
         .send()
         .await
@@ -542,4 +549,30 @@ async fn a_member_accounts_instance_is_replaced_in_that_account_and_no_other() {
     assert!(matches!(state(&a, &old).await.as_deref(), Some("shutting-down" | "terminated")));
     assert!(replacements_of(&b, &old).await.is_empty(), "nothing launched in account B");
     assert!(replacements_of(&hub, &old).await.is_empty(), "nothing launched in the hub");
+}
+
+#[tokio::test]
+async fn a_dry_run_in_a_member_account_changes_nothing_there() {
+    let a = in_account(MEMBER_A).await;
+    let id = stopped_instance(&a).await;
+    let h = healer(MEMBER_A).await;
+    let manual = json!({"source": "selfheal.manual", "action": "replace", "target": id, "force": true, "dryRun": true,
+        "params": {"step": "replace"}, "requestId": unique("req"), "account": MEMBER_A, "region": harness::REGION});
+    h.ctx().aws.calls.clear();
+
+    let d = decisions(&h.handle(&manual).await.unwrap()).remove(0);
+    assert_eq!(d.outcome, Outcome::DryRun, "{}", d.reason);
+    assert_eq!(d.target.account.as_deref(), Some(MEMBER_A));
+    let mutations: Vec<String> = h
+        .ctx()
+        .aws
+        .calls
+        .mutating_calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("dynamodb:") && !c.starts_with("sns:"))
+        .collect();
+    assert!(mutations.is_empty(), "dry-run made mutating calls: {mutations:?}");
+    assert!(h.ctx().aws.calls.calls().contains(&"sts:AssumeRole".to_string()), "it did act through the member role");
+    assert_eq!(state(&a, &id).await.as_deref(), Some("stopped"));
+    assert!(replacements_of(&a, &id).await.is_empty());
 }
