@@ -141,6 +141,9 @@ pub struct CommonConfig {
     pub topic_arn: Option<String>,
     /// Minimum time between two actions on the same resource.
     pub cooldown: Duration,
+    /// How long a per-resource lease lives unrenewed: the time a crashed invocation keeps others off
+    /// its resource. Renewed every third of it while an action runs.
+    pub lease: Duration,
     /// Most actions per group (Auto Scaling group, cluster, zone) inside `rate_window`.
     pub rate_limit: u32,
     pub rate_window: Duration,
@@ -203,6 +206,7 @@ impl CommonConfig {
             ledger_ttl: Duration::from_secs(env.number("SELFHEAL_LEDGER_TTL_DAYS", 90u64, 1, 3650) * 86_400),
             topic_arn: env.optional("SELFHEAL_TOPIC_ARN"),
             cooldown: env.seconds("SELFHEAL_COOLDOWN_SECONDS", 900, 0, 7 * 86_400),
+            lease: env.seconds("SELFHEAL_LEASE_SECONDS", 60, 1, 900),
             rate_limit: env.number("SELFHEAL_RATE_LIMIT", 3u32, 1, 10_000),
             rate_window: env.seconds("SELFHEAL_RATE_WINDOW_SECONDS", 3600, 1, 7 * 86_400),
             aws_timeouts: AwsTimeouts::read(env),

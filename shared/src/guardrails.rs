@@ -3,8 +3,11 @@
 //! [`Ctx::execute`] runs an action only when, in order:
 //! 1. this (target, action, event) has not been claimed by another delivery (the ledger's conditional
 //!    write: redelivered and concurrent duplicates become [`Outcome::Duplicate`]);
-//! 2. the target is not inside its cooldown (a lock item with an expiry, taken atomically);
-//! 3. the target's group has a free slot in the rate window (an atomic counter with a ceiling).
+//! 2. no other invocation holds the target's lease (one invocation acts on a resource at a time;
+//!    different resources proceed in parallel). The lease is renewed while the action runs, released
+//!    when it ends, and taken over after it expires when its holder crashed ([`crate::ledger::Lease`]);
+//! 3. the target is not inside its cooldown (a lock item with an expiry, taken atomically);
+//! 4. the target's group has a free slot in the rate window (an atomic counter with a ceiling).
 //!
 //! In dry-run the same checks are *read* rather than taken, the action's future is run in its
 //! describe-only form by the caller, and the result is recorded as [`Outcome::DryRun`]. Opt-in tags and
@@ -22,7 +25,7 @@ use crate::config::CommonConfig;
 use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::Result;
-use crate::ledger::ClaimResult;
+use crate::ledger::{ClaimResult, Lease, LeaseKeeper, LeaseResult};
 
 /// Whether a resource's tags opt it in (`tag == value`, the value compared case-insensitively).
 pub fn is_opted_in<'a, I>(tags: I, config: &CommonConfig) -> bool
@@ -147,20 +150,49 @@ impl Ctx {
             }
         };
 
+        // The resource's lease: taken in live mode, read in dry-run.
+        let lease = match self.lease_for(&req).await? {
+            Ok(lease) => lease,
+            Err(refused) => {
+                self.ledger.complete(&claim, Outcome::Refused, &refused.reason).await?;
+                return self.record(refused).await;
+            }
+        };
+
         // Cooldown, then rate limit: taken in live mode, read in dry-run.
         let refusal = if req.dry_run { self.would_refuse(&req).await? } else { self.take_guards(&req).await? };
         if let Some(reason) = refusal {
+            if let Some(lease) = &lease {
+                self.ledger.release_lease(lease).await?;
+            }
             self.ledger.complete(&claim, Outcome::Refused, &reason).await?;
             let env = self.envelope(&req, Outcome::Refused, reason).severity(Severity::Warning);
             return self.record(env).await;
         }
 
+        let keeper = lease.clone().map(|l| LeaseKeeper::start(self.ledger.clone(), l, cfg.lease));
         let result = work.await;
+        let lease_lost = keeper.map(LeaseKeeper::stop).unwrap_or(false);
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let report = match result {
+        let mut report = match result {
             Ok(report) => report,
             Err(e) => ActionReport::failed(format!("{}: {e}", req.action)),
         };
+        if let Some(lease) = &lease {
+            if lease_lost {
+                report.reason = format!(
+                    "{} (the lease on {} expired mid-action and was taken over: another invocation may have acted \
+                     on it too; check its audit trail)",
+                    report.reason, req.target.id
+                );
+                report = report.severity(Severity::Critical).detail("leaseLost", true);
+            } else {
+                self.ledger.release_lease(lease).await?;
+            }
+            if let Some(prev) = &lease.took_over {
+                report = report.detail("leaseTakenOverFrom", prev.describe());
+            }
+        }
         if !req.dry_run && matches!(report.outcome, Outcome::Failed | Outcome::Skipped | Outcome::Refused) {
             // Nothing (or not everything) was done: let the next attempt act without waiting out
             // the cooldown. The rate slot stays taken, so a failing action cannot loop unbounded.
@@ -178,6 +210,33 @@ impl Ctx {
             .millis("ActionDuration", elapsed_ms as f64)
             .emit();
         self.record(env).await
+    }
+
+    /// The lease on the request's target: `Ok(Some)` taken (live), `Ok(None)` free (dry-run reads it
+    /// and takes nothing), or `Err` with the refusal to record when another invocation holds it.
+    async fn lease_for(&self, req: &ActionRequest) -> Result<std::result::Result<Option<Lease>, Envelope>> {
+        let cfg = &self.config;
+        let id = &req.target.id;
+        let held = if req.dry_run {
+            self.ledger.read_lease(id).await?
+        } else {
+            match self.ledger.take_lease(id, &cfg.function, &req.action, &req.event_id, cfg.lease).await? {
+                LeaseResult::Taken(lease) => return Ok(Ok(Some(lease))),
+                LeaseResult::Held(holder) => Some(holder),
+            }
+        };
+        let Some(holder) = held else { return Ok(Ok(None)) };
+        let reason = format!(
+            "{}{id} is being acted on by {}: standing down, so two actions never race on one resource",
+            if req.dry_run { "would stand down: " } else { "" },
+            holder.describe()
+        );
+        tracing::warn!(target = %id, holder = %holder.describe(), "lease held: standing down");
+        Ok(Err(self
+            .envelope(req, Outcome::Refused, reason)
+            .severity(Severity::Warning)
+            .detail("leaseHolder", holder.describe())
+            .detail("guard", "lease")))
     }
 
     async fn take_guards(&self, req: &ActionRequest) -> Result<Option<String>> {

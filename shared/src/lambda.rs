@@ -19,7 +19,9 @@ where
     tracing::info!(function, "cold start");
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         // Boxed: the handlers' futures are deep enough to overflow rustc's layout query limit inline.
-        let fut = Box::pin(handler(event.payload));
+        // Run inside the invocation's deadline, so long waits stop in time to record their progress.
+        let deadline = crate::deadline::from_epoch_millis(event.context.deadline);
+        let fut = Box::pin(crate::deadline::within(deadline, handler(event.payload)));
         async move {
             match fut.await {
                 Ok(v) => Ok(v),

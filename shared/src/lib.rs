@@ -6,8 +6,11 @@
 //! - [`context`]: what a handler borrows on every invocation ([`Ctx`]).
 //! - [`fleet`]: which accounts the hub serves, where a trigger's resource lives, and the member role
 //!   credentials to act there.
-//! - [`guardrails`]: the single path every action takes (dedup, cooldown, rate limit, dry-run).
-//! - [`ledger`]: the DynamoDB action ledger behind the guardrails and the audit trail.
+//! - [`guardrails`]: the single path every action takes (dedup, per-resource lease, cooldown, rate
+//!   limit, dry-run).
+//! - [`ledger`]: the DynamoDB action ledger behind the guardrails and the audit trail; its `lease`
+//!   module holds one invocation per resource.
+//! - [`deadline`]: how long the running invocation has left, so long waits stop in time to record.
 //! - [`envelope`]: the notification schema every decision is published in, and its metric.
 //! - [`telemetry`]: JSON logs and EMF metrics (depends on nothing else here).
 //! - [`lambda`]: the runtime loop every binary runs, and how an invocation concludes.
@@ -22,6 +25,7 @@
 pub mod clients;
 pub mod config;
 pub mod context;
+pub mod deadline;
 pub mod envelope;
 pub mod error;
 pub mod fleet;

@@ -363,3 +363,65 @@ async fn bad_input_is_a_clear_error_and_does_nothing() {
     assert!(err.contains("does not handle schedule"), "{err}");
     assert!(rds_mutations(&h).is_empty());
 }
+
+/// moto finishes a promotion at once, so "still converging" is shown the one way moto allows: the
+/// invocation reaches its wait with less than the record margin left before its deadline.
+#[tokio::test]
+async fn a_promotion_out_of_time_records_its_progress_and_the_retry_resumes_it_without_promoting_twice() {
+    let f = fixture(true, &[]).await;
+    let (zone, record) = zone_with_cname(&f.primary_endpoint).await;
+    let lag = StaticLag::new([(f.r1.as_str(), 1.0), (f.r2.as_str(), 4.0)]);
+    let h = handler(&[], Some((&zone, &record)), lag).await;
+    let ev = event("rds-db-instance-event-failure.json", &[("orders-db", &f.primary)]);
+
+    // The first invocation promotes, then finds its deadline too near to wait: it fails, resumable.
+    let near = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let err = selfheal::deadline::within(near, Box::pin(h.handle(&ev))).await.expect_err("the invocation must fail for a retry");
+    let text = err.to_string();
+    assert!(text.contains("still converging") && text.contains("the retry resumes"), "{text}");
+    let trail = h.ctx().ledger.audit_trail(&f.primary).await.unwrap();
+    let failed = trail.iter().find(|r| r.outcome == "failed").expect("the failure is audited");
+    assert_eq!(failed.envelope.details["resumable"], true);
+    assert_eq!(failed.envelope.details["newWriter"], f.r2.as_str());
+    // In the emulator: r2 is promoted, the record still names the failed primary.
+    let rds = rds().await;
+    assert!(instance_tags(&rds, &f.r2).await.contains(&(PROMOTED_FROM_TAG.to_string(), f.primary.clone())));
+    assert_eq!(cname(&zone, &record).await, f.primary_endpoint);
+    let progress = h.ctx().ledger.progress(&format!("promotion#{}", f.primary)).await.unwrap().unwrap();
+    assert_eq!(progress.get("phase").map(String::as_str), Some("promoted"));
+
+    // Lambda's retry (no deadline pressure) resumes: waits for r2 and repoints DNS, promoting nothing.
+    let out = h.handle(&ev).await.unwrap();
+    let d = decisions(&out);
+    assert_eq!(d[0].outcome, Outcome::Acted, "{}", d[0].reason);
+    assert_eq!(d[0].details["resumed"], true);
+    assert_eq!(d[0].details["newWriter"], f.r2.as_str());
+    assert_eq!(cname(&zone, &record).await, f.r2_endpoint);
+    let promotions = h.ctx().aws.calls.executions().get("rds:PromoteReadReplica").copied().unwrap_or(0);
+    assert_eq!(promotions, 1, "one PromoteReadReplica over both invocations");
+    assert!(!is_standalone(&rds, &f.r1).await, "r1 must still be a replica");
+    let progress = h.ctx().ledger.progress(&format!("promotion#{}", f.primary)).await.unwrap().unwrap();
+    assert_eq!(progress.get("phase").map(String::as_str), Some("done"));
+
+    // A third delivery finds the promotion done and refuses a second one.
+    let again = decisions(&h.handle(&ev).await.unwrap());
+    assert!(matches!(again[0].outcome, Outcome::Duplicate | Outcome::Refused), "{:?}", again[0]);
+}
+
+/// With many databases behind one configured record, promoting one must not steal the others' name.
+#[tokio::test]
+async fn a_database_record_that_names_another_database_is_left_alone() {
+    let f = fixture(true, &[]).await;
+    let elsewhere = "another-db.cluster.example.internal";
+    let (zone, record) = zone_with_cname(elsewhere).await;
+    let lag = StaticLag::new([(f.r1.as_str(), 1.0), (f.r2.as_str(), 4.0)]);
+    let h = handler(&[], Some((&zone, &record)), lag).await;
+
+    let out = h.handle(&event("rds-db-instance-event-failure.json", &[("orders-db", &f.primary)])).await.unwrap();
+    let d = decisions(&out);
+    assert_eq!(d[0].outcome, Outcome::Acted, "{}", d[0].reason);
+    let left = d[0].details["dnsLeftAlone"].as_str().unwrap_or_default();
+    assert!(left.contains(elsewhere) && left.contains(&f.primary), "{:?}", d[0].details);
+    assert_eq!(cname(&zone, &record).await, elsewhere);
+    assert!(is_standalone(&rds().await, &f.r2).await);
+}

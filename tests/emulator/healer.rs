@@ -403,3 +403,71 @@ async fn an_unknown_instance_id_gives_an_error_naming_it() {
     let err = h.handle(&bad).await.unwrap_err().to_string();
     assert!(err.contains("understands action \"replace\""), "{err}");
 }
+
+/// Handles one alarm per instance, all at once, each in its own task (as parallel Lambdas would).
+async fn race(h: &std::sync::Arc<Healer>, instances: &[String]) -> Vec<Value> {
+    let mut tasks = Vec::new();
+    for id in instances {
+        let (h, ev) = (h.clone(), alarm("alarm-lambda-action-ec2-status-check.json", id));
+        tasks.push(tokio::spawn(async move { h.handle(&ev).await.unwrap() }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(decision(&t.await.unwrap()).clone());
+    }
+    out
+}
+
+/// With the function-wide concurrency of 1 gone, the guards that must see the whole group still hold
+/// when every member's alarm arrives at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_parallel_invocations_for_ten_sick_members_of_one_group_all_short_circuit() {
+    let e = clients().await;
+    let name = group(&e, 12, true).await;
+    let before = ids(&e, &name).await;
+    let sick: Vec<String> = before.iter().take(10).cloned().collect();
+    for id in &sick {
+        mark_unhealthy(&e, id).await;
+    }
+    let h = std::sync::Arc::new(healer(&[("SELFHEAL_RATE_LIMIT", "100"), ("SELFHEAL_COOLDOWN_SECONDS", "0")]).await);
+
+    let decisions = race(&h, &sick).await;
+    for d in &decisions {
+        assert_eq!(d["outcome"], "refused", "{d}");
+        assert_eq!(d["severity"], "critical", "{d}");
+        assert!(d["reason"].as_str().unwrap().contains("short-circuit: 10 of 12"), "{d}");
+    }
+    let targets: BTreeSet<&str> = decisions.iter().filter_map(|d| d["target"]["id"].as_str()).collect();
+    assert_eq!(targets.len(), 10, "one decision per member");
+    // In the emulator: nothing terminated, nothing replaced.
+    assert_eq!(ids(&e, &name).await, before, "nothing replaced");
+    assert!(resource_mutations(&h).is_empty(), "{:?}", resource_mutations(&h));
+}
+
+/// Under the threshold, the group's rate limit is an atomic counter: three members racing for a limit
+/// of two get exactly two replacements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_parallel_replacements_in_one_group_stop_at_its_rate_limit() {
+    let e = clients().await;
+    let name = group(&e, 10, true).await;
+    let before = ids(&e, &name).await;
+    let sick: Vec<String> = before.iter().take(3).cloned().collect();
+    for id in &sick {
+        mark_unhealthy(&e, id).await;
+    }
+    let h = std::sync::Arc::new(healer(&[("SELFHEAL_RATE_LIMIT", "2"), ("SELFHEAL_COOLDOWN_SECONDS", "0")]).await);
+
+    let decisions = race(&h, &sick).await;
+    let acted: Vec<&Value> = decisions.iter().filter(|d| d["outcome"] == "acted").collect();
+    let refused: Vec<&Value> = decisions.iter().filter(|d| d["outcome"] == "refused").collect();
+    assert_eq!(acted.len(), 2, "{decisions:#?}");
+    assert_eq!(refused.len(), 1, "{decisions:#?}");
+    assert!(refused[0]["reason"].as_str().unwrap().contains("rate limit"), "{}", refused[0]);
+    // In the emulator: exactly two of the sick members are gone from the group.
+    let after = ids(&e, &name).await;
+    let gone: Vec<&String> = sick.iter().filter(|id| !after.contains(*id)).collect();
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    let terminations =
+        h.ctx().aws.calls.calls().iter().filter(|c| c.ends_with(":TerminateInstanceInAutoScalingGroup")).count();
+    assert_eq!(terminations, 2);
+}

@@ -12,4 +12,5 @@ mod healer;
 mod infra;
 mod notifier;
 mod resilience;
+mod lease;
 mod sandbox;

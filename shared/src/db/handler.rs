@@ -2,7 +2,7 @@
 //! guards (replica, opt-in, fresh status) before an instance's plan runs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -211,18 +211,20 @@ impl DbFailover {
         }
     }
 
-    /// Polls an instance until `done` holds, bounded by the configured wait.
+    /// Polls an instance until `done` holds, bounded by `limit` (the configured wait, or less when the
+    /// invocation is near its deadline).
     pub(super) async fn wait_instance<F>(
         &self,
         rds: &aws_sdk_rds::Client,
         id: &str,
         region: Option<&str>,
+        limit: Duration,
         done: F,
     ) -> Result<DbInstanceInfo>
     where
         F: Fn(&DbInstanceInfo) -> bool,
     {
-        let deadline = Instant::now() + self.cfg.wait;
+        let deadline = Instant::now() + limit;
         loop {
             let info = describe_instance(rds, id, region)
                 .await?
@@ -233,7 +235,7 @@ impl DbFailover {
             if Instant::now() + self.cfg.poll > deadline {
                 return Err(Error::Timeout {
                     what: format!("{id} to become available (last status {})", info.status),
-                    seconds: self.cfg.wait.as_secs(),
+                    seconds: limit.as_secs(),
                 });
             }
             tokio::time::sleep(self.cfg.poll).await;

@@ -15,13 +15,18 @@
 //!   same engine, replica lag within `SELFHEAL_DB_MAX_LAG_SECONDS` (the RPO guard), preferred by the
 //!   numeric tag `SELFHEAL_DB_PREFERRED_TAG` (lower first), then another AZ than the primary's, then the
 //!   primary's region, then the lowest lag. It is promoted with `PromoteReadReplica`, tagged
-//!   `selfheal:promoted-from=<primary>`, waited for (bounded by `SELFHEAL_DB_WAIT_SECONDS`), and then,
-//!   when `SELFHEAL_DB_DNS_ZONE_ID` and `SELFHEAL_DB_DNS_RECORD` are set, the application's CNAME is
-//!   repointed at the new writer's endpoint.
+//!   `selfheal:promoted-from=<primary>`, waited for (bounded by `SELFHEAL_DB_WAIT_SECONDS` and by the
+//!   invocation's deadline), and then, when `SELFHEAL_DB_DNS_ZONE_ID` and `SELFHEAL_DB_DNS_RECORD` are
+//!   set and the record names the failed writer (or does not exist yet), the application's CNAME is
+//!   repointed at the new writer's endpoint; a record naming another database is left alone, so one
+//!   configured record never follows whichever of many databases failed last. A promotion still
+//!   converging when the invocation nears its deadline records its progress on its marker and fails;
+//!   the retry resumes the wait and the repoint (it never promotes a second replica).
 //!
 //! Guards, in order: the primary (or cluster) must be opted in by tag; it must really be unavailable
 //! on a fresh `DescribeDBInstances` (stale or flapping events do nothing) unless a manual invocation
-//! sets `force`; the guardrails' claim, cooldown and rate limit ([`crate::guardrails`]); dry-run; and for
+//! sets `force`; the guardrails' claim, per-database lease, cooldown and rate limit
+//! ([`crate::guardrails`]); dry-run; and for
 //! promotions ONE promotion per primary, ever: the ledger marker `promotion#<primary>` is taken
 //! atomically before `PromoteReadReplica` (a second promotion would split the data), and a replica
 //! already tagged as promoted from the primary also refuses. To re-arm a rebuilt primary, delete the

@@ -1,7 +1,13 @@
 //! Replica promotion: gathering candidates with their lag, the one-promotion-per-primary marker,
-//! `PromoteReadReplica`, tagging, waiting for the new writer and repointing the DNS record.
+//! `PromoteReadReplica`, tagging, waiting for the new writer and repointing the DNS record, and
+//! resuming a promotion whose invocation ran out of time while the new writer was still converging.
+//!
+//! The marker `promotion#{primary}` records the promotion's progress: `phase = promoted` with the new
+//! writer once `PromoteReadReplica` has been answered, `phase = done` once the new writer is available
+//! and DNS points at it. A retry that finds `promoted` resumes the wait and the repoint; it never
+//! promotes a second replica.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::choice::{choose_replica, promotion_complete, Candidate, DbInstanceInfo, Rejection};
 use super::config::{fqdn, DnsRecord};
@@ -12,6 +18,22 @@ use super::{ACTION_PROMOTE, PROMOTED_BY_TAG, PROMOTED_FROM_TAG};
 use crate::envelope::{Envelope, Severity};
 use crate::error::{Error, Result};
 use crate::guardrails::ActionReport;
+
+/// The marker's phase once `PromoteReadReplica` was answered: the new writer may still be converging.
+const PHASE_PROMOTED: &str = "promoted";
+/// The marker's phase once the new writer is available and DNS repointed.
+const PHASE_DONE: &str = "done";
+
+/// A promotion under way: what the wait and the repoint need, whether started now or resumed.
+struct Promotion<'a> {
+    primary: &'a DbInstanceInfo,
+    marker: &'a str,
+    new_id: String,
+    region: Option<String>,
+    lag: Option<f64>,
+    answered_available: bool,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
 
 impl DbFailover {
     async fn gather_candidates(&self, primary: &DbInstanceInfo) -> Result<(Vec<Candidate>, Vec<Rejection>)> {
@@ -43,6 +65,36 @@ impl DbFailover {
         let intent = d.intent;
         let marker = format!("promotion#{}", primary.id);
         let work = async {
+            if let Some(progress) = self.ctx.ledger.progress(&marker).await? {
+                if progress.get("phase").map(String::as_str) == Some(PHASE_PROMOTED) {
+                    let p = Promotion {
+                        primary: &primary,
+                        marker: &marker,
+                        new_id: progress.get("newWriter").cloned().unwrap_or_default(),
+                        region: progress.get("region").filter(|r| !r.is_empty()).cloned(),
+                        lag: progress.get("lagSeconds").and_then(|l| l.parse().ok()),
+                        answered_available: progress.get("answeredAvailable").map(String::as_str) == Some("true"),
+                        started_at: progress
+                            .get("startedAt")
+                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                            .map(|t| t.with_timezone(&chrono::Utc))
+                            .unwrap_or_else(chrono::Utc::now),
+                    };
+                    if dry_run {
+                        return Ok(ActionReport::would(format!(
+                            "would resume the promotion of {} (replacing {}): wait for it to become the writer \
+                             and repoint DNS",
+                            p.new_id, primary.id
+                        ))
+                        .detail("oldWriter", &primary.id)
+                        .detail("newWriter", &p.new_id)
+                        .detail("resumed", true));
+                    }
+                    tracing::info!(primary = %primary.id, replica = %p.new_id, "resuming a promotion still converging");
+                    let report = self.finish(&p, Vec::new()).await?;
+                    return Ok(report.detail("resumed", true));
+                }
+            }
             let (candidates, mut rejected) = self.gather_candidates(&primary).await?;
             if let Some(done) = candidates.iter().find(|c| c.info.tags.get(PROMOTED_FROM_TAG) == Some(&primary.id)) {
                 return Ok(ActionReport::refused(format!(
@@ -93,7 +145,7 @@ impl DbFailover {
             if !self.ctx.ledger.mark_once(&marker).await? {
                 return Ok(already_promoted(&primary.id, &marker));
             }
-            let started = Instant::now();
+            let started_at = chrono::Utc::now();
             let rds = self.ctx.aws.regional(region.as_deref()).rds();
             tracing::info!(primary = %primary.id, replica = %new_id, lag = ?lag, "PromoteReadReplica");
             let resp = match rds.promote_read_replica().db_instance_identifier(&new_id).send().await {
@@ -109,6 +161,24 @@ impl DbFailover {
                 }
             };
             let answered_available = resp.db_instance().and_then(|i| i.db_instance_status()) == Some("available");
+            // Before anything else can go wrong: what a retry needs to resume rather than refuse.
+            let lag_text = lag.map(|l| l.to_string()).unwrap_or_default();
+            let started_text = started_at.to_rfc3339();
+            self.ctx
+                .ledger
+                .note_progress(
+                    &marker,
+                    &[
+                        ("phase", PHASE_PROMOTED),
+                        ("newWriter", &new_id),
+                        ("region", region.as_deref().unwrap_or_default()),
+                        ("lagSeconds", &lag_text),
+                        ("answeredAvailable", if answered_available { "true" } else { "false" }),
+                        ("startedAt", &started_text),
+                        ("event", &event_id),
+                    ],
+                )
+                .await?;
             if let Some(arn) = chosen.info.arn.as_deref() {
                 let tagged = rds
                     .add_tags_to_resource()
@@ -121,81 +191,139 @@ impl DbFailover {
                     tracing::warn!(replica = %new_id, error = %Error::aws("rds", "AddTagsToResource", e), "could not tag promoted replica");
                 }
             }
-            let base = |r: ActionReport| {
-                r.detail("oldWriter", &primary.id)
-                    .detail("newWriter", &new_id)
-                    .detail("lagSeconds", lag)
-                    .detail("rejected", &rejected)
+            let p = Promotion {
+                primary: &primary,
+                marker: &marker,
+                new_id,
+                region,
+                lag,
+                answered_available,
+                started_at,
             };
-            let promoted = match self
-                .wait_instance(&rds, &new_id, region.as_deref(), |i| promotion_complete(i, answered_available))
-                .await
-            {
-                Ok(i) => i,
-                Err(e) => {
-                    return Ok(base(ActionReport::failed(format!(
-                        "promoted {new_id} but it did not become a standalone writer: {e}; DNS not repointed"
-                    ))))
-                }
-            };
-            let took = started.elapsed().as_secs_f64();
-            let Some(endpoint) = promoted.endpoint.clone() else {
-                return Ok(base(ActionReport::failed(format!(
-                    "promoted {new_id} but it reports no endpoint; DNS not repointed"
-                ))));
-            };
-            let mut report = base(ActionReport::acted(format!(
-                "promoted {new_id} (lag {}) to replace failed primary {} in {took:.0}s",
-                fmt_lag(lag),
-                primary.id
-            )))
-            .severity(Severity::Warning)
-            .detail("newEndpoint", &endpoint)
-            .detail("tookSeconds", took);
-            if let Some(dns) = &self.cfg.dns {
-                match self.repoint(dns, &endpoint, &primary.id, &new_id, started).await {
-                    Ok((before, change)) => {
-                        report = report
-                            .detail("dnsRecord", &dns.name)
-                            .detail("dnsBefore", before)
-                            .detail("dnsAfter", &endpoint)
-                            .detail("dnsChange", change)
-                            .detail("tookSeconds", started.elapsed().as_secs_f64());
-                    }
-                    Err(e) => {
-                        let mut failed = ActionReport::failed(format!(
-                            "promoted {new_id} but repointing {} failed: {e}; point it at {endpoint} by hand",
-                            dns.name
-                        ));
-                        failed.details = report.details;
-                        return Ok(failed);
-                    }
-                }
-            }
-            Ok(report)
+            self.finish(&p, rejected).await
         };
         self.ctx.execute(d.req, work).await
     }
 
+    /// Waits for a promoted replica to become a standalone writer (within the invocation's time
+    /// budget), repoints the DNS record, and marks the promotion done. Out of time, it records nothing
+    /// new (the marker already says `promoted`) and fails, so the retry resumes here.
+    async fn finish(&self, p: &Promotion<'_>, rejected: Vec<Rejection>) -> Result<ActionReport> {
+        let primary = p.primary;
+        let new_id = &p.new_id;
+        let rds = self.ctx.aws.regional(p.region.as_deref()).rds();
+        let base = |r: ActionReport| {
+            r.detail("oldWriter", &primary.id)
+                .detail("newWriter", new_id)
+                .detail("lagSeconds", p.lag)
+                .detail("rejected", &rejected)
+        };
+        let since = |at: chrono::DateTime<chrono::Utc>| (chrono::Utc::now() - at).num_milliseconds() as f64 / 1000.0;
+        let (limit, cut_by_deadline) = crate::deadline::wait_budget(self.cfg.wait);
+        let waited = if cut_by_deadline && limit.is_zero() {
+            // Not even one poll fits before the deadline: record and let the retry resume.
+            Err(Error::Timeout { what: format!("{new_id}: no time left in this invocation to wait"), seconds: 0 })
+        } else {
+            self.wait_instance(&rds, new_id, p.region.as_deref(), limit, |i| promotion_complete(i, p.answered_available))
+                .await
+        };
+        let promoted = match waited {
+            Ok(i) => i,
+            Err(Error::Timeout { what, .. }) if cut_by_deadline => {
+                return Ok(base(ActionReport::failed(format!(
+                    "promoted {new_id} to replace {}, still converging after {:.0}s ({what}) with the invocation \
+                     near its deadline: progress is recorded on ledger marker {}, and the retry resumes the \
+                     wait and the DNS repoint (it never promotes another replica)",
+                    primary.id,
+                    since(p.started_at),
+                    p.marker
+                )))
+                .detail("resumable", true));
+            }
+            Err(e) => {
+                return Ok(base(ActionReport::failed(format!(
+                    "promoted {new_id} but it did not become a standalone writer: {e}; DNS not repointed"
+                ))))
+            }
+        };
+        let Some(endpoint) = promoted.endpoint.clone() else {
+            return Ok(base(ActionReport::failed(format!(
+                "promoted {new_id} but it reports no endpoint; DNS not repointed"
+            ))));
+        };
+        let took = since(p.started_at);
+        let mut report = base(ActionReport::acted(format!(
+            "promoted {new_id} (lag {}) to replace failed primary {} in {took:.0}s",
+            fmt_lag(p.lag),
+            primary.id
+        )))
+        .severity(Severity::Warning)
+        .detail("newEndpoint", &endpoint)
+        .detail("tookSeconds", took);
+        if let Some(dns) = &self.cfg.dns {
+            match self.repoint(dns, &endpoint, primary, new_id, limit).await {
+                Ok(Repoint::Done { before, change }) => {
+                    report = report
+                        .detail("dnsRecord", &dns.name)
+                        .detail("dnsBefore", before)
+                        .detail("dnsAfter", &endpoint)
+                        .detail("dnsChange", change)
+                        .detail("tookSeconds", since(p.started_at));
+                }
+                Ok(Repoint::NotOurs { points_at }) => {
+                    report = report
+                        .detail("dnsRecord", &dns.name)
+                        .detail("dnsLeftAlone", format!("points at {points_at}, not at the failed writer {}", primary.id));
+                }
+                Err(e) => {
+                    let mut failed = ActionReport::failed(format!(
+                        "promoted {new_id} but repointing {} failed: {e}; the retry repoints it (ledger marker {} \
+                         says the promotion is under way), or point it at {endpoint} by hand",
+                        dns.name, p.marker
+                    ));
+                    failed.details = report.details;
+                    return Ok(failed.detail("resumable", true));
+                }
+            }
+        }
+        self.ctx.ledger.note_progress(p.marker, &[("phase", PHASE_DONE)]).await?;
+        Ok(report)
+    }
+
+    /// Repoints the database record at the new writer, if it is this failover's to move: it names the
+    /// failed writer (or does not exist yet). A record pointing at another database is left alone, so
+    /// promoting one of many databases never steals another's name.
     async fn repoint(
         &self,
         dns: &DnsRecord,
         endpoint: &str,
-        old: &str,
+        old: &DbInstanceInfo,
         new: &str,
-        started: Instant,
-    ) -> Result<(Option<String>, Option<String>)> {
+        limit: Duration,
+    ) -> Result<Repoint> {
         let r53 = self.dns_aws.route53();
         let before = read_cname(&r53, dns).await?;
         if before.as_deref().map(fqdn) == Some(fqdn(endpoint)) {
-            return Ok((before, None));
+            return Ok(Repoint::Done { before, change: None });
         }
-        let remaining = self.cfg.wait.saturating_sub(started.elapsed()).max(Duration::from_secs(30));
+        if let (Some(current), Some(old_endpoint)) = (before.as_deref(), old.endpoint.as_deref()) {
+            if fqdn(current) != fqdn(old_endpoint) {
+                return Ok(Repoint::NotOurs { points_at: current.to_string() });
+            }
+        }
+        let remaining = limit.max(Duration::from_secs(30));
         tracing::info!(record = %dns.name, to = %endpoint, "repointing database DNS record");
-        let comment = format!("selfheal db-failover: {old} -> {new}");
+        let comment = format!("selfheal db-failover: {} -> {new}", old.id);
         let change = upsert_cname(&r53, dns, endpoint, &comment, remaining, self.cfg.poll).await?;
-        Ok((before, Some(change)))
+        Ok(Repoint::Done { before, change: Some(change) })
     }
+}
+
+/// What repointing the database record did.
+enum Repoint {
+    Done { before: Option<String>, change: Option<String> },
+    /// The record names another database: not this failover's to move.
+    NotOurs { points_at: String },
 }
 
 fn already_promoted(primary: &str, marker: &str) -> ActionReport {

@@ -30,7 +30,7 @@ impl DbFailover {
                 .send()
                 .await
                 .map_err(|e| Error::aws("rds", "RebootDBInstance", e))?;
-            let after = self.wait_instance(&rds, &primary.id, None, |i| i.status == "available").await?;
+            let after = self.wait_instance(&rds, &primary.id, None, self.cfg.wait, |i| i.status == "available").await?;
             Ok(ActionReport::acted(format!("{} failed over to its Multi-AZ standby", primary.id))
                 .severity(Severity::Warning)
                 .detail("oldWriter", &primary.id)

@@ -8,6 +8,8 @@
 //! | claim           | `claim#{target}#{action}#{event}#{mode}` | `claim`     | one action per event          |
 //! | cooldown lock   | `cooldown#{target}`                  | `lock`          | minimum time between actions  |
 //! | rate bucket     | `rate#{group}#{window index}`        | `count`         | actions per group per window  |
+//! | lease           | `lease#{target}`                     | `lease`         | one invocation per resource   |
+//! | marker          | `once#{key}`                         | `once`          | done once, with its progress  |
 //! | audit record    | `audit#{target}`                     | `{time}#{id}`   | what, why, outcome            |
 //!
 //! `{target}` and `{group}` are account-qualified: at the hub's own account and region they are the
@@ -16,6 +18,8 @@
 //!
 //! Every write that decides something is a conditional write, so concurrent invocations (duplicate
 //! deliveries, parallel Lambdas) race on DynamoDB and exactly one wins.
+
+mod lease;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +30,8 @@ use chrono::{DateTime, Utc};
 
 use crate::envelope::{Envelope, Outcome};
 use crate::error::{Error, Result};
+
+pub use lease::{Lease, LeaseHolder, LeaseKeeper, LeaseResult};
 
 /// How long an in-progress claim blocks redeliveries before it is considered abandoned (a crashed
 /// invocation); longer than Lambda's 15-minute maximum run time.
@@ -376,6 +382,46 @@ impl Ledger {
     /// Whether `key` was marked by [`Ledger::mark_once`].
     pub async fn is_marked(&self, key: &str) -> Result<bool> {
         Ok(self.get(&format!("once#{}{key}", self.place), "once").await?.is_some())
+    }
+
+    /// Records progress on a marker taken by [`Ledger::mark_once`] (string fields, e.g. the phase of a
+    /// promotion and its new writer), so an invocation that ran out of time leaves its retry enough to
+    /// resume from.
+    pub async fn note_progress(&self, key: &str, fields: &[(&str, &str)]) -> Result<()> {
+        let mut update = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("once#{}{key}", self.place)))
+            .key("sk", s("once"))
+            .condition_expression("attribute_exists(pk)");
+        let mut sets = Vec::new();
+        for (i, (name, value)) in fields.iter().enumerate() {
+            sets.push(format!("#f{i} = :v{i}"));
+            update = update
+                .expression_attribute_names(format!("#f{i}"), format!("p_{name}"))
+                .expression_attribute_values(format!(":v{i}"), s(*value));
+        }
+        if sets.is_empty() {
+            return Ok(());
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| self.explain(Error::aws("dynamodb", "UpdateItem", e)))?;
+        Ok(())
+    }
+
+    /// A marker's recorded progress ([`Ledger::note_progress`]): `None` when `key` is not marked, an
+    /// empty map when it is marked with no progress noted.
+    pub async fn progress(&self, key: &str) -> Result<Option<HashMap<String, String>>> {
+        let Some(item) = self.get(&format!("once#{}{key}", self.place), "once").await? else { return Ok(None) };
+        Ok(Some(
+            item.iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("p_")?.to_string(), v.as_s().ok()?.clone())))
+                .collect(),
+        ))
     }
 
     /// Appends the audit record of one decision.
