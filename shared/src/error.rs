@@ -13,9 +13,12 @@ pub enum Error {
     #[error("malformed {shape} event: {problem}")]
     MalformedEvent { shape: &'static str, problem: String },
 
-    /// The event is understood but this function does not act on it.
-    #[error("{function} does not handle {trigger} events")]
-    UnsupportedTrigger { function: &'static str, trigger: String },
+    /// A well-formed event that is not for this function: `event` names what arrived (see
+    /// [`crate::trigger::Trigger::describe`]), `handles` what the function takes. Not a failure: the
+    /// shared entry ([`crate::lambda::handle_each`]) records it as a `skipped` decision published as a
+    /// warning, and the invocation succeeds, so Lambda does not retry it for nothing.
+    #[error("{function} does not handle {event}: it takes {handles}")]
+    UnsupportedTrigger { function: &'static str, event: String, handles: &'static str },
 
     /// A configuration value (environment variable) is missing or invalid.
     #[error("invalid configuration {name}: {problem}")]

@@ -13,6 +13,12 @@
 //!   read when first needed and again after [`SECRET_TTL`], so a rotated URL is picked up. A secret
 //!   that cannot be read or parsed fails the webhook channel only, naming the secret.
 //!
+//! Anything else (a schedule, an RDS event or an S3 notification published to the alarms topic...) is
+//! not for the notifier and not an error to retry: it is audited in the ledger as a `skipped` decision
+//! and delivered as a warning through the notifier's own channels (the notifier does not publish to
+//! the suite topic it consumes), naming what arrived and what the notifier takes, and the invocation
+//! succeeds. Input that does not parse still fails the invocation.
+//!
 //! A failing channel does not stop the others. Each delivery is marked in the ledger once done, so
 //! when the invocation fails (because a channel did) Lambda's retry re-sends only what was not
 //! delivered, and once retries are spent the on-failure destination keeps the event: nothing is
@@ -37,6 +43,9 @@ use crate::trigger::{parse_event, Alarm, AlarmState, Trigger, TriggerKind};
 
 /// The function's name in envelopes and logs.
 pub const FUNCTION: &str = "notifier";
+
+/// What the notifier takes, for the message naming an event that is not for it.
+pub const HANDLES: &str = "selfheal envelopes and CloudWatch alarms (through SNS, EventBridge or an alarm action)";
 
 /// How webhook payloads are shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,16 +380,29 @@ impl Notifier {
         Ok(json!({ "notifications": reports }))
     }
 
-    /// Delivers the envelope one trigger carries (or the alarm it reports).
+    /// Delivers the envelope one trigger carries (or the alarm it reports); skips, with a warning, a
+    /// trigger that is neither.
     pub async fn handle_trigger(&self, t: &Trigger) -> Result<Value> {
         let envelope = match &t.kind {
             TriggerKind::Envelope(e) => (**e).clone(),
             TriggerKind::Alarm(a) => alarm_envelope(a, &t.event_id),
-            other => {
-                return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() });
-            }
+            _ => return self.skip_unsupported(t).await,
         };
         self.deliver(&envelope).await
+    }
+
+    /// An event that is not for the notifier: audited as `skipped` and delivered as a warning through
+    /// the notifier's own channels (see the module docs); the invocation succeeds.
+    async fn skip_unsupported(&self, t: &Trigger) -> Result<Value> {
+        let err = Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES };
+        tracing::warn!(event_id = %t.event_id, error = %err, "event not for the notifier: skipped");
+        let mut env = crate::lambda::unsupported_envelope(FUNCTION, t, &err, self.ctx.config.dry_run);
+        // One id per event, so a retry after a failed channel re-sends only what was not delivered.
+        env.id = format!("skip-{}", t.event_id);
+        self.ctx.ledger.audit(&env).await?;
+        let mut out = self.deliver(&env).await?;
+        out["skipped"] = json!(env.reason);
+        Ok(out)
     }
 
     /// Applies burst handling, then delivers to every configured channel.

@@ -148,12 +148,16 @@ async fn an_alarm_sent_straight_to_the_notifier_is_passed_on() {
 }
 
 #[tokio::test]
-async fn events_the_notifier_does_not_handle_are_refused_with_no_delivery() {
+async fn events_the_notifier_does_not_handle_are_skipped_with_a_warning() {
     let hook = WebhookReceiver::start(&[200]).await;
     let r = rig(&hook, &[]).await;
-    let err = r.notifier.handle(&event("schedule-backup-sweep.json", &[])).await.unwrap_err().to_string();
-    assert_eq!(err, "notifier does not handle schedule events");
-    assert!(hook.received().is_empty());
+    let out = r.notifier.handle(&event("schedule-backup-sweep.json", &[])).await.unwrap();
+    let reason = out["notifications"][0]["skipped"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("notifier does not handle a scheduled event"), "{out}");
+    // Not passed on as if it were news: the warning about it goes out, nothing at info.
+    let sent = hook.received();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0]["outcome"].as_str(), sent[0]["severity"].as_str()), (Some("skipped"), Some("warning")));
     assert!(drain_notifications(&r.sdk, &r.info_q).await.is_empty());
 }
 

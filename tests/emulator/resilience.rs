@@ -183,11 +183,75 @@ async fn db_failover_gives_up_cleanly_when_promotion_keeps_failing_and_never_pro
     assert_eq!(proxy.count("PromoteReadReplica"), 4, "no further promotion attempt");
 }
 
+/// `PromoteReadReplica` reaches RDS and is applied, and its answer is lost on the way back. The SDK
+/// retries; RDS refuses the retry because the instance is no longer a read replica (moto would
+/// promote it again, so the proxy answers the retry as RDS does). db-failover must see the promotion
+/// as done (wait for the new writer, repoint DNS, record that the answer was lost) rather than fail
+/// and leave a finished promotion to a human, and nothing may promote a second replica.
+#[tokio::test]
+async fn db_failover_sees_a_promotion_whose_answer_was_lost_as_done_and_never_promotes_twice() {
+    use selfheal::db::{DbConfig, DbFailover, StaticLag, PROMOTED_FROM_TAG};
+    let (proxy, aws, arch) = architecture_behind_proxy(25).await;
+    let (common, mut env) = settings(&arch, "db-failover");
+    let db = DbFailover::new(selfheal::Ctx::new(common, aws.clone()), DbConfig::read(&mut env))
+        .with_lag_source(std::sync::Arc::new(StaticLag::new(Vec::<(String, f64)>::new()).with_default(1.0)));
+    aws.rds().stop_db_instance().db_instance_identifier(&arch.db_primary).send().await.unwrap();
+
+    proxy.add(Rule::new("PromoteReadReplica", Fault::DropResponse, Times::First(1)));
+    let not_a_replica = Fault::Reject {
+        status: 400,
+        code: "InvalidDBInstanceState".into(),
+        message: "DB Instance is not a read replica.".into(),
+    };
+    proxy.add(Rule::new("PromoteReadReplica", not_a_replica, Times::Always));
+    let event = selfheal::drill::scenarios::rds_event(&arch.db_primary, "failure", "RDS-EVENT-0031", "failed");
+    let out = db.handle(&event).await.expect("the promotion is seen as done");
+    let d = &out["decisions"][0];
+    assert_eq!((d["action"].as_str(), d["outcome"].as_str()), (Some("promote-replica"), Some("acted")), "{out}");
+    let reason = d["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("PromoteReadReplica's answer was lost"), "says what happened: {reason}");
+    let lost = d["details"]["promoteAnswerLost"].as_str().unwrap_or_default();
+    assert!(lost.contains("not a read replica"), "the evidence is recorded: {out}");
+    let new_writer = d["details"]["newWriter"].as_str().unwrap().to_string();
+    // At the wire: the promotion that was applied (its answer dropped) and the retry RDS refused.
+    assert_eq!((proxy.count("PromoteReadReplica"), proxy.faulted("PromoteReadReplica")), (2, 2), "{:?}", proxy.seen());
+
+    // Exactly one replica promoted, tagged as such, and the database record points at it.
+    let mut promoted = Vec::new();
+    for r in &arch.db_replicas {
+        let out = aws.rds().describe_db_instances().db_instance_identifier(r).send().await.unwrap();
+        let tags = out.db_instances()[0].tag_list();
+        if tags.iter().any(|t| t.key() == Some(PROMOTED_FROM_TAG) && t.value() == Some(arch.db_primary.as_str())) {
+            promoted.push(r.clone());
+        }
+    }
+    assert_eq!(promoted, vec![new_writer.clone()]);
+    assert_eq!(d["details"]["dnsAfter"], d["details"]["newEndpoint"], "{out}");
+    assert_eq!(d["details"]["dnsRecord"].as_str(), Some(arch.db_record.as_str()), "{out}");
+    let trail = db.ctx().ledger.audit_trail(&arch.db_primary).await.unwrap();
+    let outcomes: Vec<&str> = trail.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["acted"], "no failure recorded for a promotion that happened");
+
+    // It converges: Lambda redelivering the event finds it done, a second event about the same
+    // failed primary is refused, and neither calls PromoteReadReplica again.
+    proxy.clear();
+    let again = db.handle(&event).await.unwrap();
+    assert_eq!(again["decisions"][0]["outcome"], "duplicate", "{again}");
+    let second = selfheal::drill::scenarios::rds_event(&arch.db_primary, "failure", "RDS-EVENT-0031", "failed");
+    let second = db.handle(&second).await.unwrap();
+    assert_eq!(second["decisions"][0]["outcome"], "refused", "{second}");
+    assert_eq!(proxy.count("PromoteReadReplica"), 2, "no further promotion attempt: {:?}", proxy.seen());
+}
+
 #[tokio::test]
 async fn dns_failover_survives_a_dropped_change_and_reaches_insync_once() {
     use selfheal::dns::{DnsConfig, DnsFailover};
     let (proxy, aws, arch) = architecture_behind_proxy(23).await;
-    let (common, mut env) = settings(&arch, "dns-failover");
+    // The dropped change under test, not the approval a region failover waits for (tested in dns.rs).
+    let mut vars: std::collections::HashMap<String, String> = selfheal::drill::gameday_env(&arch).into_iter().collect();
+    vars.insert("SELFHEAL_APPROVAL_ALWAYS".into(), "none".into());
+    let mut env = selfheal::config::Env::from_map(vars);
+    let common = selfheal::config::CommonConfig::read(&mut env, "dns-failover");
     let dns = DnsFailover::new(selfheal::Ctx::new(common, aws.clone()), DnsConfig::read(&mut env));
     aws.route53()
         .update_health_check()

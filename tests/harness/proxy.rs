@@ -3,7 +3,8 @@
 //! It forwards every request to moto unchanged, except those matching a [`Rule`]: for a chosen AWS
 //! operation (read from the query protocol's `Action=`, the JSON protocol's `X-Amz-Target`, or the
 //! REST path) it can answer with a throttling error (the codes and statuses the SDK retries as
-//! throttling), a 5xx, a response slower than the client's timeout, or a dropped connection. Rules
+//! throttling), a 5xx, a response slower than the client's timeout, a dropped connection, a response
+//! lost *after* moto applied the request, or a service error of the test's choosing. Rules
 //! fire a fixed number of times, or with a probability drawn from a seeded generator, so every run is
 //! the same. The proxy records every operation it saw and what it did to it.
 
@@ -24,8 +25,17 @@ pub enum Fault {
     ServerError(u16),
     /// Wait this long before forwarding (past the client's attempt timeout, the SDK gives up on it).
     Delay(Duration),
-    /// Close the connection without answering.
+    /// Close the connection without answering (the request never reaches moto).
     Drop,
+    /// Forward the request to moto, so the server applies it, then close the connection without
+    /// relaying moto's answer: a response lost on its way back, after a mutating call took effect. The
+    /// client cannot tell whether the call was applied.
+    DropResponse,
+    /// Answer, without forwarding, with this service error in the AWS query protocol (RDS, STS, SNS):
+    /// for what the real service answers where moto differs. (A second `PromoteReadReplica` of an
+    /// instance already promoted: RDS refuses it with 400 `InvalidDBInstanceState` "DB Instance is not
+    /// a read replica"; moto promotes it again.)
+    Reject { status: u16, code: String, message: String },
     /// IAM's refusal in the AWS query protocol (HTTP 403 `AccessDenied`, as STS answers an
     /// `AssumeRole` on a role that does not exist or does not trust the caller).
     AccessDenied,
@@ -226,6 +236,15 @@ fn access_denied_response() -> Vec<u8> {
         .into_bytes()
 }
 
+fn reject_response(status: u16, code: &str, message: &str) -> Vec<u8> {
+    let body = format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+         <RequestId>fault-proxy</RequestId></ErrorResponse>"
+    );
+    format!("HTTP/1.1 {status} Rejected\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+        .into_bytes()
+}
+
 fn server_error_response(status: u16) -> Vec<u8> {
     let body = "<ErrorResponse><Error><Code>InternalError</Code><Message>injected</Message></Error></ErrorResponse>";
     format!("HTTP/1.1 {status} Injected\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len())
@@ -281,6 +300,15 @@ async fn serve(mut sock: TcpStream, upstream: &str, state: Arc<Mutex<State>>) ->
             Some(Fault::Throttle) => sock.write_all(&throttle_response(&headers, &body)).await?,
             Some(Fault::ServerError(status)) => sock.write_all(&server_error_response(status)).await?,
             Some(Fault::Drop) => return Ok(()),
+            Some(Fault::DropResponse) => {
+                // Applied upstream; the answer is read and thrown away, and the client's connection
+                // closed before any byte of it.
+                let _ = send_upstream(upstream, &lines, &body).await;
+                return Ok(());
+            }
+            Some(Fault::Reject { status, code, message }) => {
+                sock.write_all(&reject_response(status, &code, &message)).await?
+            }
             Some(Fault::AccessDenied) => sock.write_all(&access_denied_response()).await?,
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
@@ -294,6 +322,12 @@ async fn serve(mut sock: TcpStream, upstream: &str, state: Arc<Mutex<State>>) ->
 
 /// Forwards one request to moto on a fresh connection and relays the answer.
 async fn forward(sock: &mut TcpStream, upstream: &str, lines: &[String], body: &[u8]) -> std::io::Result<()> {
+    let resp = send_upstream(upstream, lines, body).await?;
+    relay(sock, resp).await
+}
+
+/// Sends one request to moto on a fresh connection and reads its whole answer.
+async fn send_upstream(upstream: &str, lines: &[String], body: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut up = TcpStream::connect(upstream).await?;
     let mut req = Vec::new();
     for (i, l) in lines.iter().enumerate() {
@@ -308,6 +342,11 @@ async fn forward(sock: &mut TcpStream, upstream: &str, lines: &[String], body: &
     up.write_all(&req).await?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp).await?;
+    Ok(resp)
+}
+
+/// Relays moto's answer to the client.
+async fn relay(sock: &mut TcpStream, resp: Vec<u8>) -> std::io::Result<()> {
     // Keep the client's connection usable: answer with an explicit length and no close.
     let Some(pos) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
         return sock.write_all(&resp).await;
