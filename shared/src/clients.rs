@@ -6,9 +6,13 @@
 //! Lambda's whole budget.
 //!
 //! Every client carries a [`CallLog`] interceptor that records each API operation it executes. The
-//! log is how dry-run is proven to make no mutating call, and how benchmarks count API calls.
+//! log is how dry-run is proven to make no mutating call, and how benchmarks count API calls. Tests can
+//! also have it keep each request as sent ([`CallLog::record_requests`]: off unless asked for, so a
+//! deployed function pays one atomic load per request), which is how the IAM conditions of the
+//! templates are evaluated against the calls the code really makes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,12 +21,12 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
 use crate::config::AwsTimeouts;
 
@@ -36,11 +40,65 @@ struct CallLogInner {
     attempts: BTreeMap<String, u64>,
 }
 
+/// One request as it was sent, kept when [`CallLog::record_requests`] is on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallRecord {
+    /// `service:Operation`, as in [`CallLog::calls`].
+    pub operation: String,
+    pub method: String,
+    pub uri: String,
+    /// The serialized request body (a query-protocol form, JSON or XML), as UTF-8 (lossy).
+    pub body: String,
+    /// The access key that signed the request (whose credentials, so which account), and the region
+    /// of the signature's scope.
+    pub access_key_id: Option<String>,
+    pub region: Option<String>,
+    /// What the observer returned when it saw the request, just before it was first sent.
+    pub observed: Option<serde_json::Value>,
+    /// The HTTP status and body of the last answer, when one came.
+    pub status: Option<u16>,
+    pub response: Option<String>,
+}
+
+/// Called with each request just before its first attempt is sent (never on retries), when requests
+/// are recorded; what it returns is kept as [`CallRecord::observed`]. It runs on the caller's thread
+/// and may block: a test uses it to read the tags of what the request is about to touch, before the
+/// request changes or removes it.
+pub type CallObserver = Arc<dyn Fn(&CallRecord) -> Option<serde_json::Value> + Send + Sync>;
+
+/// Most responses kept per record (bytes); longer ones are cut.
+const RECORDED_RESPONSE_LIMIT: usize = 256 * 1024;
+
+#[derive(Default)]
+struct Recording {
+    on: AtomicBool,
+    /// Bumped by [`CallLog::clear`], so an execution in flight cannot update another's record.
+    generation: AtomicUsize,
+    observer: Mutex<Option<CallObserver>>,
+    records: Mutex<Vec<CallRecord>>,
+}
+
+impl std::fmt::Debug for Recording {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recording").field("on", &self.on.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
+}
+
+/// The generation and index of an execution's record in [`Recording::records`], kept in its config
+/// bag so retries are not recorded twice.
+#[derive(Debug, Clone, Copy)]
+struct RecordSlot(usize, usize);
+
+impl Storable for RecordSlot {
+    type Storer = StoreReplace<Self>;
+}
+
 /// Records every AWS operation the clients execute, as `service:Operation` with the IAM service prefix
 /// (`ec2:TerminateInstances`, `autoscaling:SetInstanceHealth`, `route53:ChangeResourceRecordSets`).
 #[derive(Debug, Clone, Default)]
 pub struct CallLog {
     inner: Arc<Mutex<CallLogInner>>,
+    recording: Arc<Recording>,
 }
 
 impl CallLog {
@@ -70,9 +128,25 @@ impl CallLog {
         self.with(|i| i.executions.values().sum())
     }
 
-    /// Forgets everything recorded.
+    /// Forgets everything recorded (the requests kept too; recording stays as it was).
     pub fn clear(&self) {
         self.with(|i| *i = CallLogInner::default());
+        let mut records = self.recording.records.lock().unwrap_or_else(|p| p.into_inner());
+        self.recording.generation.fetch_add(1, Ordering::SeqCst);
+        records.clear();
+    }
+
+    /// From now on, keeps every request as sent ([`CallLog::records`]), showing each to `observer`
+    /// (if any) just before it is first sent. For tests: a deployed function never turns this on.
+    pub fn record_requests(&self, observer: Option<CallObserver>) {
+        *self.recording.observer.lock().unwrap_or_else(|p| p.into_inner()) = observer;
+        self.recording.on.store(true, Ordering::SeqCst);
+    }
+
+    /// The requests kept since [`CallLog::record_requests`], in the order they were first sent
+    /// (first [`CALL_LOG_CAPACITY`]).
+    pub fn records(&self) -> Vec<CallRecord> {
+        self.recording.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The operations that change state, judged by the verb they start with. Reads are
@@ -99,6 +173,17 @@ fn operation_key(cfg: &ConfigBag) -> String {
         }
         None => "unknown:unknown".to_string(),
     }
+}
+
+/// The access key and region of a SigV4 `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/ec2/aws4_request, ...`).
+fn signer(authorization: &str) -> (Option<String>, Option<String>) {
+    let Some(scope) = authorization.split("Credential=").nth(1) else { return (None, None) };
+    let scope = scope.split([',', ' ']).next().unwrap_or_default();
+    let mut parts = scope.split('/');
+    let key = parts.next().filter(|k| !k.is_empty()).map(str::to_string);
+    let region = parts.nth(1).filter(|r| !r.is_empty()).map(str::to_string);
+    (key, region)
 }
 
 impl Intercept for CallLog {
@@ -133,6 +218,78 @@ impl Intercept for CallLog {
         let key = operation_key(cfg);
         self.with(|i| *i.attempts.entry(key).or_default() += 1);
         Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.recording.on.load(Ordering::Relaxed) && cfg.load::<RecordSlot>().is_none() {
+            self.record_request(context.request(), cfg);
+        }
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(slot), Some(response)) = (cfg.load::<RecordSlot>().copied(), context.response()) {
+            self.record_response(slot, response);
+        }
+        Ok(())
+    }
+}
+
+// Out of line: the hooks above run at the deepest point of every call, and a deployed function
+// (which never records) should not pay for these frames there.
+impl CallLog {
+    #[inline(never)]
+    fn record_request(&self, request: &aws_smithy_runtime_api::http::Request, cfg: &mut ConfigBag) {
+        let (access_key_id, region) = signer(request.headers().get("authorization").unwrap_or_default());
+        let mut record = CallRecord {
+            operation: operation_key(cfg),
+            method: request.method().to_string(),
+            uri: request.uri().to_string(),
+            body: request.body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
+            access_key_id,
+            region,
+            ..CallRecord::default()
+        };
+        let observer = self.recording.observer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(observe) = observer {
+            record.observed = observe(&record);
+        }
+        let mut records = self.recording.records.lock().unwrap_or_else(|p| p.into_inner());
+        if records.len() < CALL_LOG_CAPACITY {
+            records.push(record);
+            let generation = self.recording.generation.load(Ordering::SeqCst);
+            cfg.interceptor_state().store_put(RecordSlot(generation, records.len() - 1));
+        }
+    }
+
+    #[inline(never)]
+    fn record_response(
+        &self,
+        RecordSlot(generation, slot): RecordSlot,
+        response: &aws_smithy_runtime_api::http::Response,
+    ) {
+        let body = response.body().bytes().map(|b| {
+            let b = &b[..b.len().min(RECORDED_RESPONSE_LIMIT)];
+            String::from_utf8_lossy(b).into_owned()
+        });
+        let mut records = self.recording.records.lock().unwrap_or_else(|p| p.into_inner());
+        if generation != self.recording.generation.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(r) = records.get_mut(slot) {
+            r.status = Some(response.status().as_u16());
+            r.response = body;
+        }
     }
 }
 
@@ -297,5 +454,13 @@ mod tests {
         assert!(is_mutating("dynamodb:PutItem"));
         assert!(!is_mutating("sts:AssumeRole"));
         assert!(!is_mutating("sts:GetCallerIdentity"));
+    }
+
+    #[test]
+    fn the_signer_is_read_from_the_authorization_header() {
+        let h = "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20260101/eu-west-1/ec2/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(signer(h), (Some("ASIAEXAMPLE".into()), Some("eu-west-1".into())));
+        assert_eq!(signer("Bearer x"), (None, None));
     }
 }
