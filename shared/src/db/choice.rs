@@ -26,7 +26,10 @@ pub struct DbInstanceInfo {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Whether an RDS status means the database cannot serve (so a failover is warranted).
+/// Whether an RDS status means the database cannot serve (so a failover is warranted). Statuses that
+/// mean a recovery is already under way (`failing-over`, `rebooting`, `modifying`, `upgrading`,
+/// `maintenance`...) are not "unavailable" either: they are [`super::stand_down::status`]'s, refused
+/// before this is asked, even when forced.
 pub fn is_unavailable(status: &str) -> bool {
     let s = status.to_ascii_lowercase();
     matches!(s.as_str(), "stopped" | "failed" | "storage-full" | "restore-error")

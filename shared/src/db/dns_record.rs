@@ -1,9 +1,13 @@
-//! The Route 53 layer: reading and upserting the application's database CNAME.
+//! The Route 53 layer: reading and upserting the application's database CNAME, recording each change
+//! the suite submits on the zone, and standing down while the last one is still `PENDING`.
 
 use std::time::{Duration, Instant};
 
 use super::config::{fqdn, DnsRecord};
+use super::stand_down::{self, StandDown};
 use crate::error::{Error, Result};
+use crate::ledger::zone_change::ChangeBy;
+use crate::ledger::Ledger;
 
 /// The current value of a CNAME, if the record exists.
 pub async fn read_cname(r53: &aws_sdk_route53::Client, dns: &DnsRecord) -> Result<Option<String>> {
@@ -26,6 +30,7 @@ pub async fn read_cname(r53: &aws_sdk_route53::Client, dns: &DnsRecord) -> Resul
 }
 
 /// Upserts the CNAME to `value` and waits (bounded) for the change to be INSYNC. Returns the change id.
+/// (Unrecorded: [`upsert_cname_recorded`] is the one the suite's own changes go through.)
 pub async fn upsert_cname(
     r53: &aws_sdk_route53::Client,
     dns: &DnsRecord,
@@ -33,6 +38,57 @@ pub async fn upsert_cname(
     comment: &str,
     wait: Duration,
     poll: Duration,
+) -> Result<String> {
+    upsert(r53, dns, value, comment, wait, poll, None).await
+}
+
+/// [`upsert_cname`], recording the change id on the zone in the ledger as soon as Route 53 accepts
+/// it (before the wait for INSYNC), so a later change on the zone can see it pending
+/// ([`pending_change_refusal`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn upsert_cname_recorded(
+    r53: &aws_sdk_route53::Client,
+    dns: &DnsRecord,
+    value: &str,
+    comment: &str,
+    wait: Duration,
+    poll: Duration,
+    ledger: &Ledger,
+    by: &ChangeBy,
+) -> Result<String> {
+    upsert(r53, dns, value, comment, wait, poll, Some((ledger, by))).await
+}
+
+/// Whether the suite's last recorded change on `zone_id` is still `PENDING` (a `GetChange` on it):
+/// `Some` stand-down naming the change, who submitted it and when. Route 53 has no "list changes",
+/// so changes made outside the suite are not seen.
+pub async fn pending_change_refusal(
+    ledger: &Ledger,
+    r53: &aws_sdk_route53::Client,
+    zone_id: &str,
+) -> Result<Option<StandDown>> {
+    let Some(last) = ledger.last_zone_change(zone_id).await? else { return Ok(None) };
+    let Some(status) = change_status(r53, &last.change_id).await? else { return Ok(None) };
+    Ok(stand_down::pending_change(&last, &status))
+}
+
+/// `GetChange`'s status of a change (`PENDING`, `INSYNC`), `None` when Route 53 no longer knows it.
+pub async fn change_status(r53: &aws_sdk_route53::Client, change_id: &str) -> Result<Option<String>> {
+    match r53.get_change().id(change_id).send().await {
+        Ok(out) => Ok(out.change_info().map(|c| c.status().as_str().to_string())),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_change()) => Ok(None),
+        Err(e) => Err(Error::aws("route53", "GetChange", e)),
+    }
+}
+
+async fn upsert(
+    r53: &aws_sdk_route53::Client,
+    dns: &DnsRecord,
+    value: &str,
+    comment: &str,
+    wait: Duration,
+    poll: Duration,
+    record: Option<(&Ledger, &ChangeBy)>,
 ) -> Result<String> {
     use aws_sdk_route53::types::{
         Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
@@ -60,6 +116,9 @@ pub async fn upsert_cname(
         .map_err(|e| Error::aws("route53", op, e))?;
     let Some(info) = out.change_info() else { return Ok(String::new()) };
     let id = info.id().to_string();
+    if let Some((ledger, by)) = record {
+        ledger.record_zone_change(&dns.zone_id, &id, by).await?;
+    }
     let deadline = Instant::now() + wait;
     let mut status = info.status().clone();
     while status != ChangeStatus::Insync {
@@ -71,4 +130,94 @@ pub async fn upsert_cname(
         status = got.change_info().map(|c| c.status().clone()).unwrap_or(ChangeStatus::Insync);
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The database record's pending-change stand-down and recorded upsert against Route 53 responses
+    //! shaped as its API reference shows them (REST-XML), served by `aws-smithy-mocks`, over a mocked
+    //! ledger. (moto 5.2.5 answers every `GetChange` `INSYNC`.)
+
+    use std::collections::HashMap;
+
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    fn xml(body: &'static str) -> HttpResponse {
+        HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::from(body))
+    }
+
+    const PENDING: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<GetChangeResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
+   <ChangeInfo><Id>/change/C1PA6795UKMFR9</Id><Status>PENDING</Status><SubmittedAt>2026-11-25T10:15:33.958Z</SubmittedAt></ChangeInfo>
+</GetChangeResponse>"#;
+
+    const UPSERTED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ChangeResourceRecordSetsResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
+   <ChangeInfo><Id>/change/C2682N5HXP0BZ4</Id><Status>INSYNC</Status><SubmittedAt>2026-11-25T10:20:00.000Z</SubmittedAt></ChangeInfo>
+</ChangeResourceRecordSetsResponse>"#;
+
+    fn dns() -> DnsRecord {
+        DnsRecord { zone_id: "Z0123456789ABC".into(), name: "db.example.com.".into(), ttl: 60 }
+    }
+
+    #[tokio::test]
+    async fn the_record_stands_down_while_the_last_change_on_its_zone_is_pending() {
+        let item = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            let s = |v: &str| AttributeValue::S(v.to_string());
+            GetItemOutput::builder()
+                .set_item(Some(HashMap::from([
+                    ("change_id".to_string(), s("/change/C1PA6795UKMFR9")),
+                    ("function".to_string(), s("dns-failover")),
+                    ("action".to_string(), s("failover")),
+                    ("event_id".to_string(), s("alarm:app:1")),
+                    ("target".to_string(), s("Z0123456789ABC/app.example.com./A")),
+                    ("submitted_at".to_string(), s("2026-11-25T10:15:33+00:00")),
+                ])))
+                .build()
+        });
+        let ledger = Ledger::new(
+            mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&item]),
+            "ledger",
+            Duration::from_secs(86_400),
+        );
+        let pending = mock!(aws_sdk_route53::Client::get_change).then_http_response(|| xml(PENDING));
+        let r53 = mock_client!(aws_sdk_route53, [&pending]);
+        let sd = pending_change_refusal(&ledger, &r53, &dns().zone_id).await.unwrap().expect("stands down");
+        assert_eq!(sd.recovery, "route53-change");
+        assert!(sd.reason.contains("submitted by dns-failover failover of Z0123456789ABC/app.example.com./A"));
+        assert_eq!(sd.report().details["recovery"], "route53-change");
+    }
+
+    #[tokio::test]
+    async fn a_recorded_upsert_records_its_change_before_waiting() {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.item().and_then(|i| i.get("change_id")) == Some(&AttributeValue::S("/change/C2682N5HXP0BZ4".into()))
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let ledger = Ledger::new(
+            mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]),
+            "ledger",
+            Duration::from_secs(86_400),
+        );
+        let upserted = mock!(aws_sdk_route53::Client::change_resource_record_sets).then_http_response(|| xml(UPSERTED));
+        let r53 = mock_client!(aws_sdk_route53, [&upserted]);
+        let by = ChangeBy {
+            function: "db-failover".into(),
+            action: "promote-replica".into(),
+            event_id: "e-1".into(),
+            target: "db.example.com.".into(),
+        };
+        let wait = Duration::from_secs(1);
+        let id = upsert_cname_recorded(&r53, &dns(), "orders-r1.example", "c", wait, wait, &ledger, &by).await.unwrap();
+        assert_eq!(id, "/change/C2682N5HXP0BZ4");
+        assert_eq!(put.num_calls(), 1);
+    }
 }

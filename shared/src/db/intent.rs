@@ -10,6 +10,10 @@ use crate::trigger::{AlarmState, RdsSource, Trigger, TriggerKind};
 
 const RDS_EVENT_CATEGORIES: [&str; 3] = ["failure", "availability", "failover"];
 
+/// What db-failover takes, for the message naming an event that is not for it.
+pub const HANDLES: &str = "RDS DB instance and cluster events, CloudWatch alarms with a DBInstanceIdentifier or \
+     DBClusterIdentifier dimension, and manual \"failover\" / \"promote-replica\" invocations";
+
 /// What a trigger asks for, or why it asks for nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Intent {
@@ -39,7 +43,8 @@ pub struct FailoverIntent {
     pub mode: Option<String>,
 }
 
-/// Reads a trigger into an [`Intent`]; `Err` for triggers this function does not handle.
+/// Reads a trigger into an [`Intent`]; `Err` for triggers this function does not handle
+/// ([`Error::UnsupportedTrigger`], recorded as skipped) or cannot read.
 pub fn intent_from_trigger(t: &Trigger) -> Result<Intent> {
     let plain = |kind, id: &str, reason: String| {
         Intent::Failover(FailoverIntent {
@@ -119,7 +124,7 @@ pub fn intent_from_trigger(t: &Trigger) -> Result<Intent> {
                 mode,
             }))
         }
-        other => Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
+        _ => Err(Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES }),
     }
 }
 

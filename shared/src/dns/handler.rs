@@ -17,6 +17,10 @@ use super::plan::Direction;
 use super::route53::{list_record, resolve_zone};
 use super::{FUNCTION, TARGET_KIND};
 
+/// What dns-failover takes, for the message naming an event that is not for it.
+pub const HANDLES: &str = "CloudWatch alarms on Route 53 health checks (a HealthCheckId dimension), schedules (the \
+     failback sweep), and manual \"failover\" / \"failback\" invocations";
+
 /// The dns-failover handler.
 pub struct DnsFailover {
     pub(super) ctx: Ctx,
@@ -48,7 +52,7 @@ impl DnsFailover {
 
     /// Lambda entry: parse, decide, act, record; errors when any action failed.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
+        crate::lambda::handle_each(&self.ctx, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// Handles one trigger (the drill calls this directly).
@@ -62,7 +66,7 @@ impl DnsFailover {
             TriggerKind::Alarm(a) => self.on_alarm(t, a).await,
             TriggerKind::Manual(m) => Ok(vec![self.on_manual(t, m).await?]),
             TriggerKind::Schedule { .. } => self.sweep_failbacks(t).await,
-            other => Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
+            _ => Err(Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES }),
         }
     }
 
@@ -83,7 +87,8 @@ impl DnsFailover {
         let Some(hc) = a.dimension("HealthCheckId") else {
             return Err(Error::UnsupportedTrigger {
                 function: FUNCTION,
-                trigger: format!("alarm {} without a HealthCheckId dimension", a.name),
+                event: format!("{}, which has no HealthCheckId dimension", t.describe()),
+                handles: HANDLES,
             });
         };
         let r53 = self.ctx.aws.route53();

@@ -30,6 +30,14 @@
 //!   healthy again;
 //! - anti-flap: the ledger cooldown on the record (`SELFHEAL_COOLDOWN_SECONDS`) spans failover and
 //!   failback, and automatic failback waits `SELFHEAL_DNS_FAILBACK_AFTER_SECONDS` after a failover;
+//! - another change owning the zone: while the suite's last Route 53 change on the record's hosted
+//!   zone is still `PENDING`, a flip stands down, a refused decision (warning, details
+//!   `guard: "another-recovery"`, `recovery: "route53-change"`) naming the change, who submitted it
+//!   and when ([`stand_down`], [`pending_change_refusal`]). Route 53 has no "list changes" API: every
+//!   change the suite submits records its id per zone in the ledger ([`submit_recorded`], item
+//!   `zone-change#{zone}`, [`crate::ledger::zone_change`]) and `GetChange` is asked about the last one,
+//!   so changes made outside the suite (the console, another tool) are not seen. A dry run shows the
+//!   same refusal;
 //! - dry-run reads everything and reports the exact change batch it would submit (`changeBatch`);
 //! - idempotent: the ledger claim per event, plus "already failed over" / "nothing to fail back" checks
 //!   against the record's real state.
@@ -41,6 +49,12 @@
 //! gain traffic. (moto always reports `Success`, so tests make a side fail by inverting its check, which
 //! is also how operators force a Route 53 failover by hand.) Calculated and CloudWatch-metric checks
 //! have no checker observations and are therefore refused as standbys.
+//!
+//! IAM: `route53:ListHostedZones`, `route53:ListHostedZonesByName`, `route53:GetHostedZone`,
+//! `route53:ListTagsForResource`, `route53:ListHealthChecks`, `route53:GetHealthCheck`,
+//! `route53:GetHealthCheckStatus`, `route53:ListResourceRecordSets`,
+//! `route53:ChangeResourceRecordSets`, `route53:GetChange` (the INSYNC wait, and the pending-change
+//! stand-down), plus the ledger's DynamoDB and the topic's SNS permissions.
 
 mod config;
 mod flip;
@@ -50,6 +64,7 @@ mod history;
 mod plan;
 mod records;
 mod route53;
+pub mod stand_down;
 
 pub use config::{normalise_name, DnsConfig, RecordRef};
 pub use handler::DnsFailover;
@@ -57,7 +72,10 @@ pub use health::{effective_health, HealthReading};
 pub use history::{last_flip, RecordedFlip};
 pub use plan::{change_batch, plan_failover, traffic_shift, Direction, Plan, PlannedChange};
 pub use records::{classify, same_sets, Alias, RecordSet, Routing};
-pub use route53::{health, list_record, resolve_zone, submit, tags, wait_insync};
+pub use route53::{
+    change_status, health, list_record, pending_change_refusal, resolve_zone, submit, submit_recorded, tags,
+    wait_insync,
+};
 
 /// The function's name in envelopes and the ledger.
 pub const FUNCTION: &str = "dns-failover";

@@ -36,6 +36,10 @@ pub struct HealerConfig {
     pub escalation_window: Duration,
     /// `SELFHEAL_HEALER_MAINTENANCE_TAG` (default `selfheal:maintenance`): any value excludes.
     pub maintenance_tag: String,
+    /// `SELFHEAL_HEALER_AUTO_RECOVERY_GRACE_SECONDS` (default 900, 0..=21600; 0 turns the stand-down
+    /// off): how long after a standalone instance's system status check became impaired EC2's
+    /// simplified automatic recovery is left to work before the healer acts.
+    pub auto_recovery_grace: Duration,
 }
 
 impl HealerConfig {
@@ -68,6 +72,7 @@ impl HealerConfig {
             asg_method,
             escalation_window: env.seconds("SELFHEAL_HEALER_ESCALATION_WINDOW_SECONDS", 21_600, 60, 30 * 86_400),
             maintenance_tag: env.string("SELFHEAL_HEALER_MAINTENANCE_TAG", "selfheal:maintenance"),
+            auto_recovery_grace: env.seconds("SELFHEAL_HEALER_AUTO_RECOVERY_GRACE_SECONDS", 900, 0, 21_600),
         }
     }
 }
@@ -84,6 +89,7 @@ mod tests {
         assert_eq!(c.wait, Duration::from_secs(120));
         assert_eq!(c.alarm_metrics.len(), 3);
         assert_eq!(c.asg_method, AsgMethod::Terminate);
+        assert_eq!(c.auto_recovery_grace, Duration::from_secs(900));
         let mut env = Env::from_map(
             [
                 ("SELFHEAL_HEALER_MAX_UNHEALTHY_PERCENT".to_string(), "0".to_string()),

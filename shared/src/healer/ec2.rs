@@ -7,8 +7,15 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 
+use chrono::{DateTime, Utc};
+
+use super::stand_down::ScheduledEvent;
 use super::{Health, InstanceFacts, ASG_TAG};
 use crate::error::{Error, Result};
+
+fn chrono_time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+}
 
 fn facts(i: &aws_sdk_ec2::types::Instance) -> InstanceFacts {
     InstanceFacts {
@@ -29,6 +36,7 @@ fn facts(i: &aws_sdk_ec2::types::Instance) -> InstanceFacts {
             .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
             .collect(),
         ebs_backed: i.root_device_type().map(|d| d.as_str() == "ebs").unwrap_or(true),
+        auto_recovery: i.maintenance_options().and_then(|m| m.auto_recovery()).map(|a| a.as_str().to_string()),
     }
 }
 
@@ -77,6 +85,36 @@ pub struct StatusCheck {
     pub state: Option<String>,
     pub instance: Option<String>,
     pub system: Option<String>,
+    /// The earliest `ImpairedSince` among the system status check's details.
+    pub system_impaired_since: Option<DateTime<Utc>>,
+    /// Its scheduled events (`Events`).
+    pub events: Vec<ScheduledEvent>,
+}
+
+fn status_check(s: &aws_sdk_ec2::types::InstanceStatus) -> StatusCheck {
+    let system = s.system_status();
+    StatusCheck {
+        state: s.instance_state().and_then(|x| x.name()).map(|x| x.as_str().to_string()),
+        instance: s.instance_status().and_then(|x| x.status()).map(|x| x.as_str().to_string()),
+        system: system.and_then(|x| x.status()).map(|x| x.as_str().to_string()),
+        system_impaired_since: system
+            .map(|x| x.details())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| chrono_time(d.impaired_since()))
+            .min(),
+        events: s
+            .events()
+            .iter()
+            .map(|e| ScheduledEvent {
+                id: e.instance_event_id().map(str::to_string),
+                code: e.code().map(|c| c.as_str().to_string()).unwrap_or_default(),
+                description: e.description().unwrap_or_default().to_string(),
+                not_before: chrono_time(e.not_before()),
+                not_after: chrono_time(e.not_after()),
+            })
+            .collect(),
+    }
 }
 
 /// Status checks (`ok`/`impaired`/...) and states of instances, by id (all states included).
@@ -92,14 +130,7 @@ pub async fn statuses(ec2: &Client, ids: &[String]) -> Result<std::collections::
             .map_err(|e| Error::aws("ec2", "DescribeInstanceStatus", e))?;
         for s in res.instance_statuses() {
             let Some(id) = s.instance_id() else { continue };
-            out.insert(
-                id.to_string(),
-                StatusCheck {
-                    state: s.instance_state().and_then(|x| x.name()).map(|x| x.as_str().to_string()),
-                    instance: s.instance_status().and_then(|x| x.status()).map(|x| x.as_str().to_string()),
-                    system: s.system_status().and_then(|x| x.status()).map(|x| x.as_str().to_string()),
-                },
-            );
+            out.insert(id.to_string(), status_check(s));
         }
     }
     Ok(out)
@@ -215,4 +246,126 @@ pub async fn move_eip(ec2: &Client, allocation_id: Option<&str>, public_ip: &str
     };
     req.send().await.map_err(|e| Error::aws("ec2", "AssociateAddress", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reads against responses shaped as the EC2 API reference shows them (XML), served by
+    //! `aws-smithy-mocks`: moto 5.2.5 reports every status check `ok`, no scheduled events and no
+    //! `MaintenanceOptions`.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::healer::stand_down::{self, AutoRecovery};
+    use aws_smithy_mocks::{mock, mock_client};
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    fn xml(body: &'static str) -> HttpResponse {
+        HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::from(body))
+    }
+
+    const STATUS: &str = r#"<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>3be1508e-c444-4fef-89cc-0b1223c4f02f</requestId>
+  <instanceStatusSet>
+    <item>
+      <instanceId>i-1234567890abcdef0</instanceId>
+      <availabilityZone>us-east-1d</availabilityZone>
+      <instanceState><code>16</code><name>running</name></instanceState>
+      <systemStatus>
+        <status>impaired</status>
+        <details>
+          <item><name>reachability</name><status>failed</status><impairedSince>2026-11-25T10:05:00.000Z</impairedSince></item>
+        </details>
+      </systemStatus>
+      <instanceStatus>
+        <status>ok</status>
+        <details><item><name>reachability</name><status>passed</status></item></details>
+      </instanceStatus>
+      <eventsSet>
+        <item>
+          <instanceEventId>instance-event-0d59937288b749b32</instanceEventId>
+          <code>system-maintenance</code>
+          <description>The instance is scheduled for maintenance of the underlying host</description>
+          <notBefore>2026-11-25T10:00:00.000Z</notBefore>
+          <notAfter>2026-11-25T12:00:00.000Z</notAfter>
+        </item>
+        <item>
+          <instanceEventId>instance-event-0e5a8a8f3f4b1a2c3</instanceEventId>
+          <code>system-reboot</code>
+          <description>[Completed] The instance is scheduled for a reboot</description>
+          <notBefore>2026-11-20T10:00:00.000Z</notBefore>
+        </item>
+      </eventsSet>
+    </item>
+  </instanceStatusSet>
+</DescribeInstanceStatusResponse>"#;
+
+    const INSTANCES: &str = r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>8f7724cf-496f-496e-8fe3-example</requestId>
+  <reservationSet>
+    <item>
+      <reservationId>r-1234567890abcdef0</reservationId>
+      <ownerId>123456789012</ownerId>
+      <groupSet/>
+      <instancesSet>
+        <item>
+          <instanceId>i-1234567890abcdef0</instanceId>
+          <imageId>ami-0abcdef1234567890</imageId>
+          <instanceState><code>16</code><name>running</name></instanceState>
+          <instanceType>t3.small</instanceType>
+          <placement><availabilityZone>us-east-1d</availabilityZone><tenancy>default</tenancy></placement>
+          <rootDeviceType>ebs</rootDeviceType>
+          <maintenanceOptions><autoRecovery>default</autoRecovery></maintenanceOptions>
+        </item>
+      </instancesSet>
+    </item>
+  </reservationSet>
+</DescribeInstancesResponse>"#;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[tokio::test]
+    async fn impairment_start_and_scheduled_events_are_read_and_stand_down() {
+        let rule = mock!(Client::describe_instance_status).then_http_response(|| xml(STATUS));
+        let client = mock_client!(aws_sdk_ec2, [&rule]);
+        let id = "i-1234567890abcdef0".to_string();
+        let statuses = statuses(&client, std::slice::from_ref(&id)).await.unwrap();
+        let s = &statuses[&id];
+        assert_eq!(s.system.as_deref(), Some("impaired"));
+        assert_eq!(s.system_impaired_since, Some(at("2026-11-25T10:05:00Z")));
+        assert_eq!(s.events.len(), 2);
+        assert_eq!(s.events[0].code, "system-maintenance");
+        assert_eq!(s.events[0].not_after, Some(at("2026-11-25T12:00:00Z")));
+        let sd = stand_down::scheduled_event(&id, &s.events, at("2026-11-25T10:30:00Z")).unwrap();
+        assert!(
+            sd.reason.starts_with(
+                "scheduled event system-maintenance instance-event-0d59937288b749b32 is acting on i-1234567890abcdef0"
+            ),
+            "{}",
+            sd.reason
+        );
+    }
+
+    #[tokio::test]
+    async fn auto_recovery_setting_is_read_and_stands_down_within_the_grace() {
+        let described = mock!(Client::describe_instances).then_http_response(|| xml(INSTANCES));
+        let status = mock!(Client::describe_instance_status).then_http_response(|| xml(STATUS));
+        let client = mock_client!(aws_sdk_ec2, aws_smithy_mocks::RuleMode::MatchAny, [&described, &status]);
+        let inst = describe(&client, "i-1234567890abcdef0").await.unwrap().unwrap();
+        assert_eq!(inst.auto_recovery.as_deref(), Some("default"));
+        let s = statuses(&client, std::slice::from_ref(&inst.id)).await.unwrap().remove(&inst.id).unwrap();
+        let facts = AutoRecovery {
+            setting: inst.auto_recovery.clone(),
+            system_status: s.system.clone(),
+            impaired_since: s.system_impaired_since,
+            failure_reported_at: None,
+        };
+        let sd = stand_down::auto_recovery(&inst.id, &facts, at("2026-11-25T10:09:00Z"), Duration::from_secs(900));
+        assert_eq!(sd.map(|s| s.recovery), Some("auto-recovery"));
+    }
 }

@@ -55,6 +55,35 @@ pub enum Intake {
     },
 }
 
+/// What instance-healer takes, for the message naming an event that is not for it.
+pub const HANDLES: &str = "CloudWatch alarms on its status-check metrics (SELFHEAL_HEALER_ALARM_METRICS) with an \
+     InstanceId dimension, EC2 instance state-change events, AWS Health EC2 retirement and stop-scheduled events \
+     and simplified-automatic-recovery outcomes, and manual \"replace\" invocations";
+
+/// AWS Health's event when EC2's simplified automatic recovery brought an instance back: nothing to do.
+pub const AUTO_RECOVERY_SUCCESS: &str = "AWS_EC2_SIMPLIFIED_AUTO_RECOVERY_SUCCESS";
+/// AWS Health's event when EC2's simplified automatic recovery gave up on an instance: the healer
+/// stops waiting for it (recorded in the ledger) and heals the instance if it is still broken.
+pub const AUTO_RECOVERY_FAILURE: &str = "AWS_EC2_SIMPLIFIED_AUTO_RECOVERY_FAILURE";
+
+/// The instances an `AWS_EC2_SIMPLIFIED_AUTO_RECOVERY_FAILURE` event names (empty for any other
+/// trigger), with the event's ARN: what the handler records before healing them.
+pub fn auto_recovery_failures(t: &Trigger) -> Vec<(String, String)> {
+    match &t.kind {
+        TriggerKind::Health(h) if h.service == "EC2" && h.event_type_code == AUTO_RECOVERY_FAILURE => h
+            .affected_entities
+            .iter()
+            .filter(|e| is_instance_id(e))
+            .map(|id| (id.clone(), h.event_arn.clone()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn unsupported(event: String) -> Error {
+    Error::UnsupportedTrigger { function: FUNCTION, event, handles: HANDLES }
+}
+
 fn is_instance_id(s: &str) -> bool {
     s.starts_with("i-") && s.len() > 2 && s[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -65,14 +94,11 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
         TriggerKind::Alarm(a) => {
             let metric = a.metric_name.clone().unwrap_or_default();
             if !cfg.alarm_metrics.contains(&metric) {
-                return Err(Error::UnsupportedTrigger {
-                    function: FUNCTION,
-                    trigger: format!(
-                        "alarm {} on metric {metric:?} (configured metrics: {})",
-                        a.name,
-                        cfg.alarm_metrics.join(", ")
-                    ),
-                });
+                return Err(unsupported(format!(
+                    "{}, whose metric {metric:?} is not one it is configured for ({})",
+                    t.describe(),
+                    cfg.alarm_metrics.join(", ")
+                )));
             }
             let Some(id) = a.dimension("InstanceId") else {
                 return Err(Error::malformed(
@@ -123,12 +149,14 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
             })])
         }
         TriggerKind::Health(h) => {
-            const CODES: [&str; 2] = ["AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", "AWS_EC2_INSTANCE_STOP_SCHEDULED"];
+            const CODES: [&str; 4] = [
+                "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+                "AWS_EC2_INSTANCE_STOP_SCHEDULED",
+                AUTO_RECOVERY_SUCCESS,
+                AUTO_RECOVERY_FAILURE,
+            ];
             if h.service != "EC2" || !CODES.contains(&h.event_type_code.as_str()) {
-                return Err(Error::UnsupportedTrigger {
-                    function: FUNCTION,
-                    trigger: format!("AWS Health {} {}", h.service, h.event_type_code),
-                });
+                return Err(unsupported(t.describe()));
             }
             let ids: Vec<&String> = h.affected_entities.iter().filter(|e| is_instance_id(e)).collect();
             if ids.is_empty() {
@@ -136,8 +164,29 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
             }
             Ok(ids
                 .into_iter()
-                .map(|id| {
-                    Intake::Heal(HealRequest {
+                .map(|id| match h.event_type_code.as_str() {
+                    AUTO_RECOVERY_SUCCESS => Intake::Ignore {
+                        target: id.clone(),
+                        reason: format!(
+                            "EC2 simplified automatic recovery recovered {id} (AWS Health {AUTO_RECOVERY_SUCCESS}, {}): \
+                             nothing to do",
+                            h.event_arn
+                        ),
+                    },
+                    // EC2 gave up: its host is still bad. Heal it if it is still broken.
+                    AUTO_RECOVERY_FAILURE => Intake::Heal(HealRequest {
+                        instance_id: id.clone(),
+                        failure: Failure::System,
+                        recheck: true,
+                        dry_run: None,
+                        step: None,
+                        reason: format!(
+                            "EC2 simplified automatic recovery of {id} failed (AWS Health {AUTO_RECOVERY_FAILURE}, {})",
+                            h.event_arn
+                        ),
+                        from_state_change: false,
+                    }),
+                    _ => Intake::Heal(HealRequest {
                         instance_id: id.clone(),
                         failure: Failure::Retirement,
                         recheck: false,
@@ -145,7 +194,7 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
                         step: None,
                         reason: format!("AWS Health {} ({})", h.event_type_code, h.event_arn),
                         from_state_change: false,
-                    })
+                    }),
                 })
                 .collect())
         }
@@ -191,7 +240,7 @@ pub fn intake(t: &Trigger, cfg: &HealerConfig) -> Result<Vec<Intake>> {
                 from_state_change: false,
             })])
         }
-        other => Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
+        _ => Err(unsupported(t.describe())),
     }
 }
 
@@ -240,7 +289,15 @@ mod tests {
     #[test]
     fn unsupported_and_malformed_inputs_are_named() {
         let err = intake(&sample("rds-db-instance-event-failure.json"), &cfg()).unwrap_err().to_string();
-        assert!(err.contains("does not handle rds"), "{err}");
+        assert!(err.contains("does not handle an RDS DB instance event"), "{err}");
+        assert!(err.contains("it takes CloudWatch alarms on its status-check metrics"), "{err}");
+        let mut cpu = sample("alarm-sns-ec2-status-check.json");
+        if let TriggerKind::Alarm(a) = &mut cpu.kind {
+            a.metric_name = Some("CPUUtilization".into());
+        }
+        let err = intake(&cpu, &cfg()).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedTrigger { .. }), "not for the healer, not malformed: {err}");
+        assert!(err.to_string().contains("whose metric \"CPUUtilization\" is not one it is configured for"), "{err}");
         let manual = |v: Value| parse_event(&v).unwrap().remove(0);
         let cases = [
             (json!({"source": "selfheal.manual", "action": "replace"}), "target"),
@@ -258,6 +315,33 @@ mod tests {
             let err = intake(&manual(v.clone()), &cfg()).unwrap_err().to_string();
             assert!(err.contains(want), "{v}: {err}");
         }
+    }
+
+    #[test]
+    fn auto_recovery_outcomes_are_read() {
+        let with_code = |code: &str| {
+            let mut t = sample("health-ec2-instance-retirement.json");
+            if let TriggerKind::Health(h) = &mut t.kind {
+                h.event_type_code = code.to_string();
+                h.category = "issue".into();
+            }
+            t
+        };
+        let success = with_code(AUTO_RECOVERY_SUCCESS);
+        let Intake::Ignore { target, reason } = intake(&success, &cfg()).unwrap().remove(0) else { panic!() };
+        assert_eq!(target, "i-0123456789abcdef0");
+        assert!(reason.contains("recovered i-0123456789abcdef0") && reason.ends_with("nothing to do"), "{reason}");
+        assert!(auto_recovery_failures(&success).is_empty());
+
+        let failure = with_code(AUTO_RECOVERY_FAILURE);
+        let Intake::Heal(h) = intake(&failure, &cfg()).unwrap().remove(0) else { panic!() };
+        assert_eq!((h.failure, h.recheck), (Failure::System, true), "heal it if it is still broken");
+        assert!(h.reason.contains("simplified automatic recovery of i-0123456789abcdef0 failed"), "{}", h.reason);
+        let recorded = auto_recovery_failures(&failure);
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].0, "i-0123456789abcdef0");
+        assert!(recorded[0].1.starts_with("arn:aws:health:"));
+        assert!(auto_recovery_failures(&sample("health-ec2-instance-retirement.json")).is_empty());
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //!   EventBridge or a direct alarm action (an alarm back in `OK` is recorded as skipped);
 //! - an EC2 state-change event for `stopped` or `terminated` (other states are recorded as skipped);
 //! - an AWS Health `AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED` / `AWS_EC2_INSTANCE_STOP_SCHEDULED` event;
+//! - an AWS Health `AWS_EC2_SIMPLIFIED_AUTO_RECOVERY_FAILURE` event (EC2 gave up recovering the
+//!   instance: recorded in the ledger as `once#auto-recovery-failed#<id>`, then the instance is healed
+//!   if the re-check finds it still broken); `AWS_EC2_SIMPLIFIED_AUTO_RECOVERY_SUCCESS` is recorded as
+//!   skipped (EC2 recovered it, nothing to do);
 //! - a manual invocation `{"source":"selfheal.manual","action":"replace","target":"i-..."}` with
 //!   optional `force` (skip the health re-check), `dryRun`, and `params.step`
 //!   (`reboot` | `stop-start` | `replace`) to pick the standalone step explicitly.
@@ -32,30 +36,50 @@
 //! 1. a redelivery of an event already claimed is a `duplicate` (guardrails);
 //! 2. the instance must exist (else an error naming it), carry the opt-in tag, and not carry the
 //!    maintenance tag (`SELFHEAL_HEALER_MAINTENANCE_TAG`, default `selfheal:maintenance`);
-//! 3. refused when already shutting down / terminated / in an Auto Scaling `Terminating*` or other
-//!    non-`InService` lifecycle state, protected from scale-in, or (for state-change events) stopped
-//!    by a user (`StateTransitionReason` "User initiated": a deploy or maintenance, not a failure);
-//! 4. **the health re-check** (alarm, state-change and un-forced manual triggers; Health events and
+//! 3. refused when protected from scale-in, or (for state-change events) stopped by a user
+//!    (`StateTransitionReason` "User initiated": a deploy or maintenance, not a failure);
+//! 4. **another recovery owns it** ([`stand_down`], read at decision time; `force` does not skip it, and a
+//!    dry run shows the same refusal): refused (warning, details `guard: "another-recovery"`,
+//!    `recovery: "<kind>"`, `inProgress`) with a reason naming what is in progress, when the
+//!    instance is in the group's warm pool (`Warmed:*`), held by a lifecycle hook (`Pending:Wait`,
+//!    `Pending:Proceed`, `Terminating:Wait`, `Terminating:Proceed`), in `Standby`, still `Pending` or
+//!    in any other lifecycle but `InService` (those on the way out are step 5's); when the group has
+//!    `ReplaceUnhealthy`, `Launch` or `Terminate` suspended (whatever `SELFHEAL_HEALER_ASG_METHOD`:
+//!    replacing there would shrink capacity); when an instance refresh is `Pending`, `InProgress`,
+//!    `Cancelling`, `RollbackInProgress` or `Baking` on the group; when a scaling activity not yet
+//!    `Successful`/`Failed`/`Cancelled` names the instance in its description, cause or details; when
+//!    an EC2 scheduled event (`instance-reboot`, `system-reboot`, `system-maintenance`,
+//!    `instance-retirement`, `instance-stop`) is acting on it now (its window open, not `[Completed]`
+//!    or `[Canceled]`); and, for a standalone instance, while EC2's simplified automatic recovery is
+//!    inside its attempt: system status `impaired`, `MaintenanceOptions.AutoRecovery` `default`,
+//!    `ImpairedSince` less than `SELFHEAL_HEALER_AUTO_RECOVERY_GRACE_SECONDS` (900) ago, and no
+//!    `AWS_EC2_SIMPLIFIED_AUTO_RECOVERY_FAILURE` recorded since. (An endpoint override that does not
+//!    serve `DescribeInstanceRefreshes` at all, as moto 5.2.5, is named in the decision's `unchecked`
+//!    detail; against AWS a failed read fails the invocation.)
+//! 5. refused when already going away: shutting down, terminated, or leaving its group (`Terminating`,
+//!    `Detaching`);
+//! 6. **the health re-check** (alarm, state-change and un-forced manual triggers; Health events and
 //!    `force` skip it). The rule: the instance is *still broken* when its state is not `running`, or
 //!    DescribeInstanceStatus reports its instance or system status `impaired`, or its Auto Scaling
 //!    HealthStatus is `Unhealthy`. Otherwise it is *healthy again* and nothing is done. (An alarm is
 //!    not itself evidence: CloudWatch status checks lag, and acting on a stale alarm would replace a
 //!    healthy instance.) Status `insufficient-data`/`initializing` is not counted as broken;
-//! 5. **the maxUnhealthy short-circuit** (like Kubernetes MachineHealthCheck): over the instance's
+//! 7. **the maxUnhealthy short-circuit** (like Kubernetes MachineHealthCheck): over the instance's
 //!    group (the Auto Scaling group, or for standalone instances the opted-in standalone instances in
 //!    the same VPC and AZ), and over each AZ of that group, when at least
 //!    `SELFHEAL_HEALER_MIN_UNHEALTHY` (default 2) members are broken by the rule above (the target
 //!    counts as broken) and they are more than `SELFHEAL_HEALER_MAX_UNHEALTHY_PERCENT` (default 40)
 //!    of the members, nothing is replaced and a critical envelope with the evidence pages a human:
 //!    the cause is likely upstream. `force` does not skip this;
-//! 6. cooldown per instance and rate limit per group (the group name, or `standalone`), dry-run
+//! 8. cooldown per instance and rate limit per group (the group name, or `standalone`), dry-run
 //!    (describe-only plan): the guardrails of [`crate::guardrails`].
 //!
 //! IAM: `ec2:DescribeInstances`, `ec2:DescribeInstanceStatus`, `ec2:DescribeInstanceAttribute`,
 //! `ec2:DescribeAddresses`, `ec2:RebootInstances`, `ec2:StopInstances`, `ec2:StartInstances`,
 //! `ec2:RunInstances`, `ec2:CreateTags`, `ec2:AssociateAddress`, `ec2:TerminateInstances`,
 //! `iam:PassRole` (replacement's instance profile), `autoscaling:DescribeAutoScalingInstances`,
-//! `autoscaling:DescribeAutoScalingGroups`, `autoscaling:TerminateInstanceInAutoScalingGroup`,
+//! `autoscaling:DescribeAutoScalingGroups`, `autoscaling:DescribeInstanceRefreshes`,
+//! `autoscaling:DescribeScalingActivities`, `autoscaling:TerminateInstanceInAutoScalingGroup`,
 //! `autoscaling:SetInstanceHealth`, plus the ledger table and topic.
 
 mod config;
@@ -67,12 +91,13 @@ mod standalone;
 
 pub mod asg;
 pub mod ec2;
+pub mod stand_down;
 
 pub use config::{AsgMethod, HealerConfig};
 pub use group::{short_circuit, ShortCircuit};
 pub use handler::Healer;
 pub use health::{refine, Health};
-pub use intake::{intake, Failure, HealRequest, Intake};
+pub use intake::{intake, Failure, HealRequest, Intake, AUTO_RECOVERY_FAILURE, AUTO_RECOVERY_SUCCESS};
 pub use standalone::{choose_step, client_token, ladder, InstanceFacts, Step};
 
 /// The function's name in envelopes and the ledger.

@@ -83,6 +83,9 @@ pub struct InstanceFacts {
     pub key_name: Option<String>,
     pub tags: Vec<(String, String)>,
     pub ebs_backed: bool,
+    /// `MaintenanceOptions.AutoRecovery`: `default` (EC2's simplified automatic recovery is on) or
+    /// `disabled`; `None` when EC2 does not say.
+    pub auto_recovery: Option<String>,
 }
 
 impl InstanceFacts {
