@@ -151,6 +151,8 @@ pub struct CommonConfig {
     pub aws_timeouts: AwsTimeouts,
     /// The accounts the hub serves and how it acts in them.
     pub fleet: crate::fleet::FleetConfig,
+    /// Which large moves wait for a human's approval.
+    pub approval: crate::approval::ApprovalPolicy,
 }
 
 /// How long one AWS request may take (`attempt`) and how long a call may take with all its retries
@@ -211,6 +213,7 @@ impl CommonConfig {
             rate_window: env.seconds("SELFHEAL_RATE_WINDOW_SECONDS", 3600, 1, 7 * 86_400),
             aws_timeouts: AwsTimeouts::read(env),
             fleet: crate::fleet::FleetConfig::read(env, function),
+            approval: crate::approval::ApprovalPolicy::read(env),
         }
     }
 

@@ -35,6 +35,8 @@ pub enum Outcome {
     Failed,
     /// Something was seen and passed on, with no decision of ours (an alarm sent to the notifier).
     Observed,
+    /// A large move parked until a human approves it (see [`crate::approval`]); nothing was done yet.
+    AwaitingApproval,
 }
 
 impl Outcome {
@@ -47,6 +49,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Failed => "failed",
             Outcome::Observed => "observed",
+            Outcome::AwaitingApproval => "awaiting-approval",
         }
     }
 }
@@ -138,7 +141,7 @@ impl Envelope {
     /// A new envelope; `severity` defaults from the outcome (failed → critical, refused → warning).
     pub fn new(function: &str, action: &str, target: Target, outcome: Outcome, reason: impl Into<String>) -> Self {
         let severity = match outcome {
-            Outcome::Failed => Severity::Critical,
+            Outcome::Failed | Outcome::AwaitingApproval => Severity::Critical,
             Outcome::Refused => Severity::Warning,
             _ => Severity::Info,
         };
@@ -190,6 +193,39 @@ impl Envelope {
             .dimension("Action", &self.action)
             .dimension("Outcome", self.outcome.as_str())
             .count("Decisions", 1.0)
+    }
+
+    /// The guard that stopped or held this decision, for refusals, duplicates and parked decisions: the
+    /// `guard` detail where the decision names it, else read from the guardrails' own reasons.
+    pub fn guard(&self) -> Option<String> {
+        if !matches!(self.outcome, Outcome::Refused | Outcome::Duplicate | Outcome::AwaitingApproval) {
+            return None;
+        }
+        if let Some(g) = self.details.get("guard").and_then(Value::as_str) {
+            return Some(g.to_string());
+        }
+        let r = self.reason.to_ascii_lowercase();
+        let named = [
+            ("cooldown", "cooldown"),
+            ("rate limit", "rate-limit"),
+            ("not opted in", "opt-in"),
+            ("short-circuit", "max-unhealthy"),
+            ("already promoted", "one-promotion"),
+            ("does not serve", "fleet"),
+            ("cannot act in", "fleet"),
+            ("unhealthy", "target-health"),
+        ];
+        Some(match self.outcome {
+            Outcome::Duplicate => "dedup".to_string(),
+            Outcome::AwaitingApproval => "approval".to_string(),
+            _ => named.iter().find(|(k, _)| r.contains(k)).map(|(_, g)| *g).unwrap_or("precondition").to_string(),
+        })
+    }
+
+    /// The metric of a guard firing (`Refusals` by function and guard), when one did.
+    pub fn guard_metric(&self) -> Option<Metric> {
+        let guard = self.guard()?;
+        Some(Metric::new().dimension("Function", &self.function).dimension("Guard", &guard).count("Refusals", 1.0))
     }
 
     /// A one-line human summary, used by chat and webhook channels.
@@ -267,6 +303,9 @@ impl Publisher {
             "decision"
         );
         envelope.decision_metric().emit();
+        if let Some(m) = envelope.guard_metric() {
+            m.emit();
+        }
         let Some(topic) = &self.topic_arn else { return Ok(()) };
         publish_to(&self.sns, topic, envelope).await.map_err(|e| match e {
             Error::Aws { message, .. } if message.contains("NotFound") => Error::Config {
@@ -302,6 +341,24 @@ fn sanitize_subject(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guard_that_fired_is_counted_by_name() {
+        let refused = |reason: &str| {
+            Envelope::new("instance-healer", "replace", Target::new("ec2-instance", "i-1"), Outcome::Refused, reason)
+        };
+        let guard = |e: &Envelope| e.guard_metric().map(|m| m.to_emf()["Guard"].clone());
+        assert_eq!(guard(&refused("cooldown: i-1 was acted on")), Some("cooldown".into()));
+        assert_eq!(guard(&refused("rate limit: web already had 3 actions")), Some("rate-limit".into()));
+        assert_eq!(guard(&refused("x").detail("guard", "lease")), Some("lease".into()));
+        assert_eq!(guard(&refused("something else")), Some("precondition".into()));
+        let acted =
+            Envelope::new("instance-healer", "replace", Target::new("ec2-instance", "i-1"), Outcome::Acted, "ok");
+        assert!(acted.guard_metric().is_none());
+        let emf = refused("cooldown").guard_metric().map(|m| m.to_emf()).unwrap_or_default();
+        assert_eq!(emf["Refusals"], 1.0);
+        assert_eq!(emf["Function"], "instance-healer");
+    }
 
     #[test]
     fn the_decision_metric_counts_by_function_action_and_outcome() {

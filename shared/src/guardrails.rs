@@ -134,7 +134,17 @@ impl Ctx {
     /// `work` is not polled unless the guards admit it. An `Err` from `work` is recorded as
     /// [`Outcome::Failed`] (critical) and the claim is released for a retry; the envelope comes back
     /// either way, so the caller can fail the invocation and let Lambda retry or dead-letter it.
-    pub async fn execute<F>(&self, req: ActionRequest, work: F) -> Result<Envelope>
+    ///
+    /// The guarded run is boxed: with its ledger calls and the action inside, it is too large a future
+    /// to live on a caller's stack (a test thread's, a Lambda's).
+    pub fn execute<'a, F>(&'a self, req: ActionRequest, work: F) -> impl Future<Output = Result<Envelope>> + 'a
+    where
+        F: Future<Output = Result<ActionReport>> + 'a,
+    {
+        Box::pin(self.guarded(req, work))
+    }
+
+    async fn guarded<F>(&self, req: ActionRequest, work: F) -> Result<Envelope>
     where
         F: Future<Output = Result<ActionReport>>,
     {
@@ -193,7 +203,12 @@ impl Ctx {
                 report = report.detail("leaseTakenOverFrom", prev.describe());
             }
         }
-        if !req.dry_run && matches!(report.outcome, Outcome::Failed | Outcome::Skipped | Outcome::Refused) {
+        if !req.dry_run
+            && matches!(
+                report.outcome,
+                Outcome::Failed | Outcome::Skipped | Outcome::Refused | Outcome::AwaitingApproval
+            )
+        {
             // Nothing (or not everything) was done: let the next attempt act without waiting out
             // the cooldown. The rate slot stays taken, so a failing action cannot loop unbounded.
             self.ledger.release_cooldown(&req.target.id, &req.event_id).await?;

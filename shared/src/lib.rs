@@ -10,6 +10,8 @@
 //!   limit, dry-run).
 //! - [`ledger`]: the DynamoDB action ledger behind the guardrails and the audit trail; its `lease`
 //!   module holds one invocation per resource.
+//! - [`approval`]: human approval for large moves: the blast-radius policy, parked decisions, and
+//!   the approve / reject / expire invocations that settle them.
 //! - [`deadline`]: how long the running invocation has left, so long waits stop in time to record.
 //! - [`envelope`]: the notification schema every decision is published in, and its metric.
 //! - [`telemetry`]: JSON logs and EMF metrics (depends on nothing else here).
@@ -22,6 +24,7 @@
 //!   (`records`, `plan`, `health`, `history`, `flip`, `handler`), [`backup`] (`policy`, `retention`,
 //!   `dr_copy`, `window`, `sweep*`, `report`, `handler`) and [`drill`].
 
+pub mod approval;
 pub mod clients;
 pub mod config;
 pub mod context;

@@ -359,8 +359,10 @@ async fn bad_input_is_a_clear_error_and_does_nothing() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("target"), "{err}");
-    let err = h.handle(&event("schedule-backup-sweep.json", &[])).await.unwrap_err().to_string();
-    assert!(err.contains("does not handle schedule"), "{err}");
+    // A schedule is well-formed but not for db-failover: a skipped warning, not an error to retry.
+    let skipped = decisions(&h.handle(&event("schedule-backup-sweep.json", &[])).await.unwrap()).remove(0);
+    assert_eq!((skipped.outcome, skipped.severity), (Outcome::Skipped, Severity::Warning), "{}", skipped.reason);
+    assert!(skipped.reason.contains("does not handle a scheduled event"), "{}", skipped.reason);
     assert!(rds_mutations(&h).is_empty());
 }
 
@@ -376,7 +378,9 @@ async fn a_promotion_out_of_time_records_its_progress_and_the_retry_resumes_it_w
 
     // The first invocation promotes, then finds its deadline too near to wait: it fails, resumable.
     let near = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let err = selfheal::deadline::within(near, Box::pin(h.handle(&ev))).await.expect_err("the invocation must fail for a retry");
+    let err = selfheal::deadline::within(near, Box::pin(h.handle(&ev)))
+        .await
+        .expect_err("the invocation must fail for a retry");
     let text = err.to_string();
     assert!(text.contains("still converging") && text.contains("the retry resumes"), "{text}");
     let trail = h.ctx().ledger.audit_trail(&f.primary).await.unwrap();

@@ -110,7 +110,10 @@ impl Fixture {
 
     async fn handler(&self, vars: &[(&str, &str)]) -> DnsFailover {
         let records = self.records_var();
-        let mut all: Vec<(&str, &str)> = vec![("SELFHEAL_DNS_RECORDS", records.as_str())];
+        // The flip mechanics under test here; the approval policy (on for region failovers by
+        // default) has its own tests below, which turn it back on.
+        let mut all: Vec<(&str, &str)> =
+            vec![("SELFHEAL_DNS_RECORDS", records.as_str()), ("SELFHEAL_APPROVAL_ALWAYS", "none")];
         all.extend_from_slice(vars);
         let ctx = ctx(FUNCTION, &all).await;
         let mut env = harness::env(&all);
@@ -443,4 +446,128 @@ async fn a_zone_without_the_opt_in_tag_is_refused() {
     let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app"), "ALARM", "2026-11-25T10:16:31.180+0000")).await;
     assert_eq!(out[0].outcome, Outcome::Acted, "{:?}", out[0]);
     assert_eq!(f.app_state().await, flipped_app());
+}
+
+/// The approval token of a parked decision, from its envelope.
+fn token(e: &Envelope) -> String {
+    e.details["approval"]["token"].as_str().unwrap_or_else(|| panic!("no approval token in {e:?}")).to_string()
+}
+
+fn settle(action: &str, token: &str) -> Value {
+    selfheal::approval::settle_payload(action, token)
+}
+
+#[tokio::test]
+async fn a_region_failover_waits_for_a_human_and_the_approval_rechecks_then_flips_once() {
+    let f = fixture(true, true, false).await;
+    let sdk = sdk_config().await;
+    let (topic, queue) = topic_with_queue(&sdk, &unique("dns-approval")).await;
+    let h = f.handler(&[("SELFHEAL_APPROVAL_ALWAYS", "region-failover"), ("SELFHEAL_TOPIC_ARN", &topic)]).await;
+
+    let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app-health"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    let parked = &out[0];
+    assert_eq!(parked.outcome, Outcome::AwaitingApproval, "{parked:?}");
+    assert_eq!(parked.severity, Severity::Critical);
+    assert!(parked.reason.contains("region-failover always needs a human's approval"), "{}", parked.reason);
+    assert!(
+        parked.reason.contains("blue") && parked.reason.contains("green"),
+        "says what would be done: {}",
+        parked.reason
+    );
+    assert_eq!(parked.details["changeBatch"].as_array().map(Vec::len), Some(4), "{parked:?}");
+    let t = token(parked);
+    assert_eq!(parked.details["approval"]["approve"], settle("approve", &t));
+    // Nothing moved; the ledger holds the parked decision; the notification says how to approve.
+    assert_eq!(f.app_state().await, original_app());
+    assert_eq!(h.ctx().ledger.approval(&t).await.unwrap().unwrap().status, "awaiting-approval");
+    let notes = drain_notifications(&sdk, &queue).await;
+    assert!(
+        notes.iter().any(|(m, _)| m["outcome"] == "awaiting-approval"
+            && m["severity"] == "critical"
+            && m["details"]["approval"]["approveCommand"].as_str().is_some_and(|c| c.contains(&t))),
+        "{notes:?}"
+    );
+
+    // The approval handles the alarm again, re-checking everything, and flips.
+    let approved = run(&h, &settle("approve", &t)).await;
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    assert_eq!(approved[0].outcome, Outcome::Acted, "{:?}", approved[0]);
+    assert_eq!(approved[0].details["approvedWith"], t[..8]);
+    assert_eq!(f.app_state().await, flipped_app());
+    assert_eq!(f.web_state().await, original_web(), "only the approved record moved");
+
+    // The token works once.
+    let again = run(&h, &settle("approve", &t)).await;
+    assert_eq!(again[0].outcome, Outcome::Refused, "{:?}", again[0]);
+    assert!(again[0].reason.contains("already used"), "{}", again[0].reason);
+    let changes = h.ctx().aws.calls.executions().get("route53:ChangeResourceRecordSets").copied().unwrap_or(0);
+    assert_eq!(changes, 1, "one change batch in all");
+    // An unknown token is bad input: a clear error, nothing done.
+    let err = h.handle(&settle("approve", "not-a-token")).await.expect_err("unknown token").to_string();
+    assert!(err.contains("unknown approval token"), "{err}");
+}
+
+#[tokio::test]
+async fn an_approval_rechecks_the_primary_and_a_rejection_closes_the_incident() {
+    let f = fixture(true, true, false).await;
+    let h = f.handler(&[("SELFHEAL_APPROVAL_ALWAYS", "region-failover")]).await;
+    let app = run(&h, &sns_alarm(&f.hc_blue, &unique("app-health"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    let web = run(&h, &eventbridge_alarm(&f.hc_wblue, &unique("web-health"), "ALARM")).await;
+    let (app_token, web_token) = (token(&app[0]), token(&web[0]));
+
+    // The primary recovered while the approval was pending: approving re-checks it and moves nothing.
+    set_failing(&f.r53, &f.hc_blue, false).await;
+    let approved = run(&h, &settle("approve", &app_token)).await;
+    assert_eq!(approved[0].outcome, Outcome::Skipped, "{:?}", approved[0]);
+    assert!(approved[0].reason.contains("healthy again"), "{}", approved[0].reason);
+    assert_eq!(f.app_state().await, original_app());
+
+    // A rejection is audited and closes it: nothing moves, and the token cannot approve afterwards.
+    let rejected = run(&h, &settle("reject", &web_token)).await;
+    assert_eq!(rejected[0].outcome, Outcome::Refused, "{:?}", rejected[0]);
+    assert!(rejected[0].reason.contains("rejected by a human"), "{}", rejected[0].reason);
+    let late = run(&h, &settle("approve", &web_token)).await;
+    assert!(late[0].reason.contains("already used") && late[0].reason.contains("rejected"), "{}", late[0].reason);
+    assert_eq!(f.web_state().await, original_web());
+    let trail = h.ctx().ledger.audit_trail(&web[0].target.id).await.unwrap();
+    let outcomes: Vec<&str> = trail.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["awaiting-approval", "refused", "refused"], "{outcomes:?}");
+    assert!(!h.ctx().aws.calls.executions().contains_key("route53:ChangeResourceRecordSets"));
+}
+
+#[tokio::test]
+async fn an_unanswered_approval_expires_and_nothing_is_done() {
+    let f = fixture(true, true, false).await;
+    let h = f.handler(&[("SELFHEAL_APPROVAL_ALWAYS", "region-failover"), ("SELFHEAL_APPROVAL_TTL_SECONDS", "1")]).await;
+    let app = run(&h, &sns_alarm(&f.hc_blue, &unique("app-health"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    let web = run(&h, &eventbridge_alarm(&f.hc_wblue, &unique("web-health"), "ALARM")).await;
+    let (app_token, web_token) = (token(&app[0]), token(&web[0]));
+    // Expiry times are whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+
+    // The periodic sweep closes both, audited.
+    let swept = run(&h, &serde_json::json!({"source": "selfheal.manual", "action": "expire-approvals"})).await;
+    assert_eq!(swept.len(), 2, "{swept:?}");
+    assert!(swept.iter().all(|e| e.outcome == Outcome::Refused && e.reason.contains("expired")), "{swept:?}");
+    assert!(h.ctx().ledger.open_approvals(FUNCTION).await.unwrap().is_empty());
+    // An approval after the expiry does nothing.
+    let late = run(&h, &settle("approve", &app_token)).await;
+    assert_eq!(late[0].outcome, Outcome::Refused, "{:?}", late[0]);
+    assert!(late[0].reason.contains("expired"), "{}", late[0].reason);
+    assert_eq!(h.ctx().ledger.approval(&web_token).await.unwrap().unwrap().status, "expired");
+    assert_eq!(f.app_state().await, original_app());
+    assert_eq!(f.web_state().await, original_web());
+    assert!(!h.ctx().aws.calls.executions().contains_key("route53:ChangeResourceRecordSets"));
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_the_approval_it_would_ask_for_and_parks_nothing() {
+    let f = fixture(true, true, false).await;
+    let h = f.handler(&[("SELFHEAL_APPROVAL_ALWAYS", "region-failover"), ("SELFHEAL_DRY_RUN", "true")]).await;
+    let out = run(&h, &sns_alarm(&f.hc_blue, &unique("app-health"), "ALARM", "2026-11-25T10:15:31.180+0000")).await;
+    assert_eq!(out[0].outcome, Outcome::DryRun, "{:?}", out[0]);
+    assert!(out[0].reason.contains("a human's approval would be asked first"), "{}", out[0].reason);
+    assert!(out[0].details["approvalWouldBeAsked"].as_str().is_some_and(|w| w.contains("region-failover")));
+    assert!(h.ctx().ledger.open_approvals(FUNCTION).await.unwrap().is_empty());
+    assert_eq!(f.app_state().await, original_app());
 }

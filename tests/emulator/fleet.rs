@@ -101,7 +101,9 @@ async fn healer(accounts: &str) -> Healer {
     let mut env = harness::env(&vars);
     let cfg = HealerConfig::read(&mut env);
     env.finish().unwrap();
-    Healer::new(ctx, cfg)
+    let h = Healer::new(ctx, cfg);
+    crate::iam_conditions::record(&h.ctx().aws.calls);
+    h
 }
 
 #[tokio::test]
@@ -121,6 +123,7 @@ async fn an_unhealthy_instance_in_a_member_account_is_healed_there_and_nowhere_e
     assert_eq!(d.target.region.as_deref(), Some(harness::REGION));
     assert!(d.summary().contains("in 111111111111 (payments-prod)/us-east-1"), "{}", d.summary());
 
+    crate::iam_conditions::assert_allowed(h.ctx());
     assert_eq!(state(&a, &sick).await.as_deref(), Some("running"), "started in account A");
     assert_eq!(state(&hub, &sick).await, None, "account A's instance is not visible from the hub");
     assert_eq!(state(&b, &bystander_b).await.as_deref(), Some("stopped"), "account B untouched");
@@ -144,7 +147,9 @@ async fn the_same_db_identifier_in_two_accounts_has_independent_cooldowns() {
         let mut env = harness::env(&[("SELFHEAL_DB_POLL_SECONDS", "1"), ("SELFHEAL_DB_WAIT_SECONDS", "30")]);
         let cfg = DbConfig::read(&mut env);
         env.finish().unwrap();
-        DbFailover::new(ctx, cfg).with_lag_source(Arc::new(StaticLag::default()))
+        let h = DbFailover::new(ctx, cfg).with_lag_source(Arc::new(StaticLag::default()));
+        crate::iam_conditions::record(&h.ctx().aws.calls);
+        h
     };
     for account in [MEMBER_A, MEMBER_B] {
         let rds = aws_sdk_rds::Client::new(&in_account(account).await);
@@ -178,6 +183,7 @@ async fn the_same_db_identifier_in_two_accounts_has_independent_cooldowns() {
     let again = decisions(&h.handle(&failover(MEMBER_A, &unique("op"))).await.unwrap()).remove(0);
     assert_eq!(again.outcome, Outcome::Refused, "{}", again.reason);
     assert!(again.reason.contains("cooldown"), "{}", again.reason);
+    crate::iam_conditions::assert_allowed(h.ctx());
 
     let reboots = h.ctx().aws.calls.calls().iter().filter(|c| *c == "rds:RebootDBInstance").count();
     assert_eq!(reboots, 2, "one reboot in each account");
@@ -203,6 +209,7 @@ async fn events_from_an_account_the_hub_does_not_serve_are_refused_and_nothing_i
         calls.iter().all(|c| c.starts_with("dynamodb:") || c.starts_with("sns:") || c == "sts:GetCallerIdentity"),
         "{calls:?}"
     );
+    crate::iam_conditions::assert_allowed(h.ctx());
     assert_eq!(state(&outsider, &id).await.as_deref(), Some("stopped"));
     // The refusal is audited like any decision.
     let trail = h.ctx().ledger.audit_trail(OUTSIDER).await.unwrap();
@@ -283,7 +290,9 @@ async fn backup_enforcer(
     let mut env = harness::env(&vars);
     let cfg = selfheal::backup::BackupConfig::read(&mut env);
     env.finish().unwrap();
-    selfheal::backup::BackupEnforcer::new(ctx, cfg)
+    let b = selfheal::backup::BackupEnforcer::new(ctx, cfg);
+    crate::iam_conditions::record(&b.ctx().aws.calls);
+    b
 }
 
 fn schedule() -> Value {
@@ -312,6 +321,8 @@ async fn a_scheduled_sweep_covers_three_accounts_in_two_regions_and_snapshots_ex
     let b = backup_enforcer(&tag, &format!("{MEMBER_A},{MEMBER_B}"), None).await;
 
     let out = b.handle(&schedule()).await.unwrap();
+    let iam = crate::iam_conditions::assert_allowed(b.ctx());
+    crate::iam_conditions::assert_still_known(&iam, "backup-enforcer", &["ec2:CreateSnapshot"]);
     let d = decisions(&out);
     let reports: Vec<&Envelope> = d.iter().filter(|e| e.action == "compliance-report").collect();
     assert_eq!(reports.len(), 6, "one report per account and region: {out}");
@@ -359,6 +370,7 @@ async fn an_account_whose_role_cannot_be_assumed_is_reported_and_the_rest_are_sw
         assert_eq!(snapshot_count(&ec2_in(sdk, region), stale).await, want, "{account}/{region}");
     }
     assert_eq!(proxy.faulted("AssumeRole"), 2);
+    crate::iam_conditions::assert_allowed(b.ctx());
 }
 
 /// An organization (moto's default account as its management account) with an OU `prod`, a nested
@@ -420,8 +432,10 @@ async fn accounts_under_a_configured_ou_are_served_and_swept_and_the_rest_of_the
     let cfg = selfheal::backup::BackupConfig::read(&mut env);
     env.finish().unwrap();
     let b = selfheal::backup::BackupEnforcer::new(ctx, cfg);
+    crate::iam_conditions::record(&b.ctx().aws.calls);
 
     let d = decisions(&b.handle(&schedule()).await.unwrap());
+    crate::iam_conditions::assert_allowed(b.ctx());
     let acted: Vec<&Envelope> =
         d.iter().filter(|e| e.outcome == Outcome::Acted && e.action == "enforce-backup").collect();
     assert_eq!(acted.len(), 1, "{d:?}");
@@ -493,6 +507,7 @@ async fn a_member_accounts_failed_primary_is_promoted_there_and_the_hubs_databas
     let cfg = DbConfig::read(&mut env);
     env.finish().unwrap();
     let h = DbFailover::new(ctx, cfg).with_lag_source(Arc::new(StaticLag::default().with_default(1.0)));
+    crate::iam_conditions::record(&h.ctx().aws.calls);
 
     let ev = from_account(event("rds-db-instance-event-failure.json", &[("orders-db", &primary)]), MEMBER_A);
     let d = decisions(&h.handle(&ev).await.unwrap()).remove(0);
@@ -500,6 +515,7 @@ async fn a_member_accounts_failed_primary_is_promoted_there_and_the_hubs_databas
     assert_eq!(d.action, "promote-replica");
     assert_eq!(d.target.account.as_deref(), Some(MEMBER_A));
     assert_eq!(d.details["newWriter"], replica.as_str());
+    crate::iam_conditions::assert_allowed(h.ctx());
     // Promoted in account A (moto refuses StopDBInstance on a read replica: accepting it proves it)...
     assert!(rds.stop_db_instance().db_instance_identifier(&replica).send().await.is_ok(), "standalone in A");
     // ...and the hub's record now points at the new writer.
@@ -543,6 +559,7 @@ async fn a_member_accounts_instance_is_replaced_in_that_account_and_no_other() {
     let d = decisions(&h.handle(&manual).await.unwrap()).remove(0);
     assert_eq!(d.outcome, Outcome::Acted, "{}", d.reason);
     assert_eq!(d.details["step"], "replace");
+    crate::iam_conditions::assert_allowed(h.ctx());
     let new_id = d.details["replacement"].as_str().expect("replacement id").to_string();
     assert_eq!(replacements_of(&a, &old).await, vec![new_id.clone()], "the twin was launched in account A");
     assert_eq!(state(&a, &new_id).await.as_deref(), Some("running"));
@@ -563,6 +580,7 @@ async fn a_dry_run_in_a_member_account_changes_nothing_there() {
     let d = decisions(&h.handle(&manual).await.unwrap()).remove(0);
     assert_eq!(d.outcome, Outcome::DryRun, "{}", d.reason);
     assert_eq!(d.target.account.as_deref(), Some(MEMBER_A));
+    crate::iam_conditions::assert_allowed(h.ctx());
     let mutations: Vec<String> = h
         .ctx()
         .aws
@@ -575,4 +593,73 @@ async fn a_dry_run_in_a_member_account_changes_nothing_there() {
     assert!(h.ctx().aws.calls.calls().contains(&"sts:AssumeRole".to_string()), "it did act through the member role");
     assert_eq!(state(&a, &id).await.as_deref(), Some("stopped"));
     assert!(replacements_of(&a, &id).await.is_empty());
+}
+
+/// A stopped, opted-in primary with one replica in `sdk`'s account.
+async fn failed_primary_with_replica(sdk: &SdkConfig) -> (String, String) {
+    let rds = aws_sdk_rds::Client::new(sdk);
+    let primary = unique("ledger-db");
+    let replica = format!("{primary}-r");
+    let opt_in = aws_sdk_rds::types::Tag::builder().key("selfheal:enabled").value("true").build();
+    rds.create_db_instance()
+        .db_instance_identifier(&primary)
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .master_username("admin_user")
+        .master_user_password("secret-password-1")
+        .allocated_storage(20)
+        .backup_retention_period(1)
+        .availability_zone("us-east-1a")
+        .tags(opt_in)
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier(&replica)
+        .source_db_instance_identifier(&primary)
+        .availability_zone("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    rds.stop_db_instance().db_instance_identifier(&primary).send().await.unwrap();
+    (primary, replica)
+}
+
+/// More than N databases of one account and region in the rate window wait for a human; the approval
+/// is sent to the hub like any other, and acts in the member account the database lives in.
+#[tokio::test]
+async fn a_member_accounts_database_over_the_blast_radius_waits_for_approval_sent_to_the_hub() {
+    let sdk_a = in_account(MEMBER_A).await;
+    let (first, _) = failed_primary_with_replica(&sdk_a).await;
+    let (second, second_replica) = failed_primary_with_replica(&sdk_a).await;
+    let vars = [("SELFHEAL_ACCOUNTS", MEMBER_A), ("SELFHEAL_APPROVAL_AFTER", "1")];
+    let ctx = harness::ctx("db-failover", &vars).await;
+    let mut env = harness::env(&[("SELFHEAL_DB_POLL_SECONDS", "1"), ("SELFHEAL_DB_WAIT_SECONDS", "30")]);
+    let cfg = DbConfig::read(&mut env);
+    env.finish().unwrap();
+    let h = DbFailover::new(ctx, cfg).with_lag_source(Arc::new(StaticLag::default().with_default(1.0)));
+    let failure = |db: &str| from_account(event("rds-db-instance-event-failure.json", &[("orders-db", db)]), MEMBER_A);
+
+    let d1 = decisions(&h.handle(&failure(&first)).await.unwrap()).remove(0);
+    assert_eq!(d1.outcome, Outcome::Acted, "the first database is within the blast radius: {}", d1.reason);
+    let d2 = decisions(&h.handle(&failure(&second)).await.unwrap()).remove(0);
+    assert_eq!(d2.outcome, Outcome::AwaitingApproval, "{d2:?}");
+    assert!(d2.reason.contains("beyond 1 a human approves"), "{}", d2.reason);
+    assert_eq!(d2.target.account.as_deref(), Some(MEMBER_A));
+    let rds_a = aws_sdk_rds::Client::new(&sdk_a);
+    assert!(rds_a.stop_db_instance().db_instance_identifier(&second_replica).send().await.is_err(), "not promoted yet");
+
+    // The approval names no account: the token finds the decision, which is handled in account A.
+    let token = d2.details["approval"]["token"].as_str().unwrap().to_string();
+    let approve = json!({"source": "selfheal.manual", "action": "approve", "token": token});
+    let d3 = decisions(&h.handle(&approve).await.unwrap()).remove(0);
+    assert_eq!(d3.outcome, Outcome::Acted, "{}", d3.reason);
+    assert_eq!(d3.target.account.as_deref(), Some(MEMBER_A));
+    assert_eq!(d3.details["newWriter"], second_replica.as_str());
+    assert_eq!(d3.details["approvedWith"], token[..8]);
+    assert!(rds_a.stop_db_instance().db_instance_identifier(&second_replica).send().await.is_ok(), "promoted in A");
+    // The member's audit trail of the second database tells the whole story.
+    let trail = h.ctx().ledger.at(MEMBER_A, "us-east-1").audit_trail(&second).await.unwrap();
+    let outcomes: Vec<&str> = trail.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["awaiting-approval", "acted"], "{outcomes:?}");
 }

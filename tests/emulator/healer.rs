@@ -471,3 +471,33 @@ async fn three_parallel_replacements_in_one_group_stop_at_its_rate_limit() {
         h.ctx().aws.calls.calls().iter().filter(|c| c.ends_with(":TerminateInstanceInAutoScalingGroup")).count();
     assert_eq!(terminations, 2);
 }
+
+/// More than N instances of one group in the rate window wait for a human; the approval re-checks
+/// the instance and replaces it.
+#[tokio::test]
+async fn a_replacement_beyond_the_groups_blast_radius_waits_for_approval() {
+    let e = clients().await;
+    let name = group(&e, 6, true).await;
+    let before = ids(&e, &name).await;
+    let sick: Vec<String> = before.iter().take(2).cloned().collect();
+    for id in &sick {
+        mark_unhealthy(&e, id).await;
+    }
+    let h = healer(&[("SELFHEAL_APPROVAL_AFTER", "1"), ("SELFHEAL_COOLDOWN_SECONDS", "0")]).await;
+
+    let first = h.handle(&alarm("alarm-lambda-action-ec2-status-check.json", &sick[0])).await.unwrap();
+    assert_eq!(decision(&first)["outcome"], "acted", "{first}");
+    let second = h.handle(&alarm("alarm-lambda-action-ec2-status-check.json", &sick[1])).await.unwrap();
+    let parked = decision(&second).clone();
+    assert_eq!(parked["outcome"], "awaiting-approval", "{parked}");
+    assert!(parked["reason"].as_str().unwrap().contains("beyond 1 a human approves"), "{parked}");
+    assert!(ids(&e, &name).await.contains(&sick[1]), "not replaced before the approval");
+
+    let token = parked["details"]["approval"]["token"].as_str().unwrap();
+    let approved = h.handle(&json!({"source": "selfheal.manual", "action": "approve", "token": token})).await.unwrap();
+    let d = decision(&approved);
+    assert_eq!(d["outcome"], "acted", "{d}");
+    assert_eq!(d["details"]["approvedWith"], token[..8]);
+    let after = ids(&e, &name).await;
+    assert!(!after.contains(&sick[0]) && !after.contains(&sick[1]), "both sick members replaced: {after:?}");
+}

@@ -43,7 +43,9 @@ async fn five_events_for_one_resource_act_once_while_five_other_resources_are_he
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let mut urls = Vec::new();
     for _ in 0..6 {
-        urls.push(sqs.create_queue().queue_name(unique("lease")).send().await.unwrap().queue_url().unwrap().to_string());
+        urls.push(
+            sqs.create_queue().queue_name(unique("lease")).send().await.unwrap().queue_url().unwrap().to_string(),
+        );
     }
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most_in_flight = Arc::new(AtomicUsize::new(0));
@@ -113,15 +115,17 @@ async fn a_long_action_keeps_its_lease_renewed_past_its_life_and_releases_it_at_
     };
     // Well past the lease's one-second life, the action still holds it: a second event stands down.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let second = ctx.execute(request("db-long", "event-second", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
+    let second =
+        ctx.execute(request("db-long", "event-second", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
     assert_eq!(second.outcome, Outcome::Refused, "{second:#?}");
     assert!(second.reason.contains("event-long"), "{}", second.reason);
     let first = long.await.unwrap();
     assert_eq!(first.outcome, Outcome::Acted, "{first:#?}");
-    assert!(first.details.get("leaseLost").is_none(), "{first:#?}");
+    assert!(!first.details.contains_key("leaseLost"), "{first:#?}");
     assert!(ctx.ledger.read_lease("db-long").await.unwrap().is_none(), "the lease was not released");
     // Released: the next event acts at once.
-    let third = ctx.execute(request("db-long", "event-third", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
+    let third =
+        ctx.execute(request("db-long", "event-third", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
     assert_eq!(third.outcome, Outcome::Acted, "{third:#?}");
 }
 
@@ -129,18 +133,25 @@ async fn a_long_action_keeps_its_lease_renewed_past_its_life_and_releases_it_at_
 async fn a_crashed_holders_lease_is_taken_over_once_it_expires_and_the_decision_says_whose_it_was() {
     let ctx = ctx("test", &[("SELFHEAL_COOLDOWN_SECONDS", "0"), ("SELFHEAL_LEASE_SECONDS", "1")]).await;
     // An invocation took the lease and died without releasing it.
-    let taken = ctx.ledger.take_lease("db-crash", "db-failover", "promote-replica", "event-crashed", Duration::from_secs(1)).await.unwrap();
+    let taken = ctx
+        .ledger
+        .take_lease("db-crash", "db-failover", "promote-replica", "event-crashed", Duration::from_secs(1))
+        .await
+        .unwrap();
     assert!(matches!(taken, LeaseResult::Taken(_)), "{taken:?}");
-    let early = ctx.execute(request("db-crash", "event-early", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
+    let early =
+        ctx.execute(request("db-crash", "event-early", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
     assert_eq!(early.outcome, Outcome::Refused, "{early:#?}");
     assert!(early.reason.contains("db-failover (promote-replica for event event-crashed"), "{}", early.reason);
     // Dry-run reads the lease and says what it would do.
-    let dry = ctx.execute(request("db-crash", "event-dry", true), async { Ok(ActionReport::would("x")) }).await.unwrap();
+    let dry =
+        ctx.execute(request("db-crash", "event-dry", true), async { Ok(ActionReport::would("x")) }).await.unwrap();
     assert_eq!(dry.outcome, Outcome::Refused, "{dry:#?}");
     assert!(dry.reason.starts_with("would stand down"), "{}", dry.reason);
     // Lease times are whole seconds: past the expiry, the lease is taken over.
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let late = ctx.execute(request("db-crash", "event-late", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
+    let late =
+        ctx.execute(request("db-crash", "event-late", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
     assert_eq!(late.outcome, Outcome::Acted, "{late:#?}");
     let from = late.details["leaseTakenOverFrom"].as_str().unwrap_or_default();
     assert!(from.contains("event-crashed"), "{late:#?}");
@@ -163,7 +174,8 @@ async fn only_the_owner_renews_or_releases_a_lease_and_a_redelivery_of_the_holdi
     let LeaseResult::Held(holder) = other else { panic!("a held lease was taken: {other:?}") };
     assert_eq!(holder.event_id, "e1");
     // The same event redelivered after its invocation crashed (its claim has ruled out a live twin).
-    let LeaseResult::Taken(again) = ctx.ledger.take_lease("i-1", "instance-healer", "replace", "e1", ttl).await.unwrap()
+    let LeaseResult::Taken(again) =
+        ctx.ledger.take_lease("i-1", "instance-healer", "replace", "e1", ttl).await.unwrap()
     else {
         panic!("the holding event could not retake its lease")
     };

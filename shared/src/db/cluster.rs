@@ -6,8 +6,9 @@ use std::time::Instant;
 use super::choice::{choose_reader, is_unavailable, ClusterMember};
 use super::handler::DbFailover;
 use super::intent::FailoverIntent;
-use super::rds::{describe_cluster, describe_instance};
+use super::rds::{cluster_stand_down, describe_cluster, describe_instance};
 use super::{ACTION_CLUSTER, ACTION_FAILOVER, RATE_GROUP};
+use crate::approval::{with_approval, Approval};
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::guardrails::{is_opted_in, ActionReport};
@@ -29,8 +30,10 @@ impl DbFailover {
             return self.refuse(&req, why, Severity::Warning).await;
         }
         let mut members = Vec::new();
+        let mut member_arns = Vec::new();
         for (id, writer, tier) in &cluster.members {
             let info = describe_instance(&rds, id, None).await?;
+            member_arns.extend(info.as_ref().and_then(|i| i.arn.clone()));
             members.push(ClusterMember {
                 id: id.clone(),
                 writer: *writer,
@@ -40,10 +43,12 @@ impl DbFailover {
             });
         }
         let writer = members.iter().find(|m| m.writer).cloned();
-        if cluster.status == "failing-over" && !intent.force {
-            let env =
-                self.ctx.envelope(&req, Outcome::Skipped, format!("cluster {} is already failing over", cluster.id));
-            return self.ctx.record(env).await;
+        // Another recovery owning it (RDS failing it over, rebooting or modifying it or its writer, a
+        // Blue/Green switchover, a global database move), read now: `force` does not override this.
+        let writer_status = writer.as_ref().map(|w| (w.id.as_str(), w.status.as_str()));
+        if let Some(sd) = cluster_stand_down(&rds, &cluster, writer_status, &member_arns).await? {
+            tracing::warn!(cluster = %cluster.id, recovery = sd.recovery, "another recovery: standing down");
+            return self.ctx.record(sd.envelope(&self.ctx, &req)).await;
         }
         let writer_down = writer.as_ref().is_none_or(|w| is_unavailable(&w.status) || w.status == "missing");
         if !writer_down && !is_unavailable(&cluster.status) && !intent.force {
@@ -65,16 +70,23 @@ impl DbFailover {
         req.action = ACTION_CLUSTER.to_string();
         let old = writer.map(|w| w.id);
         let cluster_id = cluster.id.clone();
+        let asked = req.clone();
         let work = async {
+            let what = format!(
+                "fail cluster {cluster_id} over to {} (tier {:?}, {})",
+                reader.id,
+                reader.tier,
+                reader.az.as_deref().unwrap_or("?")
+            );
+            // More than N databases of one account and region in the rate window wait for a human.
+            let approval = match self.ctx.approval(&asked, t, None, &what).await? {
+                Approval::Parked(r) => return Ok(r.detail("oldWriter", &old).detail("newWriter", &reader.id)),
+                other => other,
+            };
             if dry_run {
-                return Ok(ActionReport::would(format!(
-                    "would fail cluster {cluster_id} over to {} (tier {:?}, {})",
-                    reader.id,
-                    reader.tier,
-                    reader.az.as_deref().unwrap_or("?")
-                ))
-                .detail("oldWriter", &old)
-                .detail("newWriter", &reader.id));
+                return Ok(with_approval(ActionReport::would(format!("would {what}")), &approval)
+                    .detail("oldWriter", &old)
+                    .detail("newWriter", &reader.id));
             }
             let started = Instant::now();
             tracing::info!(cluster = %cluster_id, to = %reader.id, "FailoverDBCluster");
@@ -85,13 +97,16 @@ impl DbFailover {
                 .await
                 .map_err(|e| Error::aws("rds", "FailoverDBCluster", e))?;
             self.wait_cluster_writer(&rds, &cluster_id, &reader.id).await?;
-            Ok(ActionReport::acted(format!("cluster {cluster_id} failed over to {}", reader.id))
-                .severity(Severity::Warning)
-                .detail("oldWriter", &old)
-                .detail("newWriter", &reader.id)
-                .detail("newWriterAz", &reader.az)
-                .detail("promotionTier", reader.tier)
-                .detail("tookSeconds", started.elapsed().as_secs_f64()))
+            Ok(with_approval(
+                ActionReport::acted(format!("cluster {cluster_id} failed over to {}", reader.id)),
+                &approval,
+            )
+            .severity(Severity::Warning)
+            .detail("oldWriter", &old)
+            .detail("newWriter", &reader.id)
+            .detail("newWriterAz", &reader.az)
+            .detail("promotionTier", reader.tier)
+            .detail("tookSeconds", started.elapsed().as_secs_f64()))
         };
         self.ctx.execute(req, work).await
     }

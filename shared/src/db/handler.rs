@@ -81,7 +81,7 @@ impl DbFailover {
 
     /// Handles one invocation payload: every trigger it carries, then [`crate::lambda::conclude`].
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
+        crate::lambda::handle_each(&self.ctx, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// Handles one trigger and returns the decisions recorded for it.
@@ -189,6 +189,11 @@ impl DbFailover {
             );
             return self.refuse(&req, why, Severity::Warning).await;
         }
+        // Another recovery owning it, read now: `force` does not override this.
+        if let Some(sd) = super::rds::instance_stand_down(&self.ctx.aws.rds(), &primary).await? {
+            tracing::warn!(db = %primary.id, recovery = sd.recovery, "another recovery: standing down");
+            return self.ctx.record(sd.envelope(&self.ctx, &req)).await;
+        }
         if !is_unavailable(&primary.status) && !intent.force {
             let why = format!(
                 "{} is {} on a fresh DescribeDBInstances: the event is stale or flapping, nothing to do",
@@ -206,8 +211,8 @@ impl DbFailover {
         };
         let d = Decision { req, intent };
         match plan {
-            Plan::RebootWithFailover => self.reboot(d, primary).await,
-            Plan::PromoteReplica => self.promote(d, primary).await,
+            Plan::RebootWithFailover => self.reboot(t, d, primary).await,
+            Plan::PromoteReplica => self.promote(t, d, primary).await,
         }
     }
 

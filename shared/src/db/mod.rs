@@ -23,9 +23,17 @@
 //!   converging when the invocation nears its deadline records its progress on its marker and fails;
 //!   the retry resumes the wait and the repoint (it never promotes a second replica).
 //!
-//! Guards, in order: the primary (or cluster) must be opted in by tag; it must really be unavailable
-//! on a fresh `DescribeDBInstances` (stale or flapping events do nothing) unless a manual invocation
-//! sets `force`; the guardrails' claim, per-database lease, cooldown and rate limit
+//! Guards, in order: the primary (or cluster) must be opted in by tag; **another recovery must not own
+//! it** ([`stand_down`], read at decision time, `force` or not, and shown the same in a dry run): the
+//! instance, the cluster or the cluster's writer `failing-over`, `rebooting`, `modifying` (or
+//! renaming, configuring...), `upgrading`, in `maintenance`, `promoting`, `backtracking`, `starting`
+//! or `stopping`; a Blue/Green deployment `SWITCHOVER_IN_PROGRESS` with it (or a cluster member) as
+//! source or target (`DescribeBlueGreenDeployments`); an Aurora global database it is a member of
+//! with a `FailoverState` `pending`/`failing-over`/`cancelling` or status `failing-over`/
+//! `switching-over` (`DescribeGlobalClusters`) — each a refused decision (warning, details
+//! `guard: "another-recovery"`, `recovery: "<kind>"`, `inProgress`) naming what is in progress; it
+//! must really be unavailable on a fresh `DescribeDBInstances` (stale or flapping events do nothing)
+//! unless a manual invocation sets `force`; the guardrails' claim, per-database lease, cooldown and rate limit
 //! ([`crate::guardrails`]); dry-run; and for
 //! promotions ONE promotion per primary, ever: the ledger marker `promotion#<primary>` is taken
 //! atomically before `PromoteReadReplica` (a second promotion would split the data), and a replica
@@ -45,8 +53,19 @@
 //! `PromoteReadReplica` leaves `ReadReplicaSourceDBInstanceIdentifier` set and answers `available` at
 //! once, so the wait accepts an instance that reports `available` when the promotion call itself
 //! already answered `available`; real RDS answers `modifying` and clears the source on completion.
+//! The stand-downs: moto shows a database `rebooting`/`modifying` only in passing, completes a
+//! Blue/Green switchover at once (`AVAILABLE` → `SWITCHOVER_COMPLETED`) and has no global database
+//! failover state, so `tests/emulator/stand_down.rs` checks against moto that deployments and global
+//! databases which are *not* moving are read and let the failover go on, and the moving cases are
+//! unit-tested against responses shaped as the RDS API reference shows them (`aws-smithy-mocks`).
 //!
-//! IAM: `rds:DescribeDBInstances`, `rds:DescribeDBClusters`, `rds:ListTagsForResource`,
+//! The database record's repoint stands down too while the suite's last Route 53 change on its zone is
+//! still `PENDING` ([`pending_change_refusal`]: every change the suite submits records its id per
+//! zone in the ledger, [`crate::ledger::zone_change`], and `GetChange` is asked about the last one;
+//! Route 53 cannot list changes, so changes made outside the suite are not seen).
+//!
+//! IAM: `rds:DescribeDBInstances`, `rds:DescribeDBClusters`, `rds:DescribeBlueGreenDeployments`,
+//! `rds:DescribeGlobalClusters`, `rds:ListTagsForResource`,
 //! `rds:PromoteReadReplica`, `rds:AddTagsToResource`, `rds:RebootDBInstance`, `rds:FailoverDBCluster`,
 //! `cloudwatch:GetMetricData`, `route53:ListResourceRecordSets`, `route53:ChangeResourceRecordSets`,
 //! `route53:GetChange`, plus the ledger's DynamoDB and the topic's SNS permissions.
@@ -55,6 +74,7 @@
 // - config.rs: `DbConfig` and the DNS record setting.
 // - intent.rs: what a trigger asks for (`intent_from_trigger`).
 // - choice.rs: the pure decisions: plan, replica choice (RPO guard), reader choice.
+// - stand_down.rs: the pure decisions on another recovery owning the database (or its record's zone).
 // - lag.rs: replica lag sources (CloudWatch, static).
 // - rds.rs, dns_record.rs: the AWS layer (RDS descriptions, the Route 53 CNAME).
 // - handler.rs: `DbFailover`, trigger dispatch and the guards before a plan runs.
@@ -70,17 +90,21 @@ mod lag;
 mod promote;
 mod rds;
 mod reboot;
+pub mod stand_down;
 
 pub use choice::{
     choose_instance_plan, choose_reader, choose_replica, is_unavailable, promotion_complete, Candidate, ClusterMember,
     DbInstanceInfo, Plan, Rejection,
 };
 pub use config::{DbConfig, DnsRecord};
-pub use dns_record::{read_cname, upsert_cname};
+pub use dns_record::{change_status, pending_change_refusal, read_cname, upsert_cname, upsert_cname_recorded};
 pub use handler::DbFailover;
 pub use intent::{intent_from_trigger, FailoverIntent, Intent, TargetKind};
 pub use lag::{CloudWatchLag, LagSource, StaticLag};
-pub use rds::{describe_cluster, describe_instance, parse_db_ref, ClusterInfo};
+pub use rds::{
+    cluster_stand_down, describe_blue_green_deployments, describe_cluster, describe_global_clusters, describe_instance,
+    instance_stand_down, parse_db_ref, ClusterInfo,
+};
 
 /// The function's name in envelopes and the ledger.
 pub const FUNCTION: &str = "db-failover";

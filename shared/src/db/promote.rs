@@ -11,13 +11,16 @@ use std::time::Duration;
 
 use super::choice::{choose_replica, promotion_complete, Candidate, DbInstanceInfo, Rejection};
 use super::config::{fqdn, DnsRecord};
-use super::dns_record::{read_cname, upsert_cname};
+use super::dns_record::{pending_change_refusal, read_cname, upsert_cname_recorded};
 use super::handler::{DbFailover, Decision};
 use super::rds::{describe_instance, parse_db_ref};
 use super::{ACTION_PROMOTE, PROMOTED_BY_TAG, PROMOTED_FROM_TAG};
+use crate::approval::{with_approval, Approval, CROSS_REGION_PROMOTION};
 use crate::envelope::{Envelope, Severity};
 use crate::error::{Error, Result};
 use crate::guardrails::ActionReport;
+use crate::ledger::zone_change::ChangeBy;
+use crate::trigger::Trigger;
 
 /// The marker's phase once `PromoteReadReplica` was answered: the new writer may still be converging.
 const PHASE_PROMOTED: &str = "promoted";
@@ -33,6 +36,8 @@ struct Promotion<'a> {
     lag: Option<f64>,
     answered_available: bool,
     started_at: chrono::DateTime<chrono::Utc>,
+    /// The event acting: named on the Route 53 change it makes.
+    event_id: &'a str,
 }
 
 impl DbFailover {
@@ -58,9 +63,10 @@ impl DbFailover {
         Ok((out, missing))
     }
 
-    pub(super) async fn promote(&self, mut d: Decision, primary: DbInstanceInfo) -> Result<Envelope> {
+    pub(super) async fn promote(&self, t: &Trigger, mut d: Decision, primary: DbInstanceInfo) -> Result<Envelope> {
         d.req.action = ACTION_PROMOTE.to_string();
         let dry_run = d.req.dry_run;
+        let asked = d.req.clone();
         let event_id = d.req.event_id.clone();
         let intent = d.intent;
         let marker = format!("promotion#{}", primary.id);
@@ -79,6 +85,7 @@ impl DbFailover {
                             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
                             .map(|t| t.with_timezone(&chrono::Utc))
                             .unwrap_or_else(chrono::Utc::now),
+                        event_id: &event_id,
                     };
                     if dry_run {
                         return Ok(ActionReport::would(format!(
@@ -127,19 +134,38 @@ impl DbFailover {
             let lag = chosen.lag_seconds;
             let new_id = chosen.info.id.clone();
             let region = chosen.info.region.clone();
+            let dns = self.cfg.dns.as_ref().map(|d| d.name.clone());
+            // A replica in another region than its primary moves the application's writer across regions.
+            let cross_region = region.is_some() && region != primary.region;
+            let what = format!(
+                "promote {new_id}{} (lag {}) to replace {}{}",
+                region.as_deref().map(|r| format!(" in {r}")).unwrap_or_default(),
+                fmt_lag(lag),
+                primary.id,
+                dns.as_ref().map(|n| format!(" and repoint {n} if it names {}", primary.id)).unwrap_or_default()
+            );
+            let kind = cross_region.then_some(CROSS_REGION_PROMOTION);
+            let approval = match self.ctx.approval(&asked, t, kind, &what).await? {
+                Approval::Parked(report) => {
+                    return Ok(report
+                        .detail("oldWriter", &primary.id)
+                        .detail("newWriter", &new_id)
+                        .detail("lagSeconds", lag)
+                        .detail("rejected", &rejected))
+                }
+                other => other,
+            };
             if dry_run {
-                let dns = self.cfg.dns.as_ref().map(|d| d.name.clone());
-                return Ok(ActionReport::would(format!(
-                    "would promote {new_id} (lag {}) to replace {}{}",
-                    fmt_lag(lag),
-                    primary.id,
-                    dns.as_ref().map(|n| format!(" and repoint {n}")).unwrap_or_default()
-                ))
-                .detail("oldWriter", &primary.id)
-                .detail("newWriter", &new_id)
-                .detail("lagSeconds", lag)
-                .detail("dnsRecord", dns)
-                .detail("rejected", &rejected));
+                let asked_first = match &approval {
+                    Approval::WouldAsk(why) => format!("; a human's approval would be asked first ({why})"),
+                    _ => String::new(),
+                };
+                return Ok(with_approval(ActionReport::would(format!("would {what}{asked_first}")), &approval)
+                    .detail("oldWriter", &primary.id)
+                    .detail("newWriter", &new_id)
+                    .detail("lagSeconds", lag)
+                    .detail("dnsRecord", dns)
+                    .detail("rejected", &rejected));
             }
             // One promotion per primary, ever: taken atomically before the irreversible call.
             if !self.ctx.ledger.mark_once(&marker).await? {
@@ -148,19 +174,25 @@ impl DbFailover {
             let started_at = chrono::Utc::now();
             let rds = self.ctx.aws.regional(region.as_deref()).rds();
             tracing::info!(primary = %primary.id, replica = %new_id, lag = ?lag, "PromoteReadReplica");
-            let resp = match rds.promote_read_replica().db_instance_identifier(&new_id).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let e = Error::aws("rds", "PromoteReadReplica", e);
-                    return Ok(ActionReport::failed(format!(
-                        "PromoteReadReplica of {new_id} failed: {e}; ledger marker {marker} is held, so no \
-                         automatic retry will promote another replica: a human must decide"
-                    ))
-                    .detail("oldWriter", &primary.id)
-                    .detail("newWriter", &new_id));
-                }
-            };
-            let answered_available = resp.db_instance().and_then(|i| i.db_instance_status()) == Some("available");
+            let (answered_available, answer_lost) =
+                match rds.promote_read_replica().db_instance_identifier(&new_id).send().await {
+                    Ok(r) => (r.db_instance().and_then(|i| i.db_instance_status()) == Some("available"), None),
+                    // Applied, and only the answer lost: carry on as if RDS had answered standalone.
+                    Err(e) => match applied_anyway(&rds, &e, &new_id, region.as_deref()).await {
+                        Some(evidence) => {
+                            (true, Some(format!("{}; {evidence}", Error::aws("rds", "PromoteReadReplica", e))))
+                        }
+                        None => {
+                            let e = Error::aws("rds", "PromoteReadReplica", e);
+                            return Ok(ActionReport::failed(format!(
+                                "PromoteReadReplica of {new_id} failed: {e}; ledger marker {marker} is held, so no \
+                                 automatic retry will promote another replica: a human must decide"
+                            ))
+                            .detail("oldWriter", &primary.id)
+                            .detail("newWriter", &new_id));
+                        }
+                    },
+                };
             // Before anything else can go wrong: what a retry needs to resume rather than refuse.
             let lag_text = lag.map(|l| l.to_string()).unwrap_or_default();
             let started_text = started_at.to_rfc3339();
@@ -199,10 +231,16 @@ impl DbFailover {
                 lag,
                 answered_available,
                 started_at,
+                event_id: &event_id,
             };
-            self.finish(&p, rejected).await
+            let report = with_approval(self.finish(&p, rejected).await?, &approval);
+            Ok(match answer_lost {
+                Some(lost) => noting_lost_answer(report, lost),
+                None => report,
+            })
         };
-        self.ctx.execute(d.req, work).await
+        // Boxed: the promotion is a large future.
+        self.ctx.execute(d.req, Box::pin(work)).await
     }
 
     /// Waits for a promoted replica to become a standalone writer (within the invocation's time
@@ -224,8 +262,10 @@ impl DbFailover {
             // Not even one poll fits before the deadline: record and let the retry resume.
             Err(Error::Timeout { what: format!("{new_id}: no time left in this invocation to wait"), seconds: 0 })
         } else {
-            self.wait_instance(&rds, new_id, p.region.as_deref(), limit, |i| promotion_complete(i, p.answered_available))
-                .await
+            self.wait_instance(&rds, new_id, p.region.as_deref(), limit, |i| {
+                promotion_complete(i, p.answered_available)
+            })
+            .await
         };
         let promoted = match waited {
             Ok(i) => i,
@@ -261,7 +301,7 @@ impl DbFailover {
         .detail("newEndpoint", &endpoint)
         .detail("tookSeconds", took);
         if let Some(dns) = &self.cfg.dns {
-            match self.repoint(dns, &endpoint, primary, new_id, limit).await {
+            match self.repoint(dns, &endpoint, primary, new_id, limit, p.event_id).await {
                 Ok(Repoint::Done { before, change }) => {
                     report = report
                         .detail("dnsRecord", &dns.name)
@@ -271,9 +311,23 @@ impl DbFailover {
                         .detail("tookSeconds", since(p.started_at));
                 }
                 Ok(Repoint::NotOurs { points_at }) => {
-                    report = report
-                        .detail("dnsRecord", &dns.name)
-                        .detail("dnsLeftAlone", format!("points at {points_at}, not at the failed writer {}", primary.id));
+                    report = report.detail("dnsRecord", &dns.name).detail(
+                        "dnsLeftAlone",
+                        format!("points at {points_at}, not at the failed writer {}", primary.id),
+                    );
+                }
+                Ok(Repoint::Pending(sd)) => {
+                    let mut failed = ActionReport::failed(format!(
+                        "promoted {new_id}, but the database record {} was not repointed: {}; the retry repoints it \
+                         (ledger marker {} says the promotion is under way)",
+                        dns.name, sd.reason, p.marker
+                    ));
+                    failed.details = report.details;
+                    return Ok(failed
+                        .detail("resumable", true)
+                        .detail("guard", "another-recovery")
+                        .detail("recovery", sd.recovery)
+                        .detail("inProgress", &sd.in_progress));
                 }
                 Err(e) => {
                     let mut failed = ActionReport::failed(format!(
@@ -300,6 +354,7 @@ impl DbFailover {
         old: &DbInstanceInfo,
         new: &str,
         limit: Duration,
+        event_id: &str,
     ) -> Result<Repoint> {
         let r53 = self.dns_aws.route53();
         let before = read_cname(&r53, dns).await?;
@@ -311,19 +366,71 @@ impl DbFailover {
                 return Ok(Repoint::NotOurs { points_at: current.to_string() });
             }
         }
+        // Another change of the suite's still propagating on the zone: not now; the retry repoints.
+        if let Some(sd) = pending_change_refusal(&self.ctx.ledger, &r53, &dns.zone_id).await? {
+            return Ok(Repoint::Pending(sd));
+        }
         let remaining = limit.max(Duration::from_secs(30));
         tracing::info!(record = %dns.name, to = %endpoint, "repointing database DNS record");
         let comment = format!("selfheal db-failover: {} -> {new}", old.id);
-        let change = upsert_cname(&r53, dns, endpoint, &comment, remaining, self.cfg.poll).await?;
+        let by = ChangeBy {
+            function: super::FUNCTION.into(),
+            action: ACTION_PROMOTE.into(),
+            event_id: event_id.into(),
+            target: dns.name.clone(),
+        };
+        let change =
+            upsert_cname_recorded(&r53, dns, endpoint, &comment, remaining, self.cfg.poll, &self.ctx.ledger, &by)
+                .await?;
         Ok(Repoint::Done { before, change: Some(change) })
     }
 }
 
 /// What repointing the database record did.
 enum Repoint {
-    Done { before: Option<String>, change: Option<String> },
+    Done {
+        before: Option<String>,
+        change: Option<String>,
+    },
     /// The record names another database: not this failover's to move.
-    NotOurs { points_at: String },
+    NotOurs {
+        points_at: String,
+    },
+    /// Another change of the suite's on the zone is still propagating.
+    Pending(super::stand_down::StandDown),
+}
+
+/// Whether a `PromoteReadReplica` that came back with an error took effect all the same: its answer
+/// was lost on the way back (a dropped connection, a timeout) and the SDK's retry was then refused,
+/// because RDS refuses to promote an instance that is no longer a read replica
+/// (`InvalidDBInstanceState`, "DB Instance is not a read replica"), or a description of the instance
+/// shows no replication source any more. `Some` names the evidence.
+async fn applied_anyway(
+    rds: &aws_sdk_rds::Client,
+    err: &aws_sdk_rds::error::SdkError<aws_sdk_rds::operation::promote_read_replica::PromoteReadReplicaError>,
+    id: &str,
+    region: Option<&str>,
+) -> Option<String> {
+    use aws_sdk_rds::error::ProvideErrorMetadata;
+    let not_a_replica = err.as_service_error().is_some_and(|s| {
+        s.is_invalid_db_instance_state_fault()
+            && s.message().is_some_and(|m| m.to_ascii_lowercase().contains("not a read replica"))
+    });
+    if not_a_replica {
+        return Some(format!("RDS refused the retry because {id} is no longer a read replica"));
+    }
+    match describe_instance(rds, id, region).await {
+        Ok(Some(info)) if info.replica_source.is_none() => {
+            Some(format!("{id} no longer has a replication source (status {})", info.status))
+        }
+        _ => None,
+    }
+}
+
+/// A promotion whose `PromoteReadReplica` answer was lost says so, with the evidence it took effect.
+fn noting_lost_answer(mut report: ActionReport, lost: String) -> ActionReport {
+    report.reason.push_str(" (PromoteReadReplica's answer was lost, but RDS showed the promotion had been applied)");
+    report.detail("promoteAnswerLost", lost)
 }
 
 fn already_promoted(primary: &str, marker: &str) -> ActionReport {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_route53::types::TagResourceType;
 
+use crate::approval::{with_approval, Approval, REGION_FAILOVER};
 use crate::envelope::{Envelope, Outcome, Severity};
 use crate::error::{Error, Result};
 use crate::guardrails::{is_opted_in, ActionReport};
@@ -16,7 +17,8 @@ use super::health::{health_word, HealthReading};
 use super::history::{last_flip, RecordedFlip};
 use super::plan::{change_batch, plan_failover, traffic_shift, Direction, Plan};
 use super::records::{same_sets, RecordSet};
-use super::route53::{health, list_record, resolve_zone, submit, tags, wait_insync};
+use super::route53::{health, list_record, resolve_zone, submit_recorded, tags, wait_insync};
+use crate::ledger::zone_change::ChangeBy;
 
 /// Why a flip is being considered, beyond its direction.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +84,13 @@ impl DnsFailover {
             return self.ctx.record(env).await;
         }
 
+        // Another change of the suite's still propagating on this zone: stand down before taking anything.
+        if let Some(sd) = super::route53::pending_change_refusal(&self.ctx.ledger, &r53, &zone_id).await? {
+            return self.ctx.record(sd.envelope(&self.ctx, &req).detail("current", &current)).await;
+        }
+
         let target_id = req.target.id.clone();
+        let asked = req.clone();
         let work = async {
             // Re-read under the guardrails' lock: the record as it is now.
             let current = list_record(&r53, &zone_id, &record.name, &record.rtype).await?;
@@ -154,15 +162,42 @@ impl DnsFailover {
                 losing.iter().map(RecordSet::describe).collect::<Vec<_>>().join(", "),
                 gaining.iter().map(RecordSet::describe).collect::<Vec<_>>().join(", ")
             );
+            // A failover moves the application to its standby region: a large move the approval policy
+            // may want a human for (a failback is the way home).
+            let kind = (direction == Direction::Failover).then_some(REGION_FAILOVER);
+            let what = format!("{summary} ({} changes to hosted zone {zone_id})", batch.len());
+            let approval = match self.ctx.approval(&asked, t, kind, &what).await? {
+                Approval::Parked(report) => {
+                    return Ok(report
+                        .detail("before", &current)
+                        .detail("after", &desired)
+                        .detail("changeBatch", &batch)
+                        .detail("hostedZoneId", &zone_id)
+                        .detail("health", &health_detail))
+                }
+                other => other,
+            };
             if dry_run {
-                return Ok(ActionReport::would(format!("would {summary} ({} changes)", batch.len()))
+                let asked_first = match &approval {
+                    Approval::WouldAsk(why) => format!("; a human's approval would be asked first ({why})"),
+                    _ => String::new(),
+                };
+                let report = ActionReport::would(format!("would {summary} ({} changes){asked_first}", batch.len()));
+                return Ok(with_approval(report, &approval)
                     .detail("before", &current)
                     .detail("after", &desired)
                     .detail("changeBatch", &batch)
                     .detail("hostedZoneId", &zone_id)
                     .detail("health", &health_detail));
             }
-            let change_id = submit(&r53, &zone_id, &batch, &format!("selfheal {summary} ({})", t.event_id)).await?;
+            let by = ChangeBy {
+                function: super::FUNCTION.into(),
+                action: direction.as_str().into(),
+                event_id: t.event_id.clone(),
+                target: target_id.clone(),
+            };
+            let comment = format!("selfheal {summary} ({})", t.event_id);
+            let change_id = submit_recorded(&r53, &self.ctx.ledger, &zone_id, &batch, &comment, &by).await?;
             tracing::info!(record = %record.name, zone = %zone_id, change_id = %change_id, "dns change submitted");
             let insync = wait_insync(&r53, &change_id, self.cfg.insync_timeout, self.cfg.insync_poll).await?;
             let report = if insync {
@@ -174,7 +209,7 @@ impl DnsFailover {
                 ))
                 .severity(Severity::Warning)
             };
-            Ok(report
+            Ok(with_approval(report, &approval)
                 .detail("before", &current)
                 .detail("after", &desired)
                 .detail("changeBatch", &batch)
@@ -183,7 +218,8 @@ impl DnsFailover {
                 .detail("hostedZoneId", &zone_id)
                 .detail("health", &health_detail))
         };
-        self.ctx.execute(req, work).await
+        // Boxed: the flip is a large future, and inline it overflows a test thread's stack.
+        self.ctx.execute(req, Box::pin(work)).await
     }
 
     /// What the record should become, or a report of why not.

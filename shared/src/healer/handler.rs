@@ -3,12 +3,14 @@
 
 use serde_json::Value;
 
-use super::config::{AsgMethod, HealerConfig};
+use super::config::HealerConfig;
 use super::group::{replace_in_group, short_circuit};
 use super::health::{refine, Health};
-use super::intake::{intake, Failure, HealRequest, Intake};
+use super::intake::{auto_recovery_failures, intake, Failure, HealRequest, Intake};
+use super::stand_down::{self, StandDown};
 use super::standalone::{choose_step, client_token, ladder, standalone_step, InstanceFacts, Step};
 use super::{asg, ec2, ACTION, ASG_TAG, FUNCTION, STANDALONE};
+use crate::approval::{with_approval, Approval};
 use crate::config::{CommonConfig, Env};
 use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
@@ -25,8 +27,18 @@ pub struct Healer {
 
 /// What a pre-check concluded.
 enum Verdict {
-    Go { health: Health, group: Option<asg::Group> },
+    /// Go on; `unchecked` names any stand-down check the endpoint could not serve (an emulator).
+    Go {
+        health: Health,
+        group: Option<asg::Group>,
+        unchecked: Vec<String>,
+    },
     Stop(Envelope),
+}
+
+/// The ledger marker recording that EC2 gave up recovering an instance (its `at` progress field).
+fn auto_recovery_failed_key(id: &str) -> String {
+    format!("auto-recovery-failed#{id}")
 }
 
 impl Healer {
@@ -55,7 +67,7 @@ impl Healer {
     /// Lambda entry: every trigger in the payload is handled; the decisions come back, or an error
     /// when an action failed or a trigger could not be handled (each named).
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
+        crate::lambda::handle_each(&self.ctx, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// Handles one trigger (the drill calls this directly), in the account and region it is about.
@@ -75,7 +87,16 @@ impl Healer {
 
     async fn handle_here(&self, t: &Trigger) -> Result<Vec<Envelope>> {
         let mut out = Vec::new();
-        for item in intake(t, &self.cfg)? {
+        let items = intake(t, &self.cfg)?;
+        // EC2 gave up recovering these: remembered, so the auto-recovery stand-down stops waiting.
+        for (id, arn) in auto_recovery_failures(t) {
+            let key = auto_recovery_failed_key(&id);
+            self.ctx.ledger.mark_once(&key).await?;
+            let at = chrono::Utc::now().to_rfc3339();
+            self.ctx.ledger.note_progress(&key, &[("at", &at), ("event", &arn)]).await?;
+            tracing::warn!(instance = %id, event = %arn, "EC2 simplified automatic recovery failed");
+        }
+        for item in items {
             match item {
                 Intake::Ignore { target, reason } => {
                     let req = self.request(t, &target, None, self.ctx.config.dry_run, &reason);
@@ -129,10 +150,12 @@ impl Healer {
             }
         }
 
-        let (health, group) = match self.precheck(&req, &h, &inst, membership.as_ref(), group_name.as_deref()).await? {
-            Verdict::Go { health, group } => (health, group),
-            Verdict::Stop(env) => return Ok(env),
-        };
+        let (health, group, unchecked) =
+            match self.precheck(&req, &h, &inst, membership.as_ref(), group_name.as_deref()).await? {
+                Verdict::Go { health, group, unchecked } => (health, group, unchecked),
+                Verdict::Stop(env) => return Ok(env),
+            };
+        let noted = move |r: ActionReport| if unchecked.is_empty() { r } else { r.detail("unchecked", &unchecked) };
 
         match group {
             Some(g) => {
@@ -140,17 +163,29 @@ impl Healer {
                 let wait = self.cfg.wait;
                 let poll = self.cfg.poll;
                 let evidence = health.problems();
+                let asked = req.clone();
                 let work = async move {
+                    // More than N instances of one group in the rate window wait for a human.
+                    let what = format!(
+                        "replace {id} through Auto Scaling group {} ({method:?}), keeping desired capacity {}",
+                        g.name, g.desired
+                    );
+                    let approval = match ctx.approval(&asked, t, None, &what).await? {
+                        Approval::Parked(r) => return Ok(r.detail("group", &g.name).detail("evidence", &evidence)),
+                        other => other,
+                    };
                     if dry_run {
-                        return Ok(ActionReport::would(format!(
-                            "would replace {id} through Auto Scaling group {} ({method:?}), keeping desired capacity {}",
-                            g.name, g.desired
-                        ))
-                        .detail("group", &g.name)
-                        .detail("method", method)
-                        .detail("evidence", &evidence));
+                        return Ok(noted(with_approval(
+                            ActionReport::would(format!("would {what}"))
+                                .detail("group", &g.name)
+                                .detail("method", method)
+                                .detail("evidence", &evidence),
+                            &approval,
+                        )));
                     }
-                    replace_in_group(&asgc, &id, &g, method, wait, poll).await.map(|r| r.detail("evidence", &evidence))
+                    replace_in_group(&asgc, &id, &g, method, wait, poll)
+                        .await
+                        .map(|r| noted(with_approval(r.detail("evidence", &evidence), &approval)))
                 };
                 ctx.execute(req, work).await
             }
@@ -249,7 +284,7 @@ impl Healer {
         }
 
         // Gather the fleet's health: the target and its peers.
-        let peers: Vec<Health> = match &group {
+        let (peers, statuses): (Vec<Health>, _) = match &group {
             Some(g) => {
                 let ids: Vec<String> = g.members.iter().map(|m| m.instance_id.clone()).collect();
                 let mut with_target = ids;
@@ -285,7 +320,7 @@ impl Healer {
                     me.lifecycle = membership.map(|m| m.lifecycle.clone());
                     hs.push(me);
                 }
-                hs
+                (hs, statuses)
             }
             None => {
                 let mut facts = match (&inst.vpc_id, &inst.az) {
@@ -298,12 +333,21 @@ impl Healer {
                 facts.push(inst.clone());
                 let ids: Vec<String> = facts.iter().map(|f| f.id.clone()).collect();
                 let statuses = ec2::statuses(&ec2c, &ids).await?;
-                facts.iter().map(|f| ec2::health_of(f, &statuses)).collect()
+                (facts.iter().map(|f| ec2::health_of(f, &statuses)).collect(), statuses)
             }
         };
         let Some(health) = peers.iter().find(|p| p.instance_id == *id).cloned() else {
             return Err(Error::ActionFailed(format!("{id}: health facts missing")));
         };
+
+        // Another recovery owning the instance, read now. (A terminated instance is past recovering.)
+        let mut unchecked = Vec::new();
+        if h.failure != Failure::Terminated {
+            let status = statuses.get(id).cloned().unwrap_or_default();
+            if let Some(sd) = self.stand_down(inst, membership, group.as_ref(), &status, &mut unchecked).await? {
+                return stop(self.stand_down_refusal(req, sd).await?);
+            }
+        }
 
         if h.failure != Failure::Terminated && health.is_going_away() {
             let why = format!(
@@ -312,21 +356,6 @@ impl Healer {
                 health.lifecycle.as_deref().unwrap_or("-")
             );
             return stop(self.refuse(req, why, Severity::Info).await?);
-        }
-        if let Some(m) = membership {
-            if m.lifecycle != "InService" && !m.lifecycle.is_empty() {
-                let why = format!("{id} is {} in group {}, not InService: left to the group", m.lifecycle, m.group);
-                return stop(self.refuse(req, why, Severity::Info).await?);
-            }
-        }
-        if let Some(g) = &group {
-            for p in ["Launch", "Terminate", "ReplaceUnhealthy"] {
-                if g.suspended.iter().any(|s| s == p) && (p == "Launch" || self.cfg.asg_method == AsgMethod::SetHealth)
-                {
-                    let why = format!("group {} has the {p} process suspended: a replacement would not come", g.name);
-                    return stop(self.refuse(req, why, Severity::Warning).await?);
-                }
-            }
         }
         if h.recheck && health.problems().is_empty() {
             let why = format!(
@@ -355,7 +384,94 @@ impl Healer {
                 .detail("health", &health);
             return stop(self.ctx.record(env).await?);
         }
-        Ok(Verdict::Go { health, group })
+        Ok(Verdict::Go { health, group, unchecked })
+    }
+
+    /// Another recovery owning the instance, read at decision time ([`stand_down`]): for a group
+    /// member, its lifecycle (warm pool, lifecycle hook, standby, launch), the group's suspended
+    /// processes, an instance refresh and scaling activities naming it; for any instance, a scheduled
+    /// event acting on it now; for a standalone instance, EC2's simplified automatic recovery inside its
+    /// grace. What the endpoint cannot tell (an emulator without instance refreshes) is noted in
+    /// `unchecked`.
+    async fn stand_down(
+        &self,
+        inst: &InstanceFacts,
+        membership: Option<&asg::Membership>,
+        group: Option<&asg::Group>,
+        status: &ec2::StatusCheck,
+        unchecked: &mut Vec<String>,
+    ) -> Result<Option<StandDown>> {
+        let id = &inst.id;
+        if let Some(g) = group {
+            let lifecycle = membership
+                .map(|m| m.lifecycle.as_str())
+                .or_else(|| g.members.iter().find(|m| m.instance_id == *id).map(|m| m.lifecycle.as_str()))
+                .unwrap_or_default();
+            if let Some(sd) = stand_down::lifecycle(id, &g.name, lifecycle) {
+                return Ok(Some(sd));
+            }
+            if let Some(sd) = stand_down::suspended_processes(&g.name, &g.suspended) {
+                return Ok(Some(sd));
+            }
+            let asgc = self.ctx.aws.autoscaling();
+            let endpoint = self.ctx.aws.sdk.endpoint_url();
+            match asg::instance_refreshes(&asgc, &g.name, endpoint).await? {
+                Some(refreshes) => {
+                    if let Some(sd) = stand_down::instance_refresh(&g.name, &refreshes) {
+                        return Ok(Some(sd));
+                    }
+                }
+                None => unchecked.push(format!(
+                    "instance refresh: the endpoint {} does not serve DescribeInstanceRefreshes",
+                    endpoint.unwrap_or("-")
+                )),
+            }
+            let activities = asg::scaling_activities(&asgc, &g.name).await?;
+            if let Some(sd) = stand_down::scaling_activity(id, &g.name, &activities) {
+                return Ok(Some(sd));
+            }
+        }
+        let now = chrono::Utc::now();
+        if let Some(sd) = stand_down::scheduled_event(id, &status.events, now) {
+            return Ok(Some(sd));
+        }
+        if group.is_none() {
+            let grace = self.cfg.auto_recovery_grace;
+            let mut facts = stand_down::AutoRecovery {
+                setting: inst.auto_recovery.clone(),
+                system_status: status.system.clone(),
+                impaired_since: status.system_impaired_since,
+                failure_reported_at: None,
+            };
+            if stand_down::auto_recovery(id, &facts, now, grace).is_some() {
+                // Only now worth a ledger read: has EC2 already reported that it gave up?
+                facts.failure_reported_at = self.auto_recovery_failed_at(id).await?;
+                return Ok(stand_down::auto_recovery(id, &facts, now, grace));
+            }
+        }
+        Ok(None)
+    }
+
+    /// When an `AWS_EC2_SIMPLIFIED_AUTO_RECOVERY_FAILURE` for `id` was last recorded.
+    async fn auto_recovery_failed_at(&self, id: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let progress = self.ctx.ledger.progress(&auto_recovery_failed_key(id)).await?;
+        Ok(progress
+            .and_then(|p| p.get("at").cloned())
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+            .map(|at| at.with_timezone(&chrono::Utc)))
+    }
+
+    /// Records a stand-down: refused, naming what is in progress, with `guard` and `recovery` details.
+    async fn stand_down_refusal(&self, req: &ActionRequest, sd: StandDown) -> Result<Envelope> {
+        tracing::warn!(target = %req.target.id, recovery = sd.recovery, reason = %sd.reason, "another recovery: standing down");
+        let env = self
+            .ctx
+            .envelope(req, Outcome::Refused, sd.reason)
+            .severity(Severity::Warning)
+            .detail("guard", stand_down::GUARD)
+            .detail("recovery", sd.recovery)
+            .detail("inProgress", &sd.in_progress);
+        self.ctx.record(env).await
     }
 
     /// This function's acted standalone steps on `id` inside the escalation window.
