@@ -19,8 +19,17 @@ pub async fn within<F: Future>(deadline: Instant, f: F) -> F::Output {
     DEADLINE.scope(deadline, f).await
 }
 
+/// Below this, a "deadline" in milliseconds cannot be an instant since the Unix epoch (it would be
+/// before September 2001): it is a duration.
+const EPOCH_MILLIS_FLOOR: u64 = 1_000_000_000_000;
+
 /// The instant of a deadline given, as Lambda gives it, in milliseconds since the Unix epoch.
+/// `cargo lambda watch` (1.9) sends the function's timeout as a duration instead: a value too small to
+/// be an epoch instant is read as time from now, so local runs keep their real budget.
 pub fn from_epoch_millis(deadline_ms: u64) -> Instant {
+    if deadline_ms < EPOCH_MILLIS_FLOOR {
+        return Instant::now() + Duration::from_millis(deadline_ms);
+    }
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
@@ -42,6 +51,16 @@ pub fn wait_budget(configured: Duration) -> (Duration, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_is_an_epoch_instant_or_else_a_duration_from_now() {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs();
+        assert!((598..=600).contains(&left(from_epoch_millis(now_ms + 600_000))));
+        // cargo lambda watch's "deadline": the timeout itself.
+        assert!((598..=600).contains(&left(from_epoch_millis(600_000))));
+        assert_eq!(left(from_epoch_millis(now_ms - 5_000)), 0);
+    }
 
     #[tokio::test]
     async fn a_wait_is_cut_short_only_by_a_near_deadline() {

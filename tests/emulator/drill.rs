@@ -193,7 +193,8 @@ where
 }
 
 /// The whole game day in process, every remediation function on its own clients, and then the check
-/// that each function called only AWS actions its role in `infra/template.yaml` grants.
+/// that each function called only AWS actions its role in `infra/template.yaml` grants (and, in
+/// `game_day_in_process`, that each call passes its statements' conditions).
 #[test]
 fn the_game_day_in_process_passes_and_every_call_is_granted_by_the_template() {
     on_big_stack(|| async {
@@ -359,6 +360,10 @@ async fn game_day_in_process(accounts: usize) -> (Architecture, Vec<drill::Drill
     let (mut e, c) = build("backup-enforcer");
     let backup = Arc::new(BackupEnforcer::new(Ctx::new(c, own()), BackupConfig::read(&mut e)));
     e.finish().unwrap();
+    // Every request kept, with the tags of what it touches, for the IAM evaluation below.
+    for calls in [&healer.ctx().aws.calls, &db.ctx().aws.calls, &dns.ctx().aws.calls, &backup.ctx().aws.calls] {
+        crate::iam_conditions::record(calls);
+    }
 
     let (h, d, n, b) = (healer.clone(), db.clone(), dns.clone(), backup.clone());
     let deliverer = Deliverer::InProcess(Arc::new(move |function: String, event: Value| -> BoxFuture {
@@ -382,6 +387,11 @@ async fn game_day_in_process(accounts: usize) -> (Architecture, Vec<drill::Drill
         drill.run(&DrillRequest { scenarios: Scenario::ALL.to_vec(), mode: Mode::Live }, &arch).await.unwrap();
     let text = drill::report::render_all(&reports);
     assert!(reports.iter().all(|r| r.passed), "{text}");
+    // Each call allowed by its role's statements, conditions included (in member accounts: the member
+    // role's, and its trust for the AssumeRole that reached it).
+    let iam = crate::iam_conditions::assert_all_allowed([healer.ctx(), db.ctx(), dns.ctx(), backup.ctx()]);
+    assert!(iam.conditioned > 0, "no conditioned statement was exercised: {}", iam.summary());
+    assert_eq!(iam.trusts > 0, accounts > 1, "{}", iam.summary());
 
     let calls = vec![
         ("instance-healer", healer.ctx().aws.calls.calls()),

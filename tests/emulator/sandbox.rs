@@ -68,7 +68,11 @@ fn the_sandbox_does_what_each_printed_invocation_says() {
     assert!(text(&ledger).contains("promote-replica"), "the ledger shows the promotion:\n{}", text(&ledger));
     let notes = sandbox(&state, "notifications");
     assert!(notes.status.success(), "{}", text(&notes));
-    assert!(text(&notes).contains("dns-failover failover acted"), "the flip was published:\n{}", text(&notes));
+    assert!(
+        text(&notes).contains("dns-failover failover awaiting-approval"),
+        "the parked flip was published:\n{}",
+        text(&notes)
+    );
 
     let down = sandbox(&state, "down");
     assert!(down.status.success(), "{}", text(&down));

@@ -1,6 +1,7 @@
 //! How a drill's events reach the functions: over HTTP to a Lambda runtime emulator
 //! (`cargo lambda watch`, the local game day), through the SNS topic the deployed functions subscribe
-//! to (a real account), or to handlers in the same process (tests).
+//! to (a real account), or to handlers in the same process (tests). [`Deliverer::deliver_all`] sends
+//! many at once, each on its own task, the way AWS delivers the events of one outage: in parallel.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -61,6 +62,31 @@ impl Deliverer {
 
     pub fn topic(sns: &aws_sdk_sns::Client, topic_arn: &str) -> Self {
         Deliverer::Topic { sns: sns.clone(), topic_arn: topic_arn.to_string() }
+    }
+
+    /// Delivers every `(function, event)` at once, each on its own task, and waits for all; the
+    /// answers come back in the same order. (Over HTTP, how many run at once is the runtime emulator's
+    /// concurrency; in process, the handlers run side by side on the runtime's workers.)
+    pub async fn deliver_all(&self, deliveries: Vec<(String, Value)>) -> Vec<Result<Answer>> {
+        let tasks: Vec<_> = deliveries
+            .into_iter()
+            .map(|(function, event)| {
+                let me = self.clone();
+                tokio::spawn(async move { me.deliver(&function, &event).await })
+            })
+            .collect();
+        futures::future::join_all(tasks)
+            .await
+            .into_iter()
+            .map(|joined| {
+                joined.unwrap_or_else(|e| {
+                    Err(Error::Delivery {
+                        channel: "drill task".into(),
+                        message: format!("the delivery panicked: {e}"),
+                    })
+                })
+            })
+            .collect()
     }
 
     /// Delivers one Lambda event to `function`.

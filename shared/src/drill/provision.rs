@@ -14,6 +14,12 @@
 //! template, Auto Scaling group, load balancer, bucket) goes to the first member account, the data tier
 //! to the second (the first when there is only one), and the backup volumes round-robin over every
 //! account. A member account is reached through `sts:AssumeRole` on [`PROVISION_ROLE`] there.
+//!
+//! On request ([`ProvisionOptions::fleet_databases`], `drill-cli provision --fleet`) it also creates the
+//! larger [`Fleet`] the `az-outage` scenario takes one AZ out of: three more Auto Scaling groups of
+//! different shapes over the three AZs (in the web tier's account), and many databases, each a writer in
+//! one AZ (round-robin) with a read replica in each of the two others (in the data tier's account). The
+//! other scenarios and the default game day do not need it and stay small.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +39,9 @@ pub const MAX_ACCOUNTS: usize = 9;
 pub fn member_account_ids(accounts: usize) -> Vec<String> {
     (1..accounts.min(MAX_ACCOUNTS)).map(|i| i.to_string().repeat(12)).collect()
 }
+
+/// The most databases the `az-outage` fleet may have.
+pub const MAX_FLEET_DATABASES: usize = 300;
 
 /// The availability zones the game day spreads over.
 pub const AZS: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
@@ -86,6 +95,68 @@ pub struct Architecture {
     /// The account of each of `backup_volumes`, in the same order; empty: all the hub's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volume_accounts: Vec<String>,
+    /// The larger fleet `az-outage` drills, when provisioned (`None`: the default, small architecture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Fleet>,
+}
+
+/// The fleet the `az-outage` scenario drills: Auto Scaling groups over the three AZs (in the web tier's
+/// account, in its VPC) and databases with replicas (in the data tier's account).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Fleet {
+    pub groups: Vec<FleetGroup>,
+    pub databases: Vec<FleetDatabase>,
+}
+
+/// One of the fleet's Auto Scaling groups.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetGroup {
+    pub name: String,
+    /// Members launched in each of [`AZS`], in order.
+    pub per_az: Vec<i32>,
+}
+
+impl FleetGroup {
+    pub fn desired(&self) -> i32 {
+        self.per_az.iter().sum()
+    }
+}
+
+/// One of the fleet's databases: a single-AZ writer and its read replicas, one in each other AZ.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetDatabase {
+    pub primary: String,
+    /// The writer's AZ.
+    pub az: String,
+    pub replicas: Vec<String>,
+}
+
+/// The fleet's groups: a name suffix and the members in each of [`AZS`]. Three shapes, so that losing
+/// the first AZ shows each outcome of the healer's maxUnhealthy rule (see `scenarios.rs`, `az-outage`):
+/// `web` loses 3 of 9 (one AZ whole: the per-AZ rule trips), `api` loses 1 of 3 (below the minimum of
+/// 2: replaced), `batch` loses 2 of 4 (half the group: the group rule trips).
+pub const FLEET_GROUPS: [(&str, [i32; 3]); 3] = [("web", [3, 3, 3]), ("api", [1, 1, 1]), ("batch", [2, 1, 1])];
+
+/// The fleet's default number of databases: 60, writers round-robin over the three AZs, so losing one AZ
+/// fails 20 writers at once.
+pub const DEFAULT_FLEET_DATABASES: usize = 60;
+
+/// What to provision besides the reference architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvisionOptions {
+    /// The hub and member accounts to spread over (1: all in the caller's own).
+    pub accounts: usize,
+    /// When set, the `az-outage` fleet with this many databases (at least 3: one writer in each AZ).
+    pub fleet_databases: Option<usize>,
+}
+
+impl Default for ProvisionOptions {
+    fn default() -> Self {
+        ProvisionOptions { accounts: 1, fleet_databases: None }
+    }
 }
 
 /// moto's default account, the hub of a local game day when the architecture does not name one.
@@ -183,9 +254,28 @@ pub async fn provision_accounts(
     opt_in: (&str, &str),
     accounts: usize,
 ) -> Result<Architecture> {
+    let options = ProvisionOptions { accounts, ..ProvisionOptions::default() };
+    provision_with(aws, prefix, ledger_table, opt_in, options).await
+}
+
+/// Creates the reference architecture as `options` say: over how many accounts, and with or without
+/// the `az-outage` fleet.
+pub async fn provision_with(
+    aws: &Aws,
+    prefix: &str,
+    ledger_table: &str,
+    opt_in: (&str, &str),
+    options: ProvisionOptions,
+) -> Result<Architecture> {
     use aws_sdk_ec2::types::{RequestLaunchTemplateData, ResourceType, Tag as Ec2Tag, TagSpecification};
+    let accounts = options.accounts;
     if !(1..=MAX_ACCOUNTS).contains(&accounts) {
         return Err(Error::Precondition(format!("a game day spans 1 to {MAX_ACCOUNTS} accounts, not {accounts}")));
+    }
+    if let Some(n) = options.fleet_databases.filter(|n| !(3..=MAX_FLEET_DATABASES).contains(n)) {
+        return Err(Error::Precondition(format!(
+            "the az-outage fleet has 3 to {MAX_FLEET_DATABASES} databases (one writer in each AZ at least), not {n}"
+        )));
     }
     let members = member_account_ids(accounts);
     let home_account = if members.is_empty() {
@@ -269,72 +359,11 @@ pub async fn provision_accounts(
         .ok_or_else(|| missing("launch template id"))?
         .to_string();
 
-    // The web tier: an Auto Scaling group over three AZs, two instances in each. The instances are
-    // launched per subnet and attached, because an emulator that launches a group's capacity in one
-    // call puts it all in one AZ.
+    // The web tier: an Auto Scaling group over three AZs, two instances in each.
     let asg_name = format!("{prefix}-web");
     let per_az = 2;
     let asg_desired = per_az * AZS.len() as i32;
-    let autoscaling = aws.autoscaling();
-    let template = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-        .launch_template_id(&launch_template_id)
-        .version("$Latest")
-        .build();
-    let mut create = autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(&asg_name)
-        .launch_template(template)
-        .min_size(0)
-        .max_size(asg_desired * 2)
-        .desired_capacity(0)
-        .health_check_type("EC2")
-        .vpc_zone_identifier(subnet_ids.join(","));
-    for (k, v) in tags {
-        create = create.tags(
-            aws_sdk_autoscaling::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .propagate_at_launch(true)
-                .resource_id(&asg_name)
-                .resource_type("auto-scaling-group")
-                .build(),
-        );
-    }
-    create.send().await.map_err(aws_err("autoscaling", "CreateAutoScalingGroup"))?;
-    let mut launched = Vec::new();
-    for subnet in &subnet_ids {
-        let run = ec2
-            .run_instances()
-            .launch_template(
-                aws_sdk_ec2::types::LaunchTemplateSpecification::builder()
-                    .launch_template_id(&launch_template_id)
-                    .version("$Latest")
-                    .build(),
-            )
-            .subnet_id(subnet)
-            .min_count(per_az)
-            .max_count(per_az)
-            .tag_specifications(ec2_tags(ResourceType::Instance, &[("Name", &asg_name)]))
-            .send()
-            .await
-            .map_err(aws_err("ec2", "RunInstances"))?;
-        launched.extend(run.instances().iter().filter_map(|i| i.instance_id()).map(str::to_string));
-    }
-    autoscaling
-        .attach_instances()
-        .auto_scaling_group_name(&asg_name)
-        .set_instance_ids(Some(launched))
-        .send()
-        .await
-        .map_err(aws_err("autoscaling", "AttachInstances"))?;
-    autoscaling
-        .update_auto_scaling_group()
-        .auto_scaling_group_name(&asg_name)
-        .min_size(asg_desired)
-        .desired_capacity(asg_desired)
-        .send()
-        .await
-        .map_err(aws_err("autoscaling", "UpdateAutoScalingGroup"))?;
+    provision_group(aws, &asg_name, &launch_template_id, &subnet_ids, &[per_az; 3], &tags).await?;
 
     let (load_balancer_arn, target_group_arn) =
         provision_load_balancer(aws, prefix, &vpc_id, &subnet_ids, &security_group_id, &asg_name, &tags).await?;
@@ -446,6 +475,20 @@ pub async fn provision_accounts(
     let ledger = crate::ledger::Ledger::new(hub.dynamodb(), ledger_table, std::time::Duration::from_secs(86_400));
     ledger.ensure_table().await?;
 
+    let fleet = match options.fleet_databases {
+        None => None,
+        Some(databases) => {
+            let mut groups = Vec::new();
+            for (name, per_az) in FLEET_GROUPS {
+                let group = FleetGroup { name: format!("{prefix}-fleet-{name}"), per_az: per_az.to_vec() };
+                provision_group(aws, &group.name, &launch_template_id, &subnet_ids, &group.per_az, &tags).await?;
+                groups.push(group);
+            }
+            let databases = provision_fleet_databases(&db, prefix, databases, &tags).await?;
+            Some(Fleet { groups, databases })
+        }
+    };
+
     Ok(Architecture {
         prefix: prefix.to_string(),
         vpc_id,
@@ -476,7 +519,151 @@ pub async fn provision_accounts(
         web_account,
         db_account,
         volume_accounts,
+        fleet,
     })
+}
+
+/// An Auto Scaling group over `subnets` (one per AZ, in [`AZS`] order) with `per_az[i]` members in
+/// subnet `i`. The instances are launched per subnet and attached, because an emulator that launches a
+/// group's capacity in one call puts it all in one AZ.
+async fn provision_group(
+    aws: &Aws,
+    name: &str,
+    launch_template_id: &str,
+    subnets: &[String],
+    per_az: &[i32],
+    tags: &[(&str, &str)],
+) -> Result<()> {
+    use aws_sdk_ec2::types::{ResourceType, Tag as Ec2Tag, TagSpecification};
+    let desired: i32 = per_az.iter().sum();
+    let autoscaling = aws.autoscaling();
+    let template = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+        .launch_template_id(launch_template_id)
+        .version("$Latest")
+        .build();
+    let mut create = autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(template)
+        .min_size(0)
+        .max_size(desired * 2)
+        .desired_capacity(0)
+        .health_check_type("EC2")
+        .vpc_zone_identifier(subnets.join(","));
+    for (k, v) in tags {
+        create = create.tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .propagate_at_launch(true)
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .build(),
+        );
+    }
+    create.send().await.map_err(aws_err("autoscaling", "CreateAutoScalingGroup"))?;
+    let mut instance_tags = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (k, v) in tags.iter().chain([("Name", name)].iter()) {
+        instance_tags = instance_tags.tags(Ec2Tag::builder().key(*k).value(*v).build());
+    }
+    let instance_tags = instance_tags.build();
+    let mut launched = Vec::new();
+    for (subnet, count) in subnets.iter().zip(per_az).filter(|(_, n)| **n > 0) {
+        let run = aws
+            .ec2()
+            .run_instances()
+            .launch_template(
+                aws_sdk_ec2::types::LaunchTemplateSpecification::builder()
+                    .launch_template_id(launch_template_id)
+                    .version("$Latest")
+                    .build(),
+            )
+            .subnet_id(subnet)
+            .min_count(*count)
+            .max_count(*count)
+            .tag_specifications(instance_tags.clone())
+            .send()
+            .await
+            .map_err(aws_err("ec2", "RunInstances"))?;
+        launched.extend(run.instances().iter().filter_map(|i| i.instance_id()).map(str::to_string));
+    }
+    autoscaling
+        .attach_instances()
+        .auto_scaling_group_name(name)
+        .set_instance_ids(Some(launched))
+        .send()
+        .await
+        .map_err(aws_err("autoscaling", "AttachInstances"))?;
+    autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(desired)
+        .desired_capacity(desired)
+        .send()
+        .await
+        .map_err(aws_err("autoscaling", "UpdateAutoScalingGroup"))?;
+    Ok(())
+}
+
+/// The fleet's databases: `count` single-AZ MySQL writers named `{prefix}-db-NN`, writer `i` in
+/// `AZS[i % 3]`, each with a read replica in each of the two other AZs (`-replica-b`, ...: the AZ's
+/// letter). Created a few at a time.
+async fn provision_fleet_databases(
+    aws: &Aws,
+    prefix: &str,
+    count: usize,
+    tags: &[(&str, &str)],
+) -> Result<Vec<FleetDatabase>> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    let rds = aws.rds();
+    let rds_tags = || tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build()).collect();
+    let width = count.to_string().len().max(2);
+    let specs: Vec<FleetDatabase> = (0..count)
+        .map(|i| {
+            let primary = format!("{prefix}-db-{i:0width$}");
+            let az = AZS[i % AZS.len()];
+            let replicas = AZS
+                .iter()
+                .filter(|z| **z != az)
+                .map(|z| format!("{primary}-replica-{}", z.chars().last().unwrap_or('x')))
+                .collect();
+            FleetDatabase { primary, az: az.to_string(), replicas }
+        })
+        .collect();
+    stream::iter(specs.iter().map(|d| {
+        let rds = rds.clone();
+        async move {
+            rds.create_db_instance()
+                .db_instance_identifier(&d.primary)
+                .engine("mysql")
+                .db_instance_class("db.t3.medium")
+                .allocated_storage(20)
+                .master_username("admin")
+                .master_user_password("gameday-password-1")
+                .availability_zone(&d.az)
+                .multi_az(false)
+                .backup_retention_period(7)
+                .set_tags(Some(rds_tags()))
+                .send()
+                .await
+                .map_err(aws_err("rds", "CreateDBInstance"))?;
+            for (replica, az) in d.replicas.iter().zip(AZS.iter().filter(|z| **z != d.az)) {
+                rds.create_db_instance_read_replica()
+                    .db_instance_identifier(replica)
+                    .source_db_instance_identifier(&d.primary)
+                    .availability_zone(*az)
+                    .set_tags(Some(rds_tags()))
+                    .send()
+                    .await
+                    .map_err(aws_err("rds", "CreateDBInstanceReadReplica"))?;
+            }
+            Ok::<(), Error>(())
+        }
+    }))
+    .buffer_unordered(4)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(specs)
 }
 
 /// The web tier's front: an internet-facing ALB over the three subnets, a target group whose HTTP

@@ -1,5 +1,7 @@
 //! The drill report: what was injected, what the suite did, how fast, which guards fired, and whether
-//! the scenario's expected outcome was met; rendered as text blocks and a summary table.
+//! the scenario's expected outcome was met; for scenarios over many resources (`az-outage`), each
+//! resource's times and their distribution (first, median, last); rendered as text blocks and a
+//! summary table.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,68 @@ pub struct DrillReport {
     pub guards_fired: Vec<String>,
     pub passed: bool,
     pub total_ms: u64,
+    /// Per resource, for scenarios over many (`az-outage`): its times and what became of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceTiming>,
+}
+
+/// One resource's reaction in a scenario over many.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceTiming {
+    /// `database` or `instance`.
+    pub kind: String,
+    pub id: String,
+    /// The Auto Scaling group of an instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Delivery of the events to the function's first recorded decision about it.
+    pub detect_ms: Option<u64>,
+    /// Delivery of the events to the decision that healed it, confirmed on the resource itself; `None`
+    /// when it was not healed (or was, by design, held back).
+    pub recover_ms: Option<u64>,
+    /// What became of it, in words.
+    pub outcome: String,
+    /// Whether that is what the scenario expected.
+    pub passed: bool,
+}
+
+/// How a set of times is spread: the first, the median and the last, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Distribution {
+    pub count: usize,
+    pub first: u64,
+    pub median: u64,
+    pub last: u64,
+}
+
+impl Distribution {
+    /// The distribution of `values`; `None` when there are none. The median of an even count is the
+    /// mean of the two middle values.
+    pub fn of(values: impl IntoIterator<Item = u64>) -> Option<Self> {
+        let mut v: Vec<u64> = values.into_iter().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]).div_ceil(2) };
+        Some(Distribution { count: n, first: v[0], median, last: v[n - 1] })
+    }
+
+    /// The last over the first (the first counted as at least 1 ms).
+    pub fn spread(&self) -> f64 {
+        self.last as f64 / self.first.max(1) as f64
+    }
+
+    fn render(&self) -> String {
+        format!("first {}, median {}, last {}", fine_secs(self.first), fine_secs(self.median), fine_secs(self.last))
+    }
+}
+
+/// Seconds with two decimals: per-resource times in an emulator are often well under a second.
+fn fine_secs(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
 }
 
 fn secs(ms: Option<u64>) -> String {
@@ -66,6 +130,35 @@ impl DrillReport {
         v.sort_by_key(|l| (l != "hub", l.clone()));
         v.dedup();
         v
+    }
+
+    /// The distribution of the `kind` resources' times to detect (`recover` false) or to recover.
+    pub fn distribution(&self, kind: &str, recover: bool) -> Option<Distribution> {
+        Distribution::of(self.resources.iter().filter(|r| r.kind == kind).filter_map(|r| {
+            if recover {
+                r.recover_ms
+            } else {
+                r.detect_ms
+            }
+        }))
+    }
+
+    /// One line per kind of resource: how many, and the distributions of detection and recovery.
+    pub fn render_distributions(&self) -> String {
+        let mut kinds: Vec<&str> = self.resources.iter().map(|r| r.kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let mut s = String::new();
+        for kind in kinds {
+            let all = self.resources.iter().filter(|r| r.kind == kind).count();
+            let detect = self.distribution(kind, false).map(|d| d.render()).unwrap_or_else(|| "none".into());
+            let recover = match self.distribution(kind, true) {
+                None => "none".to_string(),
+                Some(d) => format!("{} of {all}: {} (last/first {:.2}x)", d.count, d.render(), d.spread()),
+            };
+            s.push_str(&format!("  {kind}s ({all}): detect {detect}; recover {recover}\n"));
+        }
+        s
     }
 
     /// One line: scenario, result, time to recover.
@@ -100,6 +193,22 @@ impl DrillReport {
             s.push_str(&format!("    expected: {}\n    observed: {}\n", step.expected, step.observed));
             for a in &step.actions {
                 s.push_str(&format!("    action: {a}\n"));
+            }
+        }
+        if !self.resources.is_empty() {
+            s.push_str("  per resource, from the events' delivery:\n");
+            s.push_str(&self.render_distributions());
+            for r in &self.resources {
+                s.push_str(&format!(
+                    "    {} {}{} [{}] detect {} recover {}: {}\n",
+                    r.kind,
+                    r.id,
+                    r.group.as_deref().map(|g| format!(" ({g})")).unwrap_or_default(),
+                    if r.passed { "ok" } else { "FAILED" },
+                    r.detect_ms.map(fine_secs).unwrap_or_else(|| "-".into()),
+                    r.recover_ms.map(fine_secs).unwrap_or_else(|| "-".into()),
+                    r.outcome
+                ));
             }
         }
         for g in &self.guards_fired {
@@ -165,6 +274,7 @@ mod tests {
             guards_fired: vec![],
             passed: true,
             total_ms: 2500,
+            resources: vec![],
         };
         let text = render_all(std::slice::from_ref(&r));
         assert!(
@@ -176,5 +286,52 @@ mod tests {
         assert!(text.contains("GUARDS  ACCOUNTS\n"), "{text}");
         assert!(text.ends_with("1 of 1 scenarios passed\n"));
         assert_eq!(r.headline(), "lose-instance (live): PASS — detected in 0.4s, recovered in 2.1s");
+    }
+
+    #[test]
+    fn distributions_show_first_median_and_last_per_kind() {
+        assert_eq!(Distribution::of([]), None);
+        let d = Distribution::of([400, 100, 300]).unwrap();
+        assert_eq!((d.count, d.first, d.median, d.last), (3, 100, 300, 400));
+        assert_eq!(Distribution::of([100, 200, 300, 400]).unwrap().median, 250);
+        assert!((d.spread() - 4.0).abs() < 1e-9);
+        let timing = |kind: &str, id: &str, detect, recover| ResourceTiming {
+            kind: kind.into(),
+            id: id.into(),
+            group: None,
+            detect_ms: Some(detect),
+            recover_ms: recover,
+            outcome: "o".into(),
+            passed: true,
+        };
+        let r = DrillReport {
+            scenario: "az-outage".into(),
+            mode: "live".into(),
+            started_at: "t".into(),
+            injected: vec![],
+            steps: vec![],
+            guards_fired: vec![],
+            passed: true,
+            total_ms: 1,
+            resources: vec![
+                timing("database", "db-0", 100, Some(1000)),
+                timing("database", "db-1", 200, Some(1200)),
+                timing("database", "db-2", 300, Some(1500)),
+                timing("instance", "i-1", 50, None),
+            ],
+        };
+        let text = r.render_distributions();
+        assert!(
+            text.contains(
+                "  databases (3): detect first 0.10s, median 0.20s, last 0.30s; \
+                 recover 3 of 3: first 1.00s, median 1.20s, last 1.50s (last/first 1.50x)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  instances (1): detect first 0.05s, median 0.05s, last 0.05s; recover none\n"),
+            "{text}"
+        );
+        assert!(r.render().contains("    database db-2 [ok] detect 0.30s recover 1.50s: o\n"), "{}", r.render());
     }
 }

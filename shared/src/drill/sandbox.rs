@@ -55,8 +55,9 @@ pub fn invocations(arch: &Architecture, instance: &str) -> Vec<Invocation> {
         invocation(
             "dns-failover-flip.json",
             "dns-failover",
-            "a planned flip of the application record to its standby",
-            "acted",
+            "a planned failover of the application record to its standby region: a large move, parked for a \
+             human's approval (the decision carries the approve and reject commands, with their one-time token)",
+            "awaiting-approval",
             manual("failover", &arch.app_record, false, true, dns_params),
         ),
         invocation(

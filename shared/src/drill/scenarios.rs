@@ -8,6 +8,10 @@
 //! | `lose-primary-db` | the orders primary stops | db-failover promotes the best replica and repoints the database CNAME |
 //! | `region-failover` | the primary region's health check fails | dns-failover flips the app record to the standby and db-failover promotes the accounts replica; then the check recovers and a failback restores the record |
 //! | `stale-backups` | (nothing: the tagged volumes have never been snapshotted) | backup-enforcer's sweep snapshots each one |
+//! | `az-outage` | one AZ of the larger fleet goes down: its instances stop, every database whose writer is there fails | every failed database promoted exactly once, all in parallel (the last within 1.5× the first's time); each group as the maxUnhealthy rule says (see [`super::az_outage`]) |
+//!
+//! `all` is the first five, the standard game day. `az-outage` runs when named: it needs the larger
+//! fleet ([`super::provision::Fleet`], `drill-cli provision --fleet`), which the others do not.
 //!
 //! Over several accounts ([`super::provision::provision_accounts`]) each fault is injected and each
 //! recovery verified in the account the resource lives in (the drill acts there through its member
@@ -46,16 +50,31 @@ pub enum Scenario {
     LoseAz,
     LosePrimaryDb,
     RegionFailover,
+    ApprovalExpires,
     StaleBackups,
+    AzOutage,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    /// The standard game day (`all`): every scenario the reference architecture alone can run.
+    pub const ALL: [Scenario; 6] = [
         Scenario::LoseInstance,
         Scenario::LoseAz,
         Scenario::LosePrimaryDb,
+        Scenario::ApprovalExpires,
         Scenario::RegionFailover,
         Scenario::StaleBackups,
+    ];
+
+    /// Every scenario, `az-outage` (which needs the larger fleet) included.
+    pub const EVERY: [Scenario; 7] = [
+        Scenario::LoseInstance,
+        Scenario::LoseAz,
+        Scenario::LosePrimaryDb,
+        Scenario::ApprovalExpires,
+        Scenario::RegionFailover,
+        Scenario::StaleBackups,
+        Scenario::AzOutage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,13 +83,20 @@ impl Scenario {
             Scenario::LoseAz => "lose-az",
             Scenario::LosePrimaryDb => "lose-primary-db",
             Scenario::RegionFailover => "region-failover",
+            Scenario::ApprovalExpires => "approval-expires",
             Scenario::StaleBackups => "stale-backups",
+            Scenario::AzOutage => "az-outage",
         }
     }
 
+    /// Whether the scenario needs the larger fleet provisioned (`drill-cli provision --fleet`).
+    pub fn needs_fleet(self) -> bool {
+        self == Scenario::AzOutage
+    }
+
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL.iter().copied().find(|x| x.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|x| x.name()).collect();
+        Self::EVERY.iter().copied().find(|x| x.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::EVERY.iter().map(|x| x.name()).collect();
             Error::malformed("drill", format!("unknown scenario {s:?}; known: {}, or all", names.join(", ")))
         })
     }
@@ -93,6 +119,8 @@ pub enum Verify {
     Snapshotted { volumes: Vec<(String, Option<String>)> },
     /// The listed DB instances are unchanged (still replicas of their source).
     StillReplicas { account: Option<String>, replicas: Vec<String> },
+    /// Every one of these holds.
+    All(Vec<Verify>),
 }
 
 /// One step: an event to one function, the decisions wanted, and the verification.
@@ -151,6 +179,7 @@ pub async fn run(drill: &Drill, scenario: Scenario, mode: Mode, arch: &Architect
         guards_fired: vec![],
         passed: false,
         total_ms: 0,
+        resources: vec![],
     };
     // Boxed: the scenario futures are large, and the drill may run on a small stack.
     let result = Box::pin(run_inner(drill, scenario, mode, arch, &mut report)).await;
@@ -343,12 +372,18 @@ async fn run_inner(
             report
                 .injected
                 .push(format!("failed the primary region's health check {} (inverted it)", arch.primary_health_check));
+            // A region failover is a large move: dns-failover parks it until a human approves
+            // (SELFHEAL_APPROVAL_ALWAYS, on by default). The drill plays the human.
+            let asked = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            run_step(drill, awaits_approval(arch, health_alarm("ALARM"), &primary_value), report).await?;
+            let token = parked_token(drill, "dns-failover", &asked).await?;
+            report.injected.push(format!("a human approved the failover (token {}…)", &token[..8.min(token.len())]));
             run_step(
                 drill,
                 Step {
-                    name: "flip the app record to the standby".into(),
+                    name: "approved, the failover re-checks and flips the app record to the standby".into(),
                     function: "dns-failover",
-                    events: vec![health_alarm("ALARM")],
+                    events: vec![crate::approval::settle_payload(crate::approval::APPROVE, &token)],
                     expected: format!("{} answers {standby_value}", arch.app_record),
                     want: vec!["acted"],
                     want_count: 1,
@@ -421,6 +456,60 @@ async fn run_inner(
             )
             .await
         }
+        Scenario::ApprovalExpires => {
+            let primary_value = arch.primary_ip.clone();
+            let health_alarm = alarm_event(
+                &arch.topic_arn,
+                &format!("{}-primary-health", arch.prefix),
+                "ALARM",
+                "HealthCheckStatus",
+                "AWS/Route53",
+                &[("HealthCheckId", arch.primary_health_check.as_str())],
+            );
+            if !live {
+                let mut s = dry_run_step(
+                    drill,
+                    None,
+                    "dns-failover",
+                    "failover",
+                    &arch.app_record,
+                    app_answers(arch, primary_value),
+                );
+                s.events =
+                    vec![manual("failover", &arch.app_record, true, false, json!({"zone": arch.zone_id, "type": "A"}))];
+                return run_step(drill, s, report).await;
+            }
+            set_health_check_inverted(aws, &arch.primary_health_check, true).await?;
+            report
+                .injected
+                .push(format!("failed the primary region's health check {} (inverted it)", arch.primary_health_check));
+            run_step(drill, awaits_approval(arch, health_alarm, &primary_value), report).await?;
+            let ttl = drill.ctx.config.approval.ttl + Duration::from_secs(1);
+            report.injected.push(format!("nobody answered the approval request for {}s", ttl.as_secs()));
+            tokio::time::sleep(ttl).await;
+            let expire = json!({"source": crate::trigger::MANUAL_SOURCE, "action": crate::approval::EXPIRE});
+            let outcome = run_step(
+                drill,
+                Step {
+                    name: "unanswered, the approval expires and nothing moves".into(),
+                    function: "dns-failover",
+                    events: vec![expire],
+                    expected: format!(
+                        "the decision closed as expired; {} still answers {primary_value}",
+                        arch.app_record
+                    ),
+                    want: vec!["refused"],
+                    want_count: 1,
+                    verify: app_answers(arch, primary_value.clone()),
+                },
+                report,
+            )
+            .await;
+            set_health_check_inverted(aws, &arch.primary_health_check, false).await?;
+            report.injected.push(format!("restored the primary's health check {}", arch.primary_health_check));
+            outcome
+        }
+        Scenario::AzOutage => super::az_outage::run(drill, mode, arch, report).await,
         Scenario::StaleBackups => {
             let volumes: Vec<(String, Option<String>)> = arch
                 .backup_volumes
@@ -488,7 +577,7 @@ fn app_answers(arch: &Architecture, value: impl Into<String>) -> Verify {
 }
 
 /// ` in 111111111111` for a member account, nothing for the hub's.
-fn in_account(account: Option<&str>) -> String {
+pub(super) fn in_account(account: Option<&str>) -> String {
     account.map(|a| format!(" in {a}")).unwrap_or_default()
 }
 
@@ -512,14 +601,14 @@ fn dry_run_step(
 }
 
 /// The account a decision acted in, as the report names it: `hub` for the hub's own.
-fn account_label(drill: &Drill, r: &AuditRecord) -> String {
+pub(super) fn account_label(drill: &Drill, r: &AuditRecord) -> String {
     match r.envelope.target.account.as_deref() {
         Some(a) if Some(a) != drill.ctx.config.fleet.home_account.as_deref() => a.to_string(),
         _ => "hub".to_string(),
     }
 }
 
-fn describe(drill: &Drill, r: &AuditRecord) -> String {
+pub(super) fn describe(drill: &Drill, r: &AuditRecord) -> String {
     format!(
         "{} {} {} in {}: {} ({})",
         r.function,
@@ -531,20 +620,52 @@ fn describe(drill: &Drill, r: &AuditRecord) -> String {
     )
 }
 
-/// Delivers the step's events, then follows the ledger and the resources until the reaction and the
+/// A delivery's answer as a problem to report, if it is one.
+pub(super) fn problem(answer: Result<Answer>) -> Option<String> {
+    match answer {
+        Ok(Answer::FunctionError(e)) => Some(format!("function error: {e}")),
+        Ok(_) => None,
+        Err(e) => Some(format!("delivery failed: {e}")),
+    }
+}
+
+/// Delivers the step's events, all at once as AWS would, then follows the ledger and the resources until the reaction and the
 /// recovery are seen or the recovery timeout passes.
-async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result<()> {
+/// The step where a region failover is parked for a human: nothing moves, the record still answers
+/// `primary_value`.
+fn awaits_approval(arch: &Architecture, alarm: Value, primary_value: &str) -> Step {
+    Step {
+        name: "the region failover waits for a human's approval".into(),
+        function: "dns-failover",
+        events: vec![alarm],
+        expected: format!("parked as awaiting-approval; {} still answers {primary_value}", arch.app_record),
+        want: vec!["awaiting-approval"],
+        want_count: 1,
+        verify: app_answers(arch, primary_value.to_string()),
+    }
+}
+
+/// The token of the decision `function` parked for approval since `since`, from the audit trail (the
+/// notification carries the same).
+async fn parked_token(drill: &Drill, function: &str, since: &str) -> Result<String> {
+    drill
+        .ctx
+        .ledger
+        .audit_since(since)
+        .await?
+        .into_iter()
+        .rev()
+        .filter(|r| r.function == function && r.outcome == "awaiting-approval")
+        .find_map(|r| r.envelope.details.get("approval")?.get("token")?.as_str().map(str::to_string))
+        .ok_or_else(|| Error::Precondition(format!("{function} parked no decision for approval since {since}")))
+}
+
+pub(super) async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result<()> {
     let t0 = chrono::Utc::now();
     let since = t0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let clock = Instant::now();
-    let mut answers = Vec::new();
-    for event in &step.events {
-        match drill.deliverer.deliver(step.function, event).await {
-            Ok(Answer::FunctionError(e)) => answers.push(format!("function error: {e}")),
-            Ok(_) => {}
-            Err(e) => answers.push(format!("delivery failed: {e}")),
-        }
-    }
+    let deliveries: Vec<(String, Value)> = step.events.iter().map(|e| (step.function.to_string(), e.clone())).collect();
+    let answers: Vec<String> = drill.deliverer.deliver_all(deliveries).await.into_iter().filter_map(problem).collect();
     let deadline = clock + drill.cfg.recovery_timeout;
     let mut detect_ms = None;
     let mut recover_ms = None;
@@ -615,6 +736,16 @@ async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result
 async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>) -> Result<(bool, String)> {
     let aws = &drill.ctx.aws;
     match v {
+        Verify::All(all) => {
+            let mut ok = true;
+            let mut seen = Vec::new();
+            for v in all {
+                let (holds, what) = Box::pin(verify(drill, v, since)).await?;
+                ok &= holds;
+                seen.push(what);
+            }
+            Ok((ok, seen.join("; ")))
+        }
         Verify::GroupRecovered { account, asg, desired, gone } => {
             let aws = &aws_in(drill, account.as_deref()).await?;
             let members = in_service(aws, asg).await?;
