@@ -7,22 +7,35 @@
 //! and to recover, the guards that fired, and pass/fail against the scenario's expected outcome.
 //!
 //! - [`provision`]: the reference architecture, created in the emulator for a local game day.
-//! - [`scenarios`]: the scenarios, their injections and their expected outcomes.
+//! - [`scenarios`]: the scenarios, their injections and their expected outcomes; [`az_outage`]: the
+//!   largest one, a whole AZ of a larger fleet lost at once and healed in parallel.
 //! - [`deliver`]: how events reach the functions (the Lambda runtime emulator over HTTP, an SNS topic
 //!   in a real account, or in-process handlers in tests).
 //! - [`report`]: the report and its rendering.
+//! - [`targets`], [`scorecard`], [`html`]: RTO/RPO targets per disruption type, each result scored
+//!   against them, and the self-contained HTML report; [`fis`]: drills started as AWS FIS experiments.
 //!
 //! Live drills refuse unless the invocation carries the confirmation phrase [`CONFIRM_PHRASE`] and
 //! every target carries the drill tag ([`provision::DRILL_TAG`]` = true`); dry-run drills inject
 //! nothing and ask each function for its dry-run decision instead.
+//!
+//! The drill takes only manual `drill` invocations ([`HANDLES`]). Unlike the other functions it does
+//! not record any other event as `skipped`: no rule or subscription delivers events to it, it is
+//! invoked synchronously by a person or `drill-cli` (so nothing retries it and nothing reaches a
+//! dead-letter queue), and the caller is best served by an error at once, naming what arrived.
 
+pub mod az_outage;
 pub mod deliver;
 pub mod events;
+pub mod fis;
+pub mod html;
 pub mod provision;
 pub mod report;
 mod resources;
 pub mod sandbox;
 pub mod scenarios;
+pub mod scorecard;
+pub mod targets;
 
 use std::time::Duration;
 
@@ -35,8 +48,8 @@ use crate::error::{Error, Result};
 use crate::trigger::{parse_event, TriggerKind};
 
 pub use deliver::Deliverer;
-pub use provision::{Architecture, DRILL_TAG};
-pub use report::{DrillReport, StepReport};
+pub use provision::{Architecture, Fleet, ProvisionOptions, DRILL_TAG};
+pub use report::{Distribution, DrillReport, ResourceTiming, StepReport};
 pub use scenarios::Scenario;
 
 /// The function's name in envelopes and logs.
@@ -72,6 +85,11 @@ pub struct DrillConfig {
     pub poll_interval: Duration,
     /// The architecture under drill, as the game day's provisioning wrote it (JSON), when known.
     pub architecture: Option<Architecture>,
+    /// The instance-healer's maxUnhealthy thresholds (`SELFHEAL_HEALER_MAX_UNHEALTHY_PERCENT`,
+    /// `SELFHEAL_HEALER_MIN_UNHEALTHY`, read as the healer reads them): what `az-outage` expects of each
+    /// group follows from them. A game day gives every function the same environment.
+    pub max_unhealthy_percent: u32,
+    pub min_unhealthy: u32,
 }
 
 impl DrillConfig {
@@ -86,13 +104,19 @@ impl DrillConfig {
                 }
             },
         };
+        let healer = crate::healer::HealerConfig::read(env);
         DrillConfig {
             recovery_timeout: env.seconds("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS", 180, 1, 3600),
             poll_interval: Duration::from_millis(env.number("SELFHEAL_DRILL_POLL_MS", 500u64, 10, 60_000)),
             architecture,
+            max_unhealthy_percent: healer.max_unhealthy_percent,
+            min_unhealthy: healer.min_unhealthy,
         }
     }
 }
+
+/// What the drill takes, for the message naming an event that is not for it.
+pub const HANDLES: &str = "manual \"drill\" invocations";
 
 /// One drill request, from a manual invocation's `params`.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +131,7 @@ pub fn parse_request(payload: &Value) -> Result<DrillRequest> {
     let mut triggers = parse_event(payload)?;
     let trigger = triggers.pop().ok_or_else(|| Error::malformed("drill", "no trigger"))?;
     let TriggerKind::Manual(m) = trigger.kind else {
-        return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: trigger.kind.name().to_string() });
+        return Err(Error::UnsupportedTrigger { function: FUNCTION, event: trigger.describe(), handles: HANDLES });
     };
     if m.action != "drill" {
         return Err(Error::malformed("drill", format!("action must be \"drill\", got {:?}", m.action)));
@@ -172,11 +196,20 @@ impl Drill {
             name: "SELFHEAL_DRILL_ARCHITECTURE".into(),
             problem: "is required: the drill needs to know which resources are its targets".into(),
         })?;
-        let reports = self.run(&req, &arch).await?;
+        // Targets and FIS templates (issue #20): read per invocation, from the function's environment.
+        let mut env = Env::from_process();
+        let targets = targets::TargetSource::read(&mut env);
+        let fis_templates = fis::FisTemplates::read(&mut env);
+        env.finish()?;
+        let reports = match fis::plan(payload, &req, &fis_templates)? {
+            Some(plan) => fis::run_all(self, &plan).await?,
+            None => self.run(&req, &arch).await?,
+        };
         let passed = reports.iter().all(|r| r.passed);
-        let text = report::render_all(&reports);
+        let card = scorecard::assess(self, &reports, &arch, &targets, true).await;
+        let text = format!("{}\n{}", report::render_all(&reports), card.render());
         tracing::info!(passed, "drill finished\n{text}");
-        Ok(json!({ "passed": passed, "reports": reports, "text": text }))
+        Ok(json!({ "passed": passed, "reports": reports, "scorecard": card, "text": text }))
     }
 
     /// Runs every requested scenario in order.
@@ -200,6 +233,17 @@ impl Drill {
     }
 }
 
+/// The game day's `SELFHEAL_RATE_LIMIT`: 10 actions per group per window, and with the `az-outage` fleet
+/// two more per fleet database. All DB promotions in an account and region share one rate group, so an
+/// AZ outage that fails a third of the fleet's writers at once needs a slot for each promotion, and one
+/// for each duplicate delivery (an alarm after the RDS event) that arrives after the 15 s cooldown and
+/// takes a slot before the one-promotion marker refuses it. The production default (3 per hour) would
+/// refuse all but three: how many databases one outage may promote without a person is issue #18's
+/// (blast radius and approval), not the game day's.
+pub fn rate_limit(arch: &Architecture) -> usize {
+    10 + arch.fleet.as_ref().map(|f| 2 * f.databases.len()).unwrap_or(0)
+}
+
 /// The environment every function gets in a local game day against `arch` (written to the env file
 /// `cargo lambda watch` reads). Endpoint and credentials come from the caller's environment.
 pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
@@ -209,8 +253,11 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         ("SELFHEAL_DRY_RUN".into(), "false".into()),
         // A game day compresses time: a short cooldown, so anti-flap can be seen firing and expiring.
         ("SELFHEAL_COOLDOWN_SECONDS".into(), "15".into()),
-        ("SELFHEAL_RATE_LIMIT".into(), "10".into()),
+        ("SELFHEAL_RATE_LIMIT".into(), rate_limit(arch).to_string()),
         ("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS".into(), "120".into()),
+        // Large moves wait for a human (the drill plays one); a short expiry, so approval-expires can
+        // see one lapse.
+        ("SELFHEAL_APPROVAL_TTL_SECONDS".into(), "8".into()),
         ("SELFHEAL_DRILL_ARCHITECTURE".into(), serde_json::to_string(arch).unwrap_or_default()),
         ("SELFHEAL_HEALER_WAIT_SECONDS".into(), "60".into()),
         ("SELFHEAL_HEALER_POLL_SECONDS".into(), "1".into()),

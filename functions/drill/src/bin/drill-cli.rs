@@ -2,13 +2,19 @@
 //!
 //! ```text
 //! drill-cli provision --out architecture.json --env-file functions.env [--accounts N]
+//!                     [--fleet] [--fleet-databases N]
 //!     creates the reference architecture (in whatever AWS_ENDPOINT_URL points at) and writes the
 //!     functions' environment for it; with N >= 2 spread over the hub and N-1 member accounts
-//!     (web tier in 111111111111, data tier in 222222222222, backup volumes round-robin)
+//!     (web tier in 111111111111, data tier in 222222222222, backup volumes round-robin); with
+//!     --fleet also the larger fleet az-outage drills (three more Auto Scaling groups, and 60
+//!     databases with two replicas each, or --fleet-databases N)
 //! drill-cli run --architecture architecture.json --lambda http://127.0.0.1:9000
-//!               [--scenario all|NAME] [--mode dry-run|live] [--confirm]
-//!     runs scenarios, delivering events to the Lambda runtime emulator; prints the reports; exits 1
-//!     if any scenario failed
+//!               [--scenario all|NAME] [--mode dry-run|live] [--confirm] [--json FILE]
+//!               [--html FILE] [--targets FILE | --policy-arn ARN]
+//!     runs scenarios, delivering events to the Lambda runtime emulator; prints the reports (and
+//!     writes them as JSON to FILE) and the scorecard against the RTO/RPO targets (a Resilience Hub
+//!     policy, a JSON file of the same shape, or the defaults), and with --html writes the
+//!     self-contained HTML report; exits 1 if any scenario failed
 //! drill-cli sandbox-events --architecture architecture.json --out DIR
 //!     writes one sample event per function naming the architecture's real resources, and
 //!     DIR/invocations.json saying what each should come to (scripts/sandbox)
@@ -19,8 +25,9 @@ use std::process::ExitCode;
 use selfheal::drill::{self, Architecture, Deliverer, Drill, DrillConfig, DrillRequest, Mode, Scenario};
 
 const USAGE: &str = "usage:
-  drill-cli provision --out FILE --env-file FILE [--accounts N]
+  drill-cli provision --out FILE --env-file FILE [--accounts N] [--fleet] [--fleet-databases N]
   drill-cli run --architecture FILE --lambda URL [--scenario all|NAME] [--mode dry-run|live] [--confirm]
+                [--json FILE] [--html FILE] [--targets FILE | --policy-arn ARN]
   drill-cli sandbox-events --architecture FILE --out DIR";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
@@ -42,10 +49,16 @@ async fn provision(args: &[String]) -> Result<(), String> {
             })?
         }
     };
+    let fleet_databases = match flag(args, "--fleet-databases") {
+        Some(n) => Some(fleet_size(&n)?),
+        None if args.iter().any(|a| a == "--fleet") => Some(drill::provision::DEFAULT_FLEET_DATABASES),
+        None => None,
+    };
     let aws = selfheal::clients::Aws::from_env().await;
     let prefix = format!("gameday-{}", &uuid_like()[..8]);
     let ledger = format!("{prefix}-ledger");
-    let arch = drill::provision::provision_accounts(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), accounts)
+    let options = drill::ProvisionOptions { accounts, fleet_databases };
+    let arch = drill::provision::provision_with(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), options)
         .await
         .map_err(|e| format!("provisioning failed: {e}"))?;
     let json = serde_json::to_string_pretty(&arch).map_err(|e| e.to_string())?;
@@ -61,6 +74,19 @@ async fn provision(args: &[String]) -> Result<(), String> {
         arch.zone_name,
         arch.static_bucket.as_deref().unwrap_or("-")
     );
+    if let Some(fleet) = &arch.fleet {
+        let groups: Vec<String> = fleet
+            .groups
+            .iter()
+            .map(|g| format!("{} ({})", g.name, g.per_az.iter().map(i32::to_string).collect::<Vec<_>>().join("/")))
+            .collect();
+        println!(
+            "fleet for az-outage: groups {} (members per AZ), {} databases with {} replicas",
+            groups.join(", "),
+            fleet.databases.len(),
+            fleet.databases.iter().map(|d| d.replicas.len()).sum::<usize>()
+        );
+    }
     if !arch.member_accounts().is_empty() {
         let volumes: Vec<String> = arch
             .backup_volumes
@@ -77,6 +103,15 @@ async fn provision(args: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `--fleet-databases N`: 3 (one writer in each AZ) to the most the fleet may have.
+fn fleet_size(n: &str) -> Result<usize, String> {
+    let max = drill::provision::MAX_FLEET_DATABASES;
+    n.parse::<usize>()
+        .ok()
+        .filter(|n| (3..=max).contains(n))
+        .ok_or_else(|| format!("--fleet-databases must be 3 to {max}, got {n:?}\n{USAGE}"))
 }
 
 fn uuid_like() -> String {
@@ -115,6 +150,32 @@ async fn run(args: &[String]) -> Result<bool, String> {
     };
     let reports = drill.run(&DrillRequest { scenarios, mode }, &arch).await.map_err(|e| e.to_string())?;
     println!("{}", drill::report::render_all(&reports));
+    // The scorecard (issue #20): targets from --policy-arn, --targets FILE, the same settings in the
+    // environment, or the defaults; printed after the table and, with --html, drawn as a page.
+    let mut target_vars: std::collections::HashMap<String, String> =
+        ["SELFHEAL_DRILL_RESILIENCY_POLICY_ARN", "SELFHEAL_DRILL_TARGETS"]
+            .into_iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+    if let Some(arn) = flag(args, "--policy-arn") {
+        target_vars.insert("SELFHEAL_DRILL_RESILIENCY_POLICY_ARN".into(), arn);
+    }
+    if let Some(file) = flag(args, "--targets") {
+        target_vars.insert("SELFHEAL_DRILL_TARGETS".into(), format!("@{file}"));
+    }
+    let mut env = selfheal::config::Env::from_map(target_vars);
+    let source = drill::targets::TargetSource::read(&mut env);
+    env.finish().map_err(|e| e.to_string())?;
+    let card = drill::scorecard::assess(&drill, &reports, &arch, &source, false).await;
+    println!("{}", card.render());
+    if let Some(path) = flag(args, "--html") {
+        std::fs::write(&path, drill::html::render(&card, &reports)).map_err(|e| format!("{path}: {e}"))?;
+        println!("HTML report: {path}");
+    }
+    if let Some(path) = flag(args, "--json") {
+        let json = serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json).map_err(|e| format!("{path}: {e}"))?;
+    }
     Ok(reports.iter().all(|r| r.passed))
 }
 
