@@ -192,7 +192,7 @@ class PeakMemory:
         return self.peak
 
 
-def run_selfheal(moto, topic, binary, concurrency, workdir):
+def run_selfheal(moto, topic, binary, concurrency, workdir, endpoint=None, extra=None):
     api = RuntimeApi()
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -200,7 +200,7 @@ def run_selfheal(moto, topic, binary, concurrency, workdir):
         "AWS_LAMBDA_FUNCTION_NAME": "backup-enforcer",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_ENDPOINT_URL": moto.endpoint,
+        "AWS_ENDPOINT_URL": endpoint or moto.endpoint,
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -211,6 +211,11 @@ def run_selfheal(moto, topic, binary, concurrency, workdir):
         "SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT),
         # The whole sweep, however long the emulator takes (in Lambda it stops starting work at 840 s).
         "SELFHEAL_BACKUP_TIME_BUDGET_SECONDS": "86400",
+        # moto does not throttle: the sweep's own API rate is set out of the way (in AWS it is what
+        # the account allows; see README § Configuration).
+        "SELFHEAL_BACKUP_API_RATE": "1000",
+        "SELFHEAL_BACKUP_API_BURST": "1000",
+        **(extra or {}),
     }
     event = json.loads((ROOT / "events" / "schedule-backup-sweep.json").read_text())
     started = time.perf_counter()
@@ -232,10 +237,10 @@ def run_selfheal(moto, topic, binary, concurrency, workdir):
     return wall, rss, report.get("details", {})
 
 
-def run_c7n(moto, workdir):
+def run_c7n(moto, workdir, endpoint=None):
     policy = workdir / "c7n-policy.yml"
     policy.write_text(C7N_POLICY)
-    env = dict(os.environ, AWS_ENDPOINT_URL=moto.endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint or moto.endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
                PYTHONPATH=str(ROOT / "scripts" / "bench" / "c7n_site"), BENCH_READ_TIMEOUT=str(ATTEMPT_TIMEOUT))
     custodian = ROOT / ".venv-bench" / "bin" / "custodian"
@@ -256,6 +261,370 @@ def run_c7n(moto, workdir):
     return wall, rss
 
 
+HUB = "123456789012"
+MEMBERS = ["111111111111", "222222222222", "333333333333", "444444444444"]
+FLEET_REGIONS = ["us-east-1", "eu-west-1"]
+# The role both tools assume in every account (moto: credentials from sts:AssumeRole for a role in
+# account X act in X).
+FLEET_ROLE = "selfheal-backup-enforcer"
+
+
+def account_client(moto, service, account, region):
+    if account == HUB:
+        return boto3.client(service, endpoint_url=moto.endpoint, region_name=region, aws_access_key_id="bench",
+                            aws_secret_access_key="bench", config=Config(read_timeout=1800, retries={"max_attempts": 1}))
+    c = client(moto, "sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/{FLEET_ROLE}",
+                                        RoleSessionName="bench-seed")["Credentials"]
+    return boto3.client(service, endpoint_url=moto.endpoint, region_name=region, aws_access_key_id=c["AccessKeyId"],
+                        aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"],
+                        config=Config(read_timeout=1800, retries={"max_attempts": 1}))
+
+
+def seed_fleet(moto, volumes):
+    """Reset; the hub's ledger, topic (with a queue subscribed, to catch the summary) and sweep queues;
+    `volumes` tagged volumes spread evenly over 5 accounts x 2 regions. Returns (topic, {place: ids})."""
+    moto.reset()
+    ddb = client(moto, "dynamodb")
+    ddb.create_table(TableName="selfheal-ledger", BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}])
+    topic = client(moto, "sns").create_topic(Name="selfheal-events")["TopicArn"]
+    places = [(a, r) for a in [HUB, *MEMBERS] for r in FLEET_REGIONS]
+    per_place = volumes // len(places)
+    ids = {}
+
+    def one(args):
+        ec2, region, i = args
+        return ec2.create_volume(AvailabilityZone=f"{region}a", Size=8, TagSpecifications=[{
+            "ResourceType": "volume",
+            "Tags": [{"Key": TAG, "Value": POLICY}, {"Key": OPT_IN, "Value": OPT_IN_VALUE},
+                     {"Key": "Name", "Value": f"bench-{i}"}]}])["VolumeId"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for account, region in places:
+            ec2 = account_client(moto, "ec2", account, region)
+            ids[(account, region)] = set(pool.map(one, [(ec2, region, i) for i in range(per_place)]))
+    return topic, ids
+
+
+def fleet_sample(moto, ids, size):
+    """Snapshots per volume for a random sample spread over the places."""
+    out = {}
+    per = max(1, size // len(ids))
+    for (account, region), vols in ids.items():
+        ec2 = account_client(moto, "ec2", account, region)
+        sample = random.sample(sorted(vols), min(per, len(vols)))
+        counts = {v: 0 for v in sample}
+        for i in range(0, len(sample), 100):
+            snaps = ec2.describe_snapshots(OwnerIds=["self"], Filters=[{"Name": "volume-id", "Values": sample[i:i + 100]}])
+            for s in snaps["Snapshots"]:
+                counts[s["VolumeId"]] += 1
+        out.update({f"{account}/{region}/{v}": n for v, n in counts.items()})
+    return out
+
+
+def selfheal_env(moto, address, topic, concurrency, extra):
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_LAMBDA_RUNTIME_API": address,
+        "AWS_LAMBDA_FUNCTION_NAME": "backup-enforcer",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_ENDPOINT_URL": moto.endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "SELFHEAL_LEDGER_TABLE": "selfheal-ledger",
+        "SELFHEAL_TOPIC_ARN": topic,
+        "SELFHEAL_BACKUP_CONCURRENCY": str(concurrency),
+        "SELFHEAL_AWS_ATTEMPT_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT),
+        "SELFHEAL_AWS_OPERATION_TIMEOUT_SECONDS": str(ATTEMPT_TIMEOUT),
+        "SELFHEAL_BACKUP_API_RATE": "1000",
+        "SELFHEAL_BACKUP_API_BURST": "1000",
+        **extra,
+    }
+
+
+class Worker:
+    """One function process under its own Runtime API stub: what one Lambda execution environment is."""
+
+    def __init__(self, binary, env, log):
+        self.api = RuntimeApi()
+        self.proc = subprocess.Popen([str(binary)], env={**env, "AWS_LAMBDA_RUNTIME_API": self.api.address},
+                                     stdout=log, stderr=subprocess.STDOUT)
+        self.memory = PeakMemory(self.proc.pid, every=0.5)
+
+    def stop(self):
+        rss = self.memory.stop()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.api.close()
+        return rss
+
+
+def run_selfheal_fleet(moto, topic, args, workdir):
+    """The fan-out as deployed: the schedule invokes the planner; the sweep queue's event source mapping
+    (played here: batch size 1, at most --workers at once, partial batch responses honoured, a failure
+    made visible again at once) invokes workers, each a process of the function. Timed from the
+    schedule to the summary's publication."""
+    sqs = client(moto, "sqs")
+    sns = client(moto, "sns")
+    dlq = sqs.create_queue(QueueName="selfheal-sweeps-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(QueueName="selfheal-sweeps", Attributes={
+        "VisibilityTimeout": "5400",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    inbox = sqs.create_queue(QueueName="bench-summary")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
+    extra = {
+        "SELFHEAL_HOME_ACCOUNT": HUB,
+        "SELFHEAL_ACCOUNTS": ",".join(MEMBERS),
+        "SELFHEAL_MEMBER_ROLE_NAME": FLEET_ROLE,
+        "SELFHEAL_BACKUP_REGIONS": ",".join(FLEET_REGIONS),
+        "SELFHEAL_BACKUP_QUEUE_URL": queue,
+        "SELFHEAL_BACKUP_SHARD_MAX_RECEIVES": "3",
+        # As deployed: a worker stops starting work 840 s in (or 30 s before its deadline) and sends the
+        # rest of its shard on.
+        "SELFHEAL_BACKUP_TIME_BUDGET_SECONDS": "840",
+    }
+    log = open(workdir / "selfheal-fleet.log", "w")
+    event = json.loads((ROOT / "events" / "schedule-backup-sweep.json").read_text())
+    started = time.perf_counter()
+    planner = Worker(args.binary, selfheal_env(moto, "", topic, args.concurrency, extra), log)
+    kind, body, _ = planner.api.deliver(event, timeout=3600)
+    peaks = [planner.stop()]
+    if kind != "response":
+        raise RuntimeError(f"the planner failed: {json.dumps(body)[:1000]}")
+    summary, stop = {}, threading.Event()
+    # The harness's own requests (Lambda's polling, deletes, the summary inbox): not selfheal's.
+    invocations, retried, harness, lock = [0], [0], [0], threading.Lock()
+
+    def count(n=1):
+        with lock:
+            harness[0] += n
+
+    def esm(n):
+        w = Worker(args.binary, selfheal_env(moto, "", topic, args.concurrency, extra), log)
+        q = client(moto, "sqs")
+        try:
+            while not stop.is_set():
+                got = q.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, WaitTimeSeconds=1,
+                                        AttributeNames=["All"]).get("Messages", [])
+                count()
+                if not got:
+                    continue
+                m = got[0]
+                record = {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                          "attributes": m.get("Attributes", {}), "messageAttributes": {},
+                          "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
+                          "awsRegion": "us-east-1"}
+                kind, answer, _ = w.api.deliver({"Records": [record]}, timeout=3600)
+                failed = kind != "response" or any(
+                    f.get("itemIdentifier") == m["MessageId"] for f in (answer or {}).get("batchItemFailures", []))
+                with lock:
+                    invocations[0] += 1
+                    retried[0] += int(failed)
+                if failed:
+                    q.change_message_visibility(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+                else:
+                    q.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+                count()
+        finally:
+            with lock:
+                peaks.append(w.stop())
+
+    threads = [threading.Thread(target=esm, args=(i,), daemon=True) for i in range(args.workers)]
+    for th in threads:
+        th.start()
+    while not summary and time.perf_counter() - started < 4 * 3600:
+        count()
+        for m in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            env = json.loads(json.loads(m["Body"])["Message"])
+            if env.get("action") == "compliance-report":
+                summary = env
+    wall = time.perf_counter() - started
+    stop.set()
+    for th in threads:
+        th.join()
+    log.close()
+    dead = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+    count(1 + 7)  # the dead-letter count below; the three queues, their ARNs and the subscription above
+    return dict(wall=wall, peaks=peaks, summary=summary, invocations=invocations[0], retried=retried[0],
+                dead=int(dead["Attributes"]["ApproximateNumberOfMessages"]), harness=harness[0])
+
+
+def run_c7n_org(moto, args, workdir):
+    """c7n-org over the same 5 accounts and 2 regions, the same policy, --workers at once (C7N_ORG_PARALLEL)."""
+    accounts = {"accounts": [{"account_id": a, "name": f"acct-{a}", "role": f"arn:aws:iam::{a}:role/{FLEET_ROLE}",
+                              "regions": FLEET_REGIONS} for a in [HUB, *MEMBERS]]}
+    (workdir / "accounts.yml").write_text(json.dumps(accounts))
+    policy = workdir / "c7n-policy.yml"
+    policy.write_text(C7N_POLICY)
+    out = workdir / "c7n-org-out"
+    env = dict(os.environ, AWS_ENDPOINT_URL=moto.endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
+               PYTHONPATH=str(ROOT / "scripts" / "bench" / "c7n_site"), BENCH_READ_TIMEOUT=str(ATTEMPT_TIMEOUT),
+               C7N_ORG_PARALLEL=str(args.workers))
+    argv = [str(ROOT / ".venv-bench" / "bin" / "c7n-org"), "run", "-c", str(workdir / "accounts.yml"), "-s", str(out),
+            "-u", str(policy), "--cache-period", "0", *sum([["--region", r] for r in FLEET_REGIONS], [])]
+    log = open(workdir / "c7n-org.log", "w")
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    peak_one, peak_sum = 0, 0
+    while proc.poll() is None:
+        total = 0
+        for pid in tree(proc.pid):
+            try:
+                hwm, rss = peak_rss_kib(pid)
+            except OSError:
+                continue
+            peak_one = max(peak_one, hwm)
+            total += rss
+        peak_sum = max(peak_sum, total)
+        time.sleep(0.5)
+    wall = time.perf_counter() - started
+    log.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"c7n-org failed (status {proc.returncode}); see {workdir / 'c7n-org.log'}")
+    claimed = set()
+    for f in out.glob("**/bench-ebs-snapshot/resources.json"):
+        claimed |= {r["VolumeId"] for r in json.loads(f.read_text())}
+    return dict(wall=wall, peak_one=peak_one, peak_sum=peak_sum, claimed=claimed)
+
+
+def tree(pid):
+    """A process and its descendants (from /proc)."""
+    children = {}
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def fleet(moto, args, workdir, moto_version, c7n_version):
+    volumes = args.fleet_volumes
+    rows = {}
+    for tool in ("selfheal", "c7n-org"):
+        t0 = time.perf_counter()
+        topic, ids = seed_fleet(moto, volumes)
+        n = sum(len(v) for v in ids.values())
+        print(f"== fleet/{tool}: seeded {n} volumes over {len(ids)} places in {time.perf_counter() - t0:.0f}s",
+              file=sys.stderr)
+        before = moto.requests()
+        if tool == "selfheal":
+            r = run_selfheal_fleet(moto, topic, args, workdir)
+            details = r["summary"].get("details", {})
+            claimed = details.get("byType", {}).get("ebs-volume", {}).get("fixed", 0)
+            shards = details.get("shards", [])
+            r.update(claimed=claimed, parts=sum(s.get("parts", 1) for s in shards), shards=len(shards),
+                     peak_one=max(r["peaks"]) / 1024, created=details.get("snapshotsCreated"))
+        else:
+            r = run_c7n_org(moto, args, workdir)
+            all_ids = set().union(*ids.values())
+            r.update(claimed=len(r["claimed"] & all_ids), peak_one=r["peak_one"] / 1024, peak_sum=r["peak_sum"] / 1024)
+        time.sleep(1)
+        r["calls"] = moto.requests() - before - r.get("harness", 0)
+        sample = fleet_sample(moto, ids, args.sample)
+        wrong = {v: k for v, k in sample.items() if k != 1}
+        r["sample"] = len(sample)
+        rows[tool] = r
+        print(f"== fleet/{tool}: {r['wall']:.1f}s, {r['calls']} requests, claimed {r['claimed']} of {n}; "
+              f"{len(sample) - len(wrong)} of {len(sample)} sampled volumes have one snapshot", file=sys.stderr)
+        (workdir / "results-fleet.json").write_text(json.dumps({k: {x: y for x, y in v.items() if x != "claimed" or
+                                                                        isinstance(y, int)} for k, v in rows.items()},
+                                                               indent=2, default=str))
+        if r["claimed"] != n or wrong:
+            raise SystemExit(f"fleet/{tool}: {r['claimed']} of {n} volumes; wrong: {dict(list(wrong.items())[:10])}")
+    s, c = rows["selfheal"], rows["c7n-org"]
+    per = lambda r: r["calls"] / volumes  # noqa: E731
+    return [
+        f"## {volumes} volumes over 5 accounts x 2 regions: selfheal fanned out vs c7n-org ({c7n_version})",
+        "",
+        f"One moto {moto_version} server, reset and seeded alike before each tool ({volumes // 10} volumes in each "
+        "account and region); both assume a role in each member account. selfheal: the scheduled event to the "
+        f"planner, then {args.workers} workers at most (the queue's MaximumConcurrency), each a process of the "
+        "function taking one shard (an account in a region) from SQS, with the deployed time budget (840 s); "
+        f"timed to the summary's publication. c7n-org: `C7N_ORG_PARALLEL={args.workers}`, both regions.",
+        "",
+        "| | selfheal | c7n-org | selfheal / c7n-org |",
+        "|---|---:|---:|---:|",
+        f"| wall time | {s['wall']:.1f} s | {c['wall']:.1f} s | {s['wall'] / c['wall']:.2f}x |",
+        f"| peak memory, one process (VmHWM) | {s['peak_one']:.1f} MiB | {c['peak_one']:.1f} MiB | "
+        f"{s['peak_one'] / c['peak_one']:.2f}x |",
+        f"| API requests | {s['calls']} | {c['calls']} | {s['calls'] / c['calls']:.2f}x |",
+        f"| requests per volume | {per(s):.2f} | {per(c):.2f} | |",
+        "",
+        f"selfheal: {s['shards']} shards in {s['parts']} part(s) ({s['parts'] - s['shards']} sent on because a "
+        f"worker's 840 s budget ran out), {s['invocations']} worker invocations, {s['retried']} reported a batch "
+        f"item failure, {s['dead']} dead-lettered ({s['harness']} requests of the harness playing Lambda's "
+        "event source mapping are not counted); every worker's peak memory: "
+        f"{', '.join(f'{p / 1024:.1f}' for p in s['peaks'])} MiB. c7n-org's processes together peaked at "
+        f"{c['peak_sum']:.1f} MiB (summed VmRSS).",
+        "",
+    ]
+
+
+def pair(moto, args, volumes, workdir, endpoint=None, label="single"):
+    """Both tools over the same seeded account, one after the other, through `endpoint` (moto itself,
+    or the latency model in front of it). Returns {tool: row}."""
+    rows = {}
+    for tool in ("selfheal", "c7n"):
+        t0 = time.perf_counter()
+        topic, volume_ids = seed(moto, volumes)
+        print(f"== {label}/{tool}: seeded {volumes} volumes in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        before = moto.requests()
+        if tool == "selfheal":
+            wall, rss, details = run_selfheal(moto, topic, args.binary, args.concurrency, workdir, endpoint)
+        else:
+            wall, rss = run_c7n(moto, workdir, endpoint)
+            details = {}
+        time.sleep(1)  # the server logs a request once it has answered it
+        calls = moto.requests() - before
+        if tool == "selfheal":
+            ebs = details.get("byType", {}).get("ebs-volume", {})
+            claimed = ebs.get("fixed", 0) if details.get("snapshotsCreated") == volumes else 0
+        else:
+            claimed = len(c7n_snapshotted(workdir) & volume_ids)
+        rows[tool] = dict(wall=wall, rss=rss / 1024, calls=calls, claimed=claimed, details=details)
+        print(f"== {label}/{tool}: {wall:.1f}s, {rss / 1024:.1f} MiB, {calls} requests, "
+              f"says it snapshotted {claimed} volumes", file=sys.stderr)
+        (workdir / f"results-{label}.json").write_text(json.dumps(rows, indent=2))
+        sample = sample_snapshots(moto, volume_ids, args.sample)
+        wrong = {v: n for v, n in sample.items() if n != 1}
+        rows[tool]["sample"] = len(sample)
+        print(f"== {label}/{tool}: {len(sample) - len(wrong)} of {len(sample)} sampled volumes have exactly one "
+              "snapshot", file=sys.stderr)
+        if claimed != volumes or wrong:
+            raise SystemExit(f"{tool} snapshotted {claimed} of {volumes} volumes; sampled volumes with "
+                             f"other than one snapshot: {dict(list(wrong.items())[:10])}")
+    return rows
+
+
+def table(s, c, volumes, peer="Cloud Custodian"):
+    per = lambda r: r["calls"] / volumes  # noqa: E731
+    return [
+        f"| | selfheal | {peer} | selfheal / {peer.split()[-1]} |",
+        "|---|---:|---:|---:|",
+        f"| wall time | {s['wall']:.1f} s | {c['wall']:.1f} s | {s['wall'] / c['wall']:.2f}x |",
+        f"| peak memory (VmHWM) | {s['rss']:.1f} MiB | {c['rss']:.1f} MiB | {s['rss'] / c['rss']:.2f}x |",
+        f"| API requests | {s['calls']} | {c['calls']} | {s['calls'] / c['calls']:.2f}x |",
+        f"| requests per volume | {per(s):.2f} | {per(c):.2f} | |",
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser(description="backup-enforcer vs Cloud Custodian, same moto server, same run")
     ap.add_argument("--volumes", type=int, default=10_000)
@@ -263,79 +632,70 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8, help="SELFHEAL_BACKUP_CONCURRENCY (default: the default)")
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
     ap.add_argument("--sample", type=int, default=300, help="volumes whose snapshots are checked through the API")
+    ap.add_argument("--scenario", action="append", choices=["single", "latency", "fleet"],
+                    help="single (default): one account on moto; latency: the same through the latency model "
+                         "(scripts/bench/latency_proxy.py); fleet: 5 accounts x 2 regions, fanned out, vs c7n-org")
+    ap.add_argument("--latency-volumes", type=int, help="volumes for the latency scenario (default: --volumes)")
+    ap.add_argument("--fleet-volumes", type=int, default=50_000, help="volumes over the fleet's 10 places")
+    ap.add_argument("--workers", type=int, default=5,
+                    help="fleet: sweep workers at once (the queue's MaximumConcurrency) and c7n-org's -w")
     args = ap.parse_args()
+    scenarios = args.scenario or ["single"]
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="selfheal-bench-backup."))
     print(f"== logs in {workdir}", file=sys.stderr)
     moto = Moto(workdir)
-    rows = {}
-    try:
-        for tool in ("selfheal", "c7n"):
-            t0 = time.perf_counter()
-            topic, volume_ids = seed(moto, args.volumes)
-            print(f"== {tool}: seeded {args.volumes} volumes in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
-            before = moto.requests()
-            if tool == "selfheal":
-                wall, rss, details = run_selfheal(moto, topic, args.binary, args.concurrency, workdir)
-            else:
-                wall, rss = run_c7n(moto, workdir)
-                details = {}
-            time.sleep(1)  # the server logs a request once it has answered it
-            calls = moto.requests() - before
-            if tool == "selfheal":
-                ebs = details.get("byType", {}).get("ebs-volume", {})
-                claimed = ebs.get("fixed", 0) if details.get("snapshotsCreated") == args.volumes else 0
-            else:
-                claimed = len(c7n_snapshotted(workdir) & volume_ids)
-            rows[tool] = dict(wall=wall, rss=rss / 1024, calls=calls, claimed=claimed, details=details)
-            print(f"== {tool}: {wall:.1f}s, {rss / 1024:.1f} MiB, {calls} requests, "
-                  f"says it snapshotted {claimed} volumes", file=sys.stderr)
-            (workdir / "results.json").write_text(json.dumps(rows, indent=2))
-            sample = sample_snapshots(moto, volume_ids, args.sample)
-            wrong = {v: n for v, n in sample.items() if n != 1}
-            rows[tool]["sample"] = len(sample)
-            print(f"== {tool}: {len(sample) - len(wrong)} of {len(sample)} sampled volumes have exactly one snapshot",
-                  file=sys.stderr)
-            if claimed != args.volumes or wrong:
-                raise SystemExit(f"{tool} snapshotted {claimed} of {args.volumes} volumes; sampled volumes with "
-                                 f"other than one snapshot: {dict(list(wrong.items())[:10])}")
-        listing, listed = time_one_listing(moto)
-        print(f"== moto answers one DescribeVolumes of {listed} volumes in {listing:.1f}s", file=sys.stderr)
-    finally:
-        moto.close()
-
-    s, c = rows["selfheal"], rows["c7n"]
+    lines = []
     moto_version = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c",
                                    "import moto; print(moto.__version__)"], capture_output=True, text=True).stdout.strip()
     c7n_version = subprocess.run([str(ROOT / ".venv-bench" / "bin" / "custodian"), "version"],
                                  capture_output=True, text=True).stdout.strip()
-    per = lambda r: r["calls"] / args.volumes  # noqa: E731
-    lines = [
-        f"# Backup sweep: selfheal backup-enforcer vs Cloud Custodian {c7n_version}, {args.volumes} volumes",
-        "",
-        f"One moto {moto_version} server, reset and seeded alike before each tool, on this machine "
-        f"({os.cpu_count()} CPUs). Each tool reported a snapshot of every one of the {args.volumes} volumes, "
-        f"and {s['sample']} randomly sampled volumes had exactly one snapshot after each tool.",
-        "",
-        "| | selfheal | Cloud Custodian | selfheal / Custodian |",
-        "|---|---:|---:|---:|",
-        f"| wall time | {s['wall']:.1f} s | {c['wall']:.1f} s | {s['wall'] / c['wall']:.2f}x |",
-        f"| peak memory (VmHWM) | {s['rss']:.1f} MiB | {c['rss']:.1f} MiB | {s['rss'] / c['rss']:.2f}x |",
-        f"| API requests | {s['calls']} | {c['calls']} | {s['calls'] / c['calls']:.2f}x |",
-        f"| requests per volume | {per(s):.2f} | {per(c):.2f} | |",
-        "",
-        "selfheal's sweep also checks each volume's newest snapshot against the policy, prunes by retention and "
-        "records every action in its ledger (claim, cooldown, outcome, audit) and publishes it; Custodian's "
-        "`snapshot` action snapshots every matching volume, serially, and records nothing. "
-        f"Both tools waited up to {ATTEMPT_TIMEOUT} s for one API attempt (moto is slow to list this many volumes). "
-        f"selfheal concurrency: {args.concurrency}. selfheal's report: "
-        f"{json.dumps(s['details'].get('byType', {}))}.",
-        "",
-        f"Both wall times include moto answering one `DescribeVolumes` of all {listed} volumes. Asked alone at the "
-        f"end of the run (with Custodian's snapshots also in the account), it took {listing:.1f} s: moto finds each "
-        "volume's tags by scanning every tag in the account, so this grows with the square of the volume count "
-        "(AWS pages by 500).",
-    ]
+    try:
+        if "single" in scenarios:
+            rows = pair(moto, args, args.volumes, workdir)
+            listing, listed = time_one_listing(moto)
+            s, c = rows["selfheal"], rows["c7n"]
+            lines += [
+                f"## {args.volumes} volumes in one account: selfheal vs Cloud Custodian {c7n_version}",
+                "",
+                f"One moto {moto_version} server, reset and seeded alike before each tool, on this machine "
+                f"({os.cpu_count()} CPUs). Each tool reported a snapshot of every one of the {args.volumes} volumes, "
+                f"and {s['sample']} randomly sampled volumes had exactly one snapshot after each tool.",
+                "",
+                *table(s, c, args.volumes),
+                "",
+                f"selfheal concurrency {args.concurrency}; its report: {json.dumps(s['details'].get('byType', {}))}, "
+                f"{s['details'].get('auditRequests')} BatchWriteItem request(s) for "
+                f"{s['details'].get('audited')} audit records. moto answers one `DescribeVolumes` of all {listed} "
+                f"volumes in {listing:.1f} s (asked alone at the end): both tools make that call.",
+                "",
+            ]
+        if "latency" in scenarios:
+            sys.path.insert(0, str(ROOT / "scripts" / "bench"))
+            from latency_proxy import DEFAULT_LATENCY_MS, Proxy  # noqa: E402
+            proxy = Proxy(moto.endpoint)
+            volumes = args.latency_volumes or args.volumes
+            try:
+                rows = pair(moto, args, volumes, workdir, endpoint=proxy.endpoint, label="latency")
+            finally:
+                proxy.close()
+            s, c = rows["selfheal"], rows["c7n"]
+            lines += [
+                f"## {volumes} volumes through the latency model: selfheal vs Cloud Custodian {c7n_version}",
+                "",
+                "Both tools through `scripts/bench/latency_proxy.py` in front of the same moto server: each request "
+                "is held for its operation's latency in its own thread (so held requests overlap, as AWS serves "
+                "them), then answered by moto, whose own time comes on top. Latencies (ms, per request): "
+                f"`{json.dumps(DEFAULT_LATENCY_MS)}` (where they come from: the proxy's docstring and README).",
+                "",
+                *table(s, c, volumes),
+                "",
+            ]
+        if "fleet" in scenarios:
+            lines += fleet(moto, args, workdir, moto_version, c7n_version)
+    finally:
+        moto.close()
+
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:

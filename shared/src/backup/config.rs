@@ -28,6 +28,20 @@ pub struct BackupConfig {
     /// `SELFHEAL_BACKUP_REGIONS` (default: the hub's region): the regions a scheduled sweep covers in
     /// the hub's account and in every member account (`SELFHEAL_ACCOUNTS`).
     pub regions: Vec<String>,
+    /// `SELFHEAL_BACKUP_QUEUE_URL` (default unset): the sweep queue. Set, a scheduled sweep is
+    /// planned (one shard per account and region, sent to this queue) and swept by workers that the
+    /// queue invokes; unset, the scheduled invocation sweeps every place itself, one after another.
+    pub queue_url: Option<String>,
+    /// `SELFHEAL_BACKUP_API_RATE` (default 5, 0.1..=1000): mutating EC2 and RDS calls per second
+    /// in one account and region, at most; a sweep waits for its turn rather than exceed it.
+    pub api_rate: f64,
+    /// `SELFHEAL_BACKUP_API_BURST` (default 10, 1..=1000): calls that may go at once after a quiet
+    /// spell, within the same rate.
+    pub api_burst: u32,
+    /// `SELFHEAL_BACKUP_SHARD_MAX_RECEIVES` (default 3, 1..=1000): the sweep queue's
+    /// `maxReceiveCount`. A shard that fails on its last receive is counted as finished (failed) so
+    /// the sweep's summary still goes out, and SQS moves it to the dead-letter queue.
+    pub shard_max_receives: u32,
 }
 
 fn read_regions(env: &mut Env) -> Vec<String> {
@@ -63,6 +77,10 @@ impl BackupConfig {
             manage_rds: env.bool("SELFHEAL_BACKUP_RDS", true),
             time_budget: env.seconds("SELFHEAL_BACKUP_TIME_BUDGET_SECONDS", 840, 0, 86_400),
             regions: read_regions(env),
+            queue_url: env.optional("SELFHEAL_BACKUP_QUEUE_URL"),
+            api_rate: env.number("SELFHEAL_BACKUP_API_RATE", 5.0f64, 0.1, 1000.0),
+            api_burst: env.number("SELFHEAL_BACKUP_API_BURST", 10u32, 1, 1000),
+            shard_max_receives: env.number("SELFHEAL_BACKUP_SHARD_MAX_RECEIVES", 3u32, 1, 1000),
         }
     }
 }

@@ -1,11 +1,14 @@
 //! The handler: [`BackupEnforcer`], built from the environment, and its Lambda entry, which turns
-//! a schedule or a manual `sweep` into a sweep.
+//! a schedule or a manual `sweep` into a sweep (or, with a sweep queue, a schedule into a planned
+//! run of shards), and an SQS batch of shards into their sweeps and a partial batch response.
 
 use chrono::Utc;
 use serde_json::Value;
 
 use super::config::BackupConfig;
 use super::report::response_decisions;
+use super::sweep::Pass;
+use super::throttle::Throttle;
 use super::FUNCTION;
 use crate::config::{CommonConfig, Env};
 use crate::context::Ctx;
@@ -15,10 +18,15 @@ use crate::fleet::Placed;
 use crate::guardrails::effective_dry_run;
 use crate::trigger::{Trigger, TriggerKind};
 
+/// What backup-enforcer takes, for the message naming an event that is not for it.
+pub const HANDLES: &str = "schedules (the sweep), manual \"sweep\" invocations and SQS batches of its own sweep shards";
+
 /// The backup-enforcer handler.
 pub struct BackupEnforcer {
     pub(super) ctx: Ctx,
     pub(super) cfg: BackupConfig,
+    /// The API rate per place, shared by every sweep this process runs.
+    pub(super) throttle: Throttle,
 }
 
 impl BackupEnforcer {
@@ -28,20 +36,27 @@ impl BackupEnforcer {
         let cfg = BackupConfig::read(&mut env);
         env.finish()?;
         let ctx = Ctx::new(common.clone(), crate::clients::Aws::load(&common.aws_timeouts).await);
-        Ok(BackupEnforcer { ctx, cfg })
+        Ok(BackupEnforcer::new(ctx, cfg))
     }
 
     pub fn new(ctx: Ctx, cfg: BackupConfig) -> Self {
-        BackupEnforcer { ctx, cfg }
+        BackupEnforcer { ctx, cfg, throttle: Throttle::default() }
     }
 
     pub fn ctx(&self) -> &Ctx {
         &self.ctx
     }
 
-    /// The Lambda entry: parse, sweep, conclude (an error when any action failed).
+    /// The Lambda entry: parse, sweep, conclude (an error when any action failed). An SQS batch of
+    /// sweep shards is answered with a partial batch response instead (`batchItemFailures`: the
+    /// shards to retry), and never fails as a whole.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        crate::lambda::handle_each(FUNCTION, payload, |t| async move { self.handle_trigger(&t).await }).await
+        if let Ok(triggers) = crate::trigger::parse_event(payload) {
+            if !triggers.is_empty() && triggers.iter().all(|t| matches!(t.kind, TriggerKind::Shard(_))) {
+                return Ok(self.handle_shard_batch(&triggers).await);
+            }
+        }
+        crate::lambda::handle_each(&self.ctx, payload, |t| async move { self.handle_trigger(&t).await }).await
     }
 
     /// One trigger: a schedule or a manual `sweep` runs a sweep now. A schedule covers the fleet
@@ -50,6 +65,12 @@ impl BackupEnforcer {
     /// and region it names (the hub's own by default). A place the hub cannot act in is reported
     /// (critical) and the others are still swept.
     pub async fn handle_trigger(&self, t: &Trigger) -> Result<Vec<Envelope>> {
+        if let TriggerKind::Shard(msg) = &t.kind {
+            return match Box::pin(self.work_shard(t, msg)).await? {
+                super::fanout::ShardEnd::Done(_) => Ok(Vec::new()),
+                super::fanout::ShardEnd::Retry(why) => Err(Error::ActionFailed(why)),
+            };
+        }
         let dry_run = match &t.kind {
             TriggerKind::Schedule { .. } => effective_dry_run(self.ctx.config.dry_run, None),
             TriggerKind::Manual(m) if m.action == "sweep" => effective_dry_run(self.ctx.config.dry_run, m.dry_run),
@@ -59,8 +80,11 @@ impl BackupEnforcer {
                     format!("{FUNCTION} understands action \"sweep\", got {:?}", m.action),
                 ))
             }
-            other => return Err(Error::UnsupportedTrigger { function: FUNCTION, trigger: other.name().to_string() }),
+            _ => return Err(Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES }),
         };
+        if matches!(t.kind, TriggerKind::Schedule { .. }) && self.cfg.queue_url.is_some() {
+            return self.plan_sweep(t, dry_run).await;
+        }
         let fleet = &self.ctx.config.fleet;
         let fleet_wide = fleet.accounts.len() + fleet.org_units.len() + self.cfg.regions.len() > 0;
         let (scopes, problem) = match &t.kind {
@@ -86,12 +110,11 @@ impl BackupEnforcer {
                 }
                 Placed::Here(ctx) => *ctx,
             };
-            let cfg = BackupConfig {
-                time_budget: self.cfg.time_budget.saturating_sub(started.elapsed()),
-                ..self.cfg.clone()
-            };
-            let here = BackupEnforcer { ctx, cfg };
-            match Box::pin(here.sweep(t, dry_run, Utc::now())).await {
+            let here = BackupEnforcer { ctx, cfg: self.cfg.clone(), throttle: self.throttle.clone() };
+            let now = Utc::now();
+            let deadline = started + self.cfg.time_budget;
+            let pass = Pass { t: t.clone(), dry_run, now, slot: now, deadline, publish: true };
+            match Box::pin(here.sweep_place(&pass)).await {
                 Ok(sweep) => envelopes.extend(sweep.envelopes),
                 Err(e) => {
                     tracing::error!(place = %scope.describe(), error = %e, "backup sweep of one place failed");

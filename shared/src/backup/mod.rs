@@ -10,19 +10,47 @@
 //! old the newest snapshot may be, how long the suite's snapshots are kept, how many are always kept,
 //! which vault the plan targets and which region copies go to.
 //!
-//! A sweep (EventBridge schedule or `{"source":"selfheal.manual","action":"sweep"}`):
-//! 1. lists everything once, paginated: tagged volumes, every self-owned snapshot, every snapshot an
-//!    own AMI uses, DB instances and clusters, their snapshots, and the copies already in each DR
-//!    region;
-//! 2. decides per resource with pure functions ([`is_stale`], [`plan_prune`], [`rds_retention_fix`],
-//!    [`copy_candidate`]) that take `now` as a parameter;
-//! 3. acts per resource with bounded concurrency (`SELFHEAL_BACKUP_CONCURRENCY`), each resource through
-//!    [`Ctx::execute`](crate::context::Ctx::execute) with event id `sweep:<policy>:<time bucket>`, so overlapping runs and
-//!    redeliveries act once per policy window;
-//! 4. ends with one compliance-report envelope (compliant / fixed / failed per resource type) and EMF
-//!    metrics. One resource failing never stops the others. A sweep starts on no resource once its
-//!    time budget (`SELFHEAL_BACKUP_TIME_BUDGET_SECONDS`) is spent; the report counts those left and
-//!    fails the invocation, and Lambda's retry of the same event finds the finished ones done.
+//! A sweep of one place (an account in a region; EventBridge schedule or
+//! `{"source":"selfheal.manual","action":"sweep"}`) is one decision about many resources, so it goes
+//! through the guardrails in bulk ([`sweep`](self::Sweep)); incident-driven actions elsewhere keep the
+//! per-action path, [`Ctx::execute`](crate::context::Ctx::execute):
+//! 1. takes one lease per policy in the place (`backup-sweep/<policy>`, the ledger's lease, renewed
+//!    while the sweep runs, released at the end). Another sweep of the place holding one (an
+//!    overlapping schedule, a redelivery while the first runs) makes this one stand down: one
+//!    `duplicate` report naming the holder, nothing done. A dry run takes no lease;
+//! 2. lists everything once, paginated: volumes, every self-owned snapshot, every snapshot an own AMI
+//!    uses, DB instances and clusters, their snapshots, and the copies already in each DR region;
+//! 3. decides per resource with pure functions ([`is_stale`], [`plan_prune`], [`rds_retention_fix`],
+//!    [`copy_candidate`]) that take `now` as a parameter. The sweep's id is
+//!    `sweep:<policy>:<slot>` (the policy window; [`sweep_event_id`]) and every snapshot it takes
+//!    carries it (`selfheal:sweep`): a resource with a snapshot of this sweep is done, however its age
+//!    reads, and counts as fixed by an earlier attempt (`fixedEarlier`). A retried sweep finds its own
+//!    work by listing, not by ledger items per resource;
+//! 4. acts per resource with bounded concurrency (`SELFHEAL_BACKUP_CONCURRENCY`) and at most
+//!    `SELFHEAL_BACKUP_API_RATE` mutating calls a second in the place ([`Throttle`]: it waits, never
+//!    exceeds). One resource failing never stops the others;
+//! 5. audits every per-resource decision in batches (`BatchWriteItem`, 25 a request, unprocessed items
+//!    retried with backoff; [`crate::ledger::Ledger::audit_batch`]), publishes none of them on its
+//!    own, and ends with one compliance report (compliant / fixed / failed per resource type, every
+//!    failed resource named, critical) and EMF metrics. A sweep starts on no resource once its time
+//!    budget (`SELFHEAL_BACKUP_TIME_BUDGET_SECONDS`) is spent; the report counts those left and fails,
+//!    and the retry lists what was done and does the rest.
+//!
+//! Beyond the listings, a sweep in which every volume needs a snapshot makes 1.04 requests per volume:
+//! the snapshot, and a 25th of a `BatchWriteItem`.
+//!
+//! Fleet-wide, a schedule covers the hub's account and every member account in each of
+//! `SELFHEAL_BACKUP_REGIONS`. Without `SELFHEAL_BACKUP_QUEUE_URL` the scheduled invocation sweeps
+//! them one after another (one report each). With it, the sweep is fanned out on Lambda and SQS
+//! ([`fanout`](self::SweepPlan)): the schedule's invocation *plans* (records the run in the ledger
+//! with every shard outstanding, sends one shard per account and region to the queue); the queue
+//! invokes this function with each shard (batch size 1, at most `MaximumConcurrency` at once) and
+//! the worker sweeps that place, answering with a partial batch response (`batchItemFailures`). A
+//! shard that fails is retried by SQS; on its last receive (`SELFHEAL_BACKUP_SHARD_MAX_RECEIVES`) it
+//! is counted as finished, failed, with its reason, and SQS moves it to the dead-letter queue. A
+//! worker out of time sends the rest of its shard on as a new message. The worker that finishes the
+//! last shard assembles the run's one summary from the shards' stored results and publishes it once:
+//! every failed resource named with its account and region, every failed shard with its reason.
 //!
 //! Deletion guards: only snapshots the suite created (`selfheal:created-by=backup-enforcer`), never the
 //! newest `min_keep`, never one an own AMI uses, never a pending one, and never more than
@@ -37,7 +65,10 @@
 //! rds:DeleteDBClusterSnapshot, rds:ModifyDBCluster, rds:CopyDBSnapshot and rds:CopyDBClusterSnapshot
 //! (DR region);
 //! backup:ListBackupPlans, backup:GetBackupPlan, backup:CreateBackupPlan, backup:UpdateBackupPlan,
-//! backup:DescribeBackupVault, backup:CreateBackupVault.
+//! backup:DescribeBackupVault, backup:CreateBackupVault; in the hub: dynamodb:BatchWriteItem (the
+//! sweep's audit records), sqs:SendMessage (`SendMessageBatch` too: the planner's shards, a worker's
+//! rest of a shard), and for the queue's event source mapping sqs:ReceiveMessage,
+//! sqs:DeleteMessage, sqs:GetQueueAttributes.
 
 use chrono::{DateTime, Utc};
 
@@ -46,6 +77,7 @@ use crate::config::CommonConfig;
 mod config;
 mod dr_copy;
 pub mod ec2;
+mod fanout;
 mod handler;
 pub mod plans;
 mod policy;
@@ -56,11 +88,13 @@ mod sweep;
 mod sweep_databases;
 mod sweep_plans;
 mod sweep_volumes;
+mod throttle;
 mod window;
 
 pub use config::BackupConfig;
 pub use dr_copy::{copy_candidate, DrCopies};
 pub use ec2::Volume;
+pub use fanout::{ShardBody, SweepPlan, SHARD_KIND};
 pub use handler::BackupEnforcer;
 pub use plans::{desired_rule, plan_drift, RuleSpec};
 pub use policy::{builtin_policies, parse_policies, Policy};
@@ -68,6 +102,7 @@ pub use rds::{db_snapshot_id, Database};
 pub use report::{response_decisions, Report, Tally, REPORT_LIST_LIMIT, RESPONSE_DECISION_LIMIT};
 pub use retention::{is_stale, plan_prune, rds_retention_fix, Prune, Snap, SnapState};
 pub use sweep::Sweep;
+pub use throttle::Throttle;
 pub use window::{sweep_event_id, time_bucket};
 
 /// The function's name in envelopes and the ledger.
@@ -78,6 +113,9 @@ pub const TAG_CREATED_BY: &str = "selfheal:created-by";
 pub const TAG_POLICY: &str = "selfheal:policy";
 /// The resource (volume or DB instance id) a suite snapshot was taken of.
 pub const TAG_SOURCE: &str = "selfheal:source";
+/// The sweep that took a snapshot (`sweep:<policy>:<slot>`, in the snapshot's own account and
+/// region): how a retried sweep sees by listing what it already did.
+pub const TAG_SWEEP: &str = "selfheal:sweep";
 /// On a DR-region copy: the home-region snapshot it copies.
 pub const TAG_COPY_OF: &str = "selfheal:copy-of";
 

@@ -1,14 +1,16 @@
 //! RDS calls: every listing paginated. Also the tagged [`Database`] (instance or Aurora cluster)
 //! they find, and the DB snapshot names and ARNs the suite uses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_rds::types::Tag;
 use chrono::{DateTime, Utc};
 
 use super::dr_copy::DrCopies;
 use super::retention::{Snap, SnapState};
-use super::{to_chrono, CREATED_BY, KIND_CLUSTER, KIND_DB, TAG_COPY_OF, TAG_CREATED_BY, TAG_POLICY, TAG_SOURCE};
+use super::{
+    to_chrono, CREATED_BY, KIND_CLUSTER, KIND_DB, TAG_COPY_OF, TAG_CREATED_BY, TAG_POLICY, TAG_SOURCE, TAG_SWEEP,
+};
 use crate::config::CommonConfig;
 use crate::error::{Error, Result};
 
@@ -118,25 +120,42 @@ fn snap_state(status: Option<&str>) -> SnapState {
     }
 }
 
+/// DB (or cluster) snapshots by the database they belong to, and by database the sweeps
+/// (`selfheal:sweep`) that took one of them: what an earlier attempt of a sweep already did.
+#[derive(Debug, Clone, Default)]
+pub struct DbListed {
+    pub snaps: HashMap<String, Vec<Snap>>,
+    pub swept: HashMap<String, HashSet<String>>,
+}
+
+impl DbListed {
+    fn add(&mut self, db: &str, snap: Snap, sweep: Option<&str>) {
+        if let Some(sweep) = sweep.filter(|_| snap.ours) {
+            self.swept.entry(db.to_string()).or_default().insert(sweep.to_string());
+        }
+        self.snaps.entry(db.to_string()).or_default().push(snap);
+    }
+}
+
 /// Every DB snapshot (manual and automated), grouped by DB instance.
-pub async fn snapshots_by_db(rds: &aws_sdk_rds::Client) -> Result<HashMap<String, Vec<Snap>>> {
+pub async fn snapshots_by_db(rds: &aws_sdk_rds::Client) -> Result<DbListed> {
     let mut pages = rds.describe_db_snapshots().max_records(100).into_paginator().items().send();
-    let mut out: HashMap<String, Vec<Snap>> = HashMap::new();
+    let mut out = DbListed::default();
     while let Some(s) = pages.next().await {
         let s = s.map_err(|e| Error::aws("rds", "DescribeDBSnapshots", e))?;
         let (Some(id), Some(db)) = (s.db_snapshot_identifier(), s.db_instance_identifier()) else { continue };
         let state = snap_state(s.status());
         let ours = s.snapshot_type() == Some("manual") && tag(s.tag_list(), TAG_CREATED_BY) == Some(CREATED_BY);
         let started = to_chrono(s.snapshot_create_time().or(s.original_snapshot_create_time()));
-        out.entry(db.to_string()).or_default().push(Snap { id: id.to_string(), started, state, ours });
+        out.add(db, Snap { id: id.to_string(), started, state, ours }, tag(s.tag_list(), TAG_SWEEP));
     }
     Ok(out)
 }
 
 /// Every DB cluster snapshot (manual and automated), grouped by cluster.
-pub async fn snapshots_by_cluster(rds: &aws_sdk_rds::Client) -> Result<HashMap<String, Vec<Snap>>> {
+pub async fn snapshots_by_cluster(rds: &aws_sdk_rds::Client) -> Result<DbListed> {
     let mut pages = rds.describe_db_cluster_snapshots().max_records(100).into_paginator().items().send();
-    let mut out: HashMap<String, Vec<Snap>> = HashMap::new();
+    let mut out = DbListed::default();
     while let Some(s) = pages.next().await {
         let s = s.map_err(|e| Error::aws("rds", "DescribeDBClusterSnapshots", e))?;
         let (Some(id), Some(cluster)) = (s.db_cluster_snapshot_identifier(), s.db_cluster_identifier()) else {
@@ -144,12 +163,8 @@ pub async fn snapshots_by_cluster(rds: &aws_sdk_rds::Client) -> Result<HashMap<S
         };
         let ours = s.snapshot_type() == Some("manual") && tag(s.tag_list(), TAG_CREATED_BY) == Some(CREATED_BY);
         let started = to_chrono(s.snapshot_create_time().or(s.cluster_create_time()));
-        out.entry(cluster.to_string()).or_default().push(Snap {
-            id: id.to_string(),
-            started,
-            state: snap_state(s.status()),
-            ours,
-        });
+        let snap = Snap { id: id.to_string(), started, state: snap_state(s.status()), ours };
+        out.add(cluster, snap, tag(s.tag_list(), TAG_SWEEP));
     }
     Ok(out)
 }
@@ -164,12 +179,21 @@ fn suite_tags(db: &str, policy: &str) -> Vec<Tag> {
 
 /// Takes a tagged snapshot of the instance or cluster; whether it is already available (and so
 /// can be copied in the same run).
-pub async fn create_snapshot(rds: &aws_sdk_rds::Client, db: &Database, snapshot: &str, policy: &str) -> Result<bool> {
+/// Its tags name the sweep that took it (`selfheal:sweep`).
+pub async fn create_snapshot(
+    rds: &aws_sdk_rds::Client,
+    db: &Database,
+    snapshot: &str,
+    policy: &str,
+    sweep: &str,
+) -> Result<bool> {
+    let mut tags = suite_tags(&db.id, policy);
+    tags.push(Tag::builder().key(TAG_SWEEP).value(sweep).build());
     let status = if db.cluster {
         rds.create_db_cluster_snapshot()
             .db_cluster_identifier(&db.id)
             .db_cluster_snapshot_identifier(snapshot)
-            .set_tags(Some(suite_tags(&db.id, policy)))
+            .set_tags(Some(tags))
             .send()
             .await
             .map_err(|e| Error::aws("rds", "CreateDBClusterSnapshot", e))?
@@ -179,7 +203,7 @@ pub async fn create_snapshot(rds: &aws_sdk_rds::Client, db: &Database, snapshot:
         rds.create_db_snapshot()
             .db_instance_identifier(&db.id)
             .db_snapshot_identifier(snapshot)
-            .set_tags(Some(suite_tags(&db.id, policy)))
+            .set_tags(Some(tags))
             .send()
             .await
             .map_err(|e| Error::aws("rds", "CreateDBSnapshot", e))?

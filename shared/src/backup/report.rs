@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::envelope::{Envelope, Outcome};
 
 /// Counts for one resource type.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Tally {
     pub compliant: u64,
     pub fixed: u64,
@@ -24,8 +24,8 @@ pub struct Tally {
 }
 
 /// The sweep's outcome, sent as the details of one envelope.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Report {
     pub dry_run: bool,
     pub by_type: BTreeMap<String, Tally>,
@@ -36,6 +36,14 @@ pub struct Report {
     pub retention_fixed: u64,
     /// Resources not started on because the sweep's time budget ran out.
     pub left_for_next_run: u64,
+    /// Resources an earlier attempt of this same sweep fixed (their snapshot carries the sweep's id,
+    /// `selfheal:sweep`): counted as fixed, found by listing, not by per-resource ledger items.
+    pub fixed_earlier: u64,
+    /// Audit records written in batches, and the `BatchWriteItem` requests that took.
+    pub audited: u64,
+    pub audit_requests: u64,
+    /// Time the sweep waited for its API rate (`SELFHEAL_BACKUP_API_RATE`), in milliseconds.
+    pub throttled_ms: u64,
     /// Aurora members carrying the policy tag whose cluster does not ("member (cluster c)"): members
     /// are backed up through their cluster, so these are not backed up at all. At most
     /// [`REPORT_LIST_LIMIT`].
@@ -105,7 +113,9 @@ impl Report {
             Outcome::DryRun => self.tally(kind).would_fix += 1,
             Outcome::Failed => self.fail(kind, &env.target.id, env.reason.clone()),
             Outcome::Skipped => self.tally(kind).compliant += 1,
-            Outcome::Duplicate | Outcome::Refused | Outcome::Observed => self.tally(kind).skipped += 1,
+            Outcome::Duplicate | Outcome::Refused | Outcome::Observed | Outcome::AwaitingApproval => {
+                self.tally(kind).skipped += 1
+            }
         }
         let n = |k: &str| env.details.get(k).and_then(Value::as_array).map(|a| a.len() as u64).unwrap_or(0);
         if env.outcome == Outcome::Acted || env.outcome == Outcome::Failed {
@@ -117,6 +127,48 @@ impl Report {
             }
         }
         self.deletes_deferred += n("deferred") + n("drDeferred");
+    }
+
+    /// Adds `other` (another place's, or another shard's, report) into this one; failure lists stay
+    /// within [`REPORT_LIST_LIMIT`] and each entry is named `{place}: {id}` when `place` is given.
+    pub fn merge(&mut self, other: &Report, place: Option<&str>) {
+        let named = |id: &str| match place {
+            Some(p) => format!("{p}: {id}"),
+            None => id.to_string(),
+        };
+        for (kind, t) in &other.by_type {
+            let mine = self.tally(kind);
+            mine.compliant += t.compliant;
+            mine.fixed += t.fixed;
+            mine.failed += t.failed;
+            mine.would_fix += t.would_fix;
+            mine.skipped += t.skipped;
+            mine.not_opted_in += t.not_opted_in;
+        }
+        self.snapshots_created += other.snapshots_created;
+        self.snapshots_deleted += other.snapshots_deleted;
+        self.snapshots_copied += other.snapshots_copied;
+        self.deletes_deferred += other.deletes_deferred;
+        self.retention_fixed += other.retention_fixed;
+        self.left_for_next_run += other.left_for_next_run;
+        self.fixed_earlier += other.fixed_earlier;
+        self.audited += other.audited;
+        self.audit_requests += other.audit_requests;
+        self.throttled_ms += other.throttled_ms;
+        let room = |len: usize| REPORT_LIST_LIMIT.saturating_sub(len);
+        let cluster_room = room(self.untagged_clusters.len());
+        self.untagged_clusters.extend(other.untagged_clusters.iter().take(cluster_room).map(|c| named(c)));
+        for (plan, drift) in &other.drift {
+            self.drift.insert(named(plan), drift.clone());
+        }
+        for (id, why) in &other.failures {
+            if self.failures.len() < REPORT_LIST_LIMIT {
+                self.failures.insert(named(id), why.clone());
+            }
+        }
+        self.errors.extend(other.errors.iter().map(|e| named(e)));
+        let opt_room = room(self.not_opted_in.len());
+        self.not_opted_in.extend(other.not_opted_in.iter().take(opt_room).map(|c| named(c)));
     }
 
     /// Whether anything failed.

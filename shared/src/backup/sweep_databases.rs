@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::dr_copy::{copy_candidate, DrCopies};
@@ -12,21 +11,15 @@ use super::policy::Policy;
 use super::rds::{self, db_snapshot_id, Database};
 use super::report::{Report, REPORT_LIST_LIMIT};
 use super::retention::{is_stale, plan_prune, rds_retention_fix};
-use super::sweep::Work;
+use super::sweep::{Pass, Work};
+use super::window::sweep_event_id;
 use crate::envelope::{Envelope, Outcome};
 use crate::error::Result;
 use crate::guardrails::ActionReport;
-use crate::trigger::Trigger;
 
 impl BackupEnforcer {
-    pub(super) async fn sweep_databases(
-        &self,
-        t: &Trigger,
-        dry_run: bool,
-        now: DateTime<Utc>,
-        deadline: std::time::Instant,
-        report: &mut Report,
-    ) -> Result<Vec<Envelope>> {
+    pub(super) async fn sweep_databases(&self, pass: &Pass, report: &mut Report) -> Result<Vec<Envelope>> {
+        let (now, deadline) = (pass.now, pass.deadline);
         let rds = self.ctx.aws.rds();
         let ((instances, members), clusters, snaps, cluster_snaps) = futures::try_join!(
             rds::tagged_databases(&rds, &self.cfg.policy_tag, &self.ctx.config),
@@ -61,8 +54,8 @@ impl BackupEnforcer {
         }
         let no_amis = HashSet::new();
         let empty = Vec::new();
-        // (kind, id, left for the next run, decision)
-        let results: Vec<(&'static str, String, bool, Result<Option<Envelope>>)> = stream::iter(dbs)
+        // (kind, id, what became of it when no decision was made, decision)
+        let results: Vec<(&'static str, String, Quiet, Result<Option<Envelope>>)> = stream::iter(dbs)
             .map(|db| {
                 let rds = &rds;
                 let snaps = if db.cluster { &cluster_snaps } else { &snaps };
@@ -72,13 +65,17 @@ impl BackupEnforcer {
                 async move {
                     let kind = db.kind();
                     let Some(policy) = self.policy(&db.policy) else {
-                        let r = self.unknown_policy(t, kind, &db.id, &db.policy, dry_run).await;
-                        return (kind, db.id.clone(), false, r.map(Some));
+                        let env = self.unknown_policy(pass, kind, &db.id, &db.policy);
+                        return (kind, db.id.clone(), Quiet::Compliant, Ok(Some(env)));
                     };
-                    let s = snaps.get(&db.id).unwrap_or(empty);
+                    let s = snaps.snaps.get(&db.id).unwrap_or(empty);
+                    // A snapshot this very sweep took (an earlier attempt of it) is the evidence: the
+                    // database is done for this sweep, however its age reads.
+                    let swept_here =
+                        snaps.swept.get(&db.id).is_some_and(|s| s.contains(&sweep_event_id(policy, pass.slot)));
                     let dr = policy.copy_region.as_ref().and_then(|r| dr.get(r));
                     let work = Work {
-                        snapshot: is_stale(s, policy, now),
+                        snapshot: is_stale(s, policy, now) && !swept_here,
                         prune: plan_prune(s, no_amis, policy, now, self.cfg.max_delete_percent),
                         copy: dr.and_then(|(_, copies)| copy_candidate(s, &copies.sources)),
                         dr_prune: dr
@@ -91,25 +88,30 @@ impl BackupEnforcer {
                         current_retention: db.retention_days,
                     };
                     if work.is_empty() {
-                        return (kind, db.id.clone(), false, Ok(None));
+                        let quiet = if swept_here { Quiet::FixedEarlier } else { Quiet::Compliant };
+                        return (kind, db.id.clone(), quiet, Ok(None));
                     }
                     if std::time::Instant::now() >= deadline {
-                        return (kind, db.id.clone(), true, Ok(None));
+                        return (kind, db.id.clone(), Quiet::OutOfTime, Ok(None));
                     }
                     let dr_client = dr.map(|(c, _)| c);
-                    let r = self.fix_database(t, &db, policy, work, dry_run, now, rds, dr_client).await;
-                    (kind, db.id.clone(), false, r.map(Some))
+                    let env = self.fix_database(pass, &db, policy, work, rds, dr_client).await;
+                    (kind, db.id.clone(), Quiet::Compliant, Ok(Some(env)))
                 }
             })
             .buffer_unordered(self.cfg.concurrency)
             .collect()
             .await;
         let mut envelopes = Vec::new();
-        for (kind, id, late, r) in results {
+        for (kind, id, quiet, r) in results {
             match r {
-                Ok(None) if late => report.out_of_time(kind),
+                Ok(None) if quiet == Quiet::OutOfTime => report.out_of_time(kind),
+                Ok(None) if quiet == Quiet::FixedEarlier => {
+                    report.tally(kind).fixed += 1;
+                    report.fixed_earlier += 1;
+                }
                 Ok(None) => report.tally(kind).compliant += 1,
-                Ok(Some(e)) if e.outcome == Outcome::Refused && e.event_id == t.event_id => {
+                Ok(Some(e)) if e.outcome == Outcome::Refused && e.event_id == pass.t.event_id => {
                     report.fail(kind, &id, e.reason.clone());
                     envelopes.push(e);
                 }
@@ -123,106 +125,123 @@ impl BackupEnforcer {
         Ok(envelopes)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn fix_database(
         &self,
-        t: &Trigger,
+        pass: &Pass,
         db: &Database,
         policy: &Policy,
         work: Work,
-        dry_run: bool,
-        now: DateTime<Utc>,
         rds: &aws_sdk_rds::Client,
         dr: Option<&aws_sdk_rds::Client>,
-    ) -> Result<Envelope> {
-        let req = self.request(t, db.kind(), &db.id, policy, dry_run, now);
+    ) -> Envelope {
+        let started = std::time::Instant::now();
+        let (dry_run, now) = (pass.dry_run, pass.now);
+        let req = self.request(pass, db.kind(), &db.id, policy);
         let plan = work.describe();
-        self.ctx
-            .execute(req, async {
-                if dry_run {
-                    return Ok(ActionReport::would(format!("would {plan}"))
-                        .detail("policy", &policy.name)
-                        .detail("wouldSnapshot", work.snapshot)
-                        .detail("wouldDelete", &work.prune.delete)
-                        .detail("deferred", &work.prune.deferred)
-                        .detail("wouldCopy", &work.copy)
-                        .detail("wouldDeleteDr", &work.dr_prune.delete)
-                        .detail("wouldSetRetention", work.retention));
-                }
-                let mut created = Vec::new();
-                let mut deleted = Vec::new();
-                let mut copied = Vec::new();
-                let mut errors = Vec::new();
-                let mut retention_set = None;
-                let mut copy = work.copy.clone();
-                if work.snapshot {
-                    let id = db_snapshot_id(&db.id, now);
-                    match rds::create_snapshot(rds, db, &id, &policy.name).await {
-                        Ok(available) => {
-                            tracing::info!(db = %db.id, snapshot = %id, policy = %policy.name, "DB snapshot taken");
-                            // A snapshot still being created is copied by a later run.
-                            if available && dr.is_some() {
-                                copy = Some(id.clone());
-                            }
-                            created.push(id);
-                        }
-                        Err(e) => errors.push(e.to_string()),
-                    }
-                }
-                for id in &work.prune.delete {
-                    match rds::delete_snapshot(rds, db, id).await {
-                        Ok(()) => {
-                            tracing::info!(db = %db.id, snapshot = %id, "expired DB snapshot deleted");
-                            deleted.push(id.clone());
-                        }
-                        Err(e) => errors.push(e.to_string()),
-                    }
-                }
-                if let (Some(src), Some(dr)) = (copy, dr) {
-                    match rds::copy_snapshot(dr, db, &src, &policy.name).await {
-                        Ok(id) => {
-                            tracing::info!(db = %db.id, snapshot = %src, copy = %id, "DB snapshot copied to DR region");
-                            copied.push(id);
-                        }
-                        Err(e) => errors.push(e.to_string()),
-                    }
-                }
-                let mut dr_deleted = Vec::new();
-                if let Some(dr) = dr {
-                    for id in &work.dr_prune.delete {
-                        match rds::delete_snapshot(dr, db, id).await {
-                            Ok(()) => {
-                                tracing::info!(db = %db.id, snapshot = %id, "expired DR-region copy deleted");
-                                dr_deleted.push(id.clone());
-                            }
-                            Err(e) => errors.push(e.to_string()),
-                        }
-                    }
-                }
-                if let Some(days) = work.retention {
-                    match rds::set_retention(rds, db, days).await {
-                        Ok(()) => {
-                            tracing::info!(db = %db.id, from = db.retention_days, to = days, "backup retention set");
-                            retention_set = Some(days);
-                        }
-                        Err(e) => errors.push(e.to_string()),
-                    }
-                }
-                let report = if errors.is_empty() {
-                    ActionReport::acted(plan.clone())
-                } else {
-                    ActionReport::failed(format!("{} of the work failed: {}", errors.len(), errors.join("; ")))
-                };
-                Ok(report
+        let sweep = sweep_event_id(policy, pass.slot);
+        let dr_region = policy.copy_region.as_deref();
+        let work_done = async {
+            if dry_run {
+                return Ok(ActionReport::would(format!("would {plan}"))
                     .detail("policy", &policy.name)
-                    .detail("created", created)
-                    .detail("deleted", deleted)
-                    .detail("copied", copied)
-                    .detail("drDeleted", dr_deleted)
+                    .detail("wouldSnapshot", work.snapshot)
+                    .detail("wouldDelete", &work.prune.delete)
                     .detail("deferred", &work.prune.deferred)
-                    .detail("drDeferred", &work.dr_prune.deferred)
-                    .detail("retentionSetTo", retention_set))
-            })
-            .await
+                    .detail("wouldCopy", &work.copy)
+                    .detail("wouldDeleteDr", &work.dr_prune.delete)
+                    .detail("wouldSetRetention", work.retention));
+            }
+            let mut created = Vec::new();
+            let mut deleted = Vec::new();
+            let mut copied = Vec::new();
+            let mut errors = Vec::new();
+            let mut retention_set = None;
+            let mut copy = work.copy.clone();
+            if work.snapshot {
+                let id = db_snapshot_id(&db.id, now);
+                self.pace(None).await;
+                match rds::create_snapshot(rds, db, &id, &policy.name, &sweep).await {
+                    Ok(available) => {
+                        tracing::info!(db = %db.id, snapshot = %id, policy = %policy.name, "DB snapshot taken");
+                        // A snapshot still being created is copied by a later run.
+                        if available && dr.is_some() {
+                            copy = Some(id.clone());
+                        }
+                        created.push(id);
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            for id in &work.prune.delete {
+                self.pace(None).await;
+                match rds::delete_snapshot(rds, db, id).await {
+                    Ok(()) => {
+                        tracing::info!(db = %db.id, snapshot = %id, "expired DB snapshot deleted");
+                        deleted.push(id.clone());
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            if let (Some(src), Some(dr)) = (copy, dr) {
+                self.pace(dr_region).await;
+                match rds::copy_snapshot(dr, db, &src, &policy.name).await {
+                    Ok(id) => {
+                        tracing::info!(db = %db.id, snapshot = %src, copy = %id, "DB snapshot copied to DR region");
+                        copied.push(id);
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            let mut dr_deleted = Vec::new();
+            if let Some(dr) = dr {
+                for id in &work.dr_prune.delete {
+                    self.pace(dr_region).await;
+                    match rds::delete_snapshot(dr, db, id).await {
+                        Ok(()) => {
+                            tracing::info!(db = %db.id, snapshot = %id, "expired DR-region copy deleted");
+                            dr_deleted.push(id.clone());
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+            }
+            if let Some(days) = work.retention {
+                self.pace(None).await;
+                match rds::set_retention(rds, db, days).await {
+                    Ok(()) => {
+                        tracing::info!(db = %db.id, from = db.retention_days, to = days, "backup retention set");
+                        retention_set = Some(days);
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            let report = if errors.is_empty() {
+                ActionReport::acted(plan.clone())
+            } else {
+                ActionReport::failed(format!("{} of the work failed: {}", errors.len(), errors.join("; ")))
+            };
+            Ok(report
+                .detail("policy", &policy.name)
+                .detail("created", created)
+                .detail("deleted", deleted)
+                .detail("copied", copied)
+                .detail("drDeleted", dr_deleted)
+                .detail("deferred", &work.prune.deferred)
+                .detail("drDeferred", &work.dr_prune.deferred)
+                .detail("sweep", &sweep)
+                .detail("retentionSetTo", retention_set))
+        };
+        let result = work_done.await;
+        self.decision(&req, result, started)
     }
+}
+
+/// What became of a database no decision was made about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    Compliant,
+    /// An earlier attempt of this sweep snapshotted it.
+    FixedEarlier,
+    /// Work to do, but the time budget had run out.
+    OutOfTime,
 }

@@ -1,29 +1,26 @@
 //! The AWS Backup part of a sweep: keeping one policy's plan and vaults (home and DR region) in line
 //! with the policy, reporting the drift found.
 
-use chrono::{DateTime, Utc};
-
 use super::handler::BackupEnforcer;
 use super::plans::{self, desired_rule, plan_drift};
 use super::policy::Policy;
 use super::report::Report;
+use super::sweep::Pass;
 use super::KIND_PLAN;
 use crate::envelope::{Envelope, Target};
 use crate::error::Result;
 use crate::guardrails::{ActionReport, ActionRequest};
-use crate::trigger::Trigger;
 
 impl BackupEnforcer {
     /// Makes sure the policy's vault (and DR vault) and plan exist with the wanted rule. `None`:
-    /// already compliant.
+    /// already compliant. The decision is the sweep's (under its lease), audited with the rest.
     pub(super) async fn enforce_plan(
         &self,
-        t: &Trigger,
+        pass: &Pass,
         policy: &Policy,
-        dry_run: bool,
-        now: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<Option<Envelope>> {
+        let (dry_run, now, t) = (pass.dry_run, pass.now, &pass.t);
         let b = self.ctx.aws.backup();
         let name = policy.plan_name();
         let vault_arn = plans::ensure_vault(&b, &policy.vault, false).await?;
@@ -65,36 +62,33 @@ impl BackupEnforcer {
             dry_run,
             reason: format!("policy {}", policy.name),
         };
-        let env = self
-            .ctx
-            .execute(req, async {
-                if dry_run {
-                    return Ok(ActionReport::would(format!("would correct {name}: {}", problems.join("; ")))
-                        .detail("drift", &problems)
-                        .detail("want", &want));
-                }
-                let arn = match vault_arn.clone() {
-                    Some(a) => a,
-                    None => plans::ensure_vault(&b, &policy.vault, true).await?.unwrap_or_default(),
-                };
-                if let (Some(c), None) = (&dr_backup, &dr_vault) {
-                    plans::ensure_vault(c, &policy.vault, true).await?;
-                }
-                let account = arn.split(':').nth(4).unwrap_or_default();
-                let want = desired_rule(policy, account);
-                let did = match &found {
-                    None => format!("created plan {}", plans::create_plan(&b, &name, &want).await?),
-                    Some(p) if plan_drift(&p.rules, &want).is_empty() => "plan already matched".to_string(),
-                    Some(p) => {
-                        plans::update_plan(&b, &p.id, &name, &want).await?;
-                        format!("updated plan {}", p.id)
-                    }
-                };
-                Ok(ActionReport::acted(format!("corrected {name}: {did}"))
+        let started = std::time::Instant::now();
+        let work = async {
+            if dry_run {
+                return Ok(ActionReport::would(format!("would correct {name}: {}", problems.join("; ")))
                     .detail("drift", &problems)
-                    .detail("want", &want))
-            })
-            .await?;
-        Ok(Some(env))
+                    .detail("want", &want));
+            }
+            let arn = match vault_arn.clone() {
+                Some(a) => a,
+                None => plans::ensure_vault(&b, &policy.vault, true).await?.unwrap_or_default(),
+            };
+            if let (Some(c), None) = (&dr_backup, &dr_vault) {
+                plans::ensure_vault(c, &policy.vault, true).await?;
+            }
+            let account = arn.split(':').nth(4).unwrap_or_default();
+            let want = desired_rule(policy, account);
+            let did = match &found {
+                None => format!("created plan {}", plans::create_plan(&b, &name, &want).await?),
+                Some(p) if plan_drift(&p.rules, &want).is_empty() => "plan already matched".to_string(),
+                Some(p) => {
+                    plans::update_plan(&b, &p.id, &name, &want).await?;
+                    format!("updated plan {}", p.id)
+                }
+            };
+            Ok(ActionReport::acted(format!("corrected {name}: {did}")).detail("drift", &problems).detail("want", &want))
+        };
+        let result = work.await;
+        Ok(Some(self.decision(&req, result, started)))
     }
 }
