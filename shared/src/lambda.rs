@@ -1,13 +1,19 @@
 //! The Lambda entry shared by every function binary: JSON logging, the runtime loop, and turning a
 //! library error into an invocation failure (so Lambda's retries and on-failure destination keep the
-//! event) with the error logged as one structured line.
+//! event) with the error logged as one structured line. An event that is well-formed but not for the
+//! function is the exception: recorded as a `skipped` warning, and the invocation succeeds
+//! ([`handle_each`]).
 
 use std::future::Future;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
+use crate::approval::Settlement;
+use crate::context::Ctx;
+use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::Error;
+use crate::trigger::Trigger;
 
 /// Runs the Lambda runtime loop with `handler`, which receives the raw payload.
 pub async fn run<F, Fut>(function: &'static str, handler: F) -> Result<(), lambda_runtime::Error>
@@ -57,22 +63,85 @@ pub fn conclude(envelopes: Vec<crate::envelope::Envelope>) -> Result<Value, Erro
     Ok(serde_json::json!({ "decisions": envelopes }))
 }
 
+/// The action named by the decision recorded for an event a function does not handle.
+pub const UNSUPPORTED_ACTION: &str = "handle-event";
+
+/// The decision recorded for a well-formed event that is not for this function (`err` is the
+/// [`Error::UnsupportedTrigger`] its handler returned): `skipped`, published as a **warning** so a
+/// wiring mistake (a rule or subscription pointing at the wrong function) is still seen, about the
+/// event itself (target kind `event`, id the trigger's ledger id), its reason naming what arrived and
+/// what the function takes.
+pub fn unsupported_envelope(function: &str, t: &Trigger, err: &Error, dry_run: bool) -> Envelope {
+    let mut env = Envelope::new(
+        function,
+        UNSUPPORTED_ACTION,
+        Target::new("event", &t.event_id),
+        Outcome::Skipped,
+        err.to_string(),
+    )
+    .severity(Severity::Warning)
+    .event(&t.event_id, t.kind.name())
+    .dry_run(dry_run)
+    .detail("delivery", &t.delivery);
+    if let Error::UnsupportedTrigger { event, handles, .. } = err {
+        env = env.detail("event", event).detail("handles", handles);
+    }
+    if let Some(account) = &t.scope.account {
+        env = env.detail("eventAccount", account);
+    }
+    if let Some(region) = &t.scope.region {
+        env = env.detail("eventRegion", region);
+    }
+    env
+}
+
 /// Handles every trigger a payload carries with `handle`, then concludes: the decisions, or an error
 /// when an action failed or a trigger could not be handled (each one named; later triggers still run).
-pub async fn handle_each<F, Fut>(function: &'static str, payload: &Value, mut handle: F) -> Result<Value, Error>
+///
+/// A payload that does not parse fails the invocation before anything is done. A trigger the
+/// function does not handle ([`Error::UnsupportedTrigger`]: a well-formed event that is not for it)
+/// is not a failure: it is recorded through `ctx` (audited and published) as a `skipped` warning, see
+/// [`unsupported_envelope`], and does not fail the invocation, so Lambda does not retry it for nothing
+/// nor hand it to the dead-letter queue beside real failures.
+pub async fn handle_each<F, Fut>(ctx: &Ctx, payload: &Value, mut handle: F) -> Result<Value, Error>
 where
-    F: FnMut(crate::trigger::Trigger) -> Fut,
-    Fut: Future<Output = Result<Vec<crate::envelope::Envelope>, Error>>,
+    F: FnMut(Trigger) -> Fut,
+    Fut: Future<Output = Result<Vec<Envelope>, Error>>,
 {
+    let function = ctx.config.function.as_str();
     let triggers = crate::trigger::parse_event(payload)?;
     let mut envelopes = Vec::new();
     let mut errors = Vec::new();
     for t in triggers {
-        let event_id = t.event_id.clone();
-        match handle(t).await {
+        let about = t.clone();
+        // An approve, reject or expire-approvals invocation settles parked decisions first; an approval
+        // hands the parked trigger back to the function, with its grant in force.
+        let settling = crate::approval::settlement(&t).cloned();
+        let result = match settling {
+            None => handle(t).await,
+            // Boxed: settling and the handling it leads to are large futures.
+            Some(m) => match Box::pin(crate::approval::settle(ctx, &m)).await {
+                Ok(Settlement::Decided(decided)) => Ok(decided),
+                Ok(Settlement::Rerun { trigger, grant }) => {
+                    Box::pin(crate::approval::with_grant(grant, handle(*trigger))).await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
             Ok(mut e) => envelopes.append(&mut e),
+            Err(e @ Error::UnsupportedTrigger { .. }) => {
+                tracing::warn!(function, event_id = %about.event_id, error = %e, "event not for this function: skipped");
+                match ctx.record(unsupported_envelope(function, &about, &e, ctx.config.dry_run)).await {
+                    Ok(env) => envelopes.push(env),
+                    Err(e) => {
+                        tracing::error!(function, event_id = %about.event_id, error = %e, "skip not recorded");
+                        errors.push(e);
+                    }
+                }
+            }
             Err(e) => {
-                tracing::error!(function, event_id = %event_id, error = %e, "trigger not handled");
+                tracing::error!(function, event_id = %about.event_id, error = %e, "trigger not handled");
                 errors.push(e);
             }
         }
@@ -85,5 +154,26 @@ where
             errors.insert(0, failed);
             Err(Error::Many(errors))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_not_for_the_function_is_a_skipped_warning_naming_it_and_what_is_taken() {
+        let payload = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]});
+        let t = crate::trigger::parse_event(&payload).unwrap().remove(0);
+        let err = Error::UnsupportedTrigger { function: "backup-enforcer", event: t.describe(), handles: "schedules" };
+        let env = unsupported_envelope("backup-enforcer", &t, &err, true);
+        assert_eq!((env.outcome, env.severity), (Outcome::Skipped, Severity::Warning));
+        assert_eq!(env.reason, "backup-enforcer does not handle an S3 event (aws:s3, 1 record): it takes schedules");
+        assert_eq!((env.action.as_str(), env.target.kind.as_str()), (UNSUPPORTED_ACTION, "event"));
+        assert_eq!(env.target.id, t.event_id);
+        assert_eq!((env.event_id.as_str(), env.trigger.as_str()), (t.event_id.as_str(), "foreign"));
+        assert!(env.dry_run);
+        assert_eq!(env.details["event"], "an S3 event (aws:s3, 1 record)");
+        assert_eq!(env.details["handles"], "schedules");
     }
 }

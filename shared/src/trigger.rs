@@ -8,15 +8,25 @@
 //!   `AWS Health Event`, and `Scheduled Event`;
 //! - an EventBridge event forwarded through SNS;
 //! - a selfheal notification envelope delivered through SNS (what the notifier consumes);
-//! - a manual invocation by an operator or a drill (`source: selfheal.manual`).
+//! - a manual invocation by an operator or a drill (`source: selfheal.manual`);
+//! - a *foreign* event: well-formed, but from a service no selfheal function handles — a `Records`
+//!   batch whose first record names another service in `eventSource` (S3, SQS, DynamoDB Streams,
+//!   Kinesis, SES, ...; directly or inside an SNS message), or an EventBridge event of a source and
+//!   detail-type the suite has no handler for. It parses into [`TriggerKind::Foreign`] so that each
+//!   function can say what arrived and skip it (see [`crate::lambda::handle_each`]) instead of
+//!   calling it a "malformed SNS event".
+//! - a *shard* of fanned-out work: an SQS batch (as Lambda's event source mapping delivers it) whose
+//!   records' bodies are selfheal shard messages (`"schema": "selfheal.shard/v1"`), one
+//!   [`TriggerKind::Shard`] per record (backup-enforcer's sweep workers take them).
 //!
 //! The outer envelopes use `aws_lambda_events` types (`SnsEvent`, `EventBridgeEvent`,
 //! `CloudWatchMetricAlarm`, `cloudwatch_events::ec2::InstanceStateChange`). The alarm *message* inside
 //! SNS and the Health event detail are read leniently here because the crate's structs require fields
 //! that real deliveries leave null or absent (`AlarmDescription: null`, an open Health event's `endTime`).
 //!
-//! Anything else is an [`Error::UnknownEvent`] that names what was expected and what arrived, and no
-//! handler acts on it.
+//! Anything else is an [`Error::UnknownEvent`] (or [`Error::MalformedEvent`] for a recognised shape
+//! with a missing or mistyped field) that names what was expected and what arrived, and no handler
+//! acts on it. [`Trigger::describe`] names what arrived in the words the skip and error messages use.
 
 use std::collections::BTreeMap;
 
@@ -132,6 +142,11 @@ pub enum TriggerKind {
     Manual(Manual),
     /// A selfheal notification envelope (for the notifier).
     Envelope(Box<Envelope>),
+    /// A well-formed event from a service no selfheal function handles (S3, SQS, DynamoDB Streams,
+    /// an EventBridge event of another kind, ...). Every function skips it with a warning.
+    Foreign(ForeignEvent),
+    /// One shard of fanned-out work, delivered by SQS ([`ShardMessage`]).
+    Shard(ShardMessage),
 }
 
 impl TriggerKind {
@@ -146,8 +161,98 @@ impl TriggerKind {
             TriggerKind::Schedule { .. } => "schedule",
             TriggerKind::Manual(_) => "manual",
             TriggerKind::Envelope(_) => "envelope",
+            TriggerKind::Foreign(_) => "foreign",
+            TriggerKind::Shard(_) => "shard",
         }
     }
+
+    /// What arrived, in words for messages: "an S3 event (aws:s3, 1 record)", "a CloudWatch alarm
+    /// web-cpu (AWS/EC2 CPUUtilization)", "a scheduled event (rule arn:...)".
+    pub fn describe(&self) -> String {
+        match self {
+            TriggerKind::Alarm(a) => {
+                let metric = match (a.namespace.as_deref(), a.metric_name.as_deref()) {
+                    (Some(ns), Some(m)) => format!(" ({ns} {m})"),
+                    (None, Some(m)) => format!(" ({m})"),
+                    _ => String::new(),
+                };
+                format!("a CloudWatch alarm {}{metric}", a.name)
+            }
+            TriggerKind::InstanceStateChange { instance_id, state } => {
+                format!("an EC2 instance state-change event ({instance_id} {state})")
+            }
+            TriggerKind::AutoScaling(e) => {
+                format!("an EC2 Auto Scaling event ({:?} in group {})", e.detail_type, e.group_name)
+            }
+            TriggerKind::Rds(e) => {
+                let what = match e.source {
+                    RdsSource::Instance => "instance",
+                    RdsSource::Cluster => "cluster",
+                };
+                let id = e.rds_event_id.as_deref().map(|i| format!(" {i}")).unwrap_or_default();
+                format!("an RDS DB {what} event ({}{id})", e.identifier)
+            }
+            TriggerKind::Health(h) => format!("an AWS Health event ({} {})", h.service, h.event_type_code),
+            TriggerKind::Schedule { rule } => match rule {
+                Some(r) => format!("a scheduled event ({r})"),
+                None => "a scheduled event".to_string(),
+            },
+            TriggerKind::Manual(m) => format!("a manual invocation (action {:?})", m.action),
+            TriggerKind::Envelope(e) => {
+                format!("a selfheal envelope ({} {} {})", e.function, e.action, e.outcome.as_str())
+            }
+            TriggerKind::Foreign(f) => f.describe(),
+            TriggerKind::Shard(s) => format!("a shard of fanned-out work (SQS message {})", s.message_id),
+        }
+    }
+}
+
+impl Trigger {
+    /// What arrived, in words for messages (see [`TriggerKind::describe`]).
+    pub fn describe(&self) -> String {
+        self.kind.describe()
+    }
+}
+
+/// A well-formed event from a service the suite has no handler for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForeignEvent {
+    /// The first record's `eventSource` (`aws:s3`, `aws:sqs`, ...), or the EventBridge `source`.
+    pub source: String,
+    /// The EventBridge `detail-type`; `None` for a `Records` batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_type: Option<String>,
+    /// How many records the batch carried (1 for an EventBridge event).
+    pub records: usize,
+}
+
+impl ForeignEvent {
+    /// "an S3 event (aws:s3, 1 record)", "an EventBridge event from aws.s3 (\"Object Created\")".
+    pub fn describe(&self) -> String {
+        if let Some(dt) = &self.detail_type {
+            return format!("an EventBridge event from {} ({dt:?})", self.source);
+        }
+        let records = if self.records == 1 { "1 record".to_string() } else { format!("{} records", self.records) };
+        match records_service(&self.source) {
+            Some(service) => format!("{service} ({}, {records})", self.source),
+            None => format!("a Records event from {} ({records})", self.source),
+        }
+    }
+}
+
+/// The service behind a `Records` batch's `eventSource`, as people name its events.
+fn records_service(source: &str) -> Option<&'static str> {
+    Some(match source {
+        "aws:s3" => "an S3 event",
+        "aws:sqs" => "an SQS message batch",
+        "aws:dynamodb" => "a DynamoDB stream event",
+        "aws:kinesis" => "a Kinesis stream event",
+        "aws:ses" => "an SES event",
+        "aws:codecommit" => "a CodeCommit event",
+        "aws:mq" => "an Amazon MQ event",
+        _ => return None,
+    })
 }
 
 /// The state of a CloudWatch alarm.
@@ -270,6 +375,10 @@ pub struct Manual {
     /// The region the target lives in; the hub's own when absent.
     #[serde(default)]
     pub region: Option<String>,
+    /// The one-time token of a decision awaiting approval (`approve` / `reject`, see
+    /// [`crate::approval`]).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Parses an invocation payload into the triggers it carries (SNS batches may carry several).
@@ -279,6 +388,12 @@ pub fn parse_event(payload: &Value) -> Result<Vec<Trigger>> {
         .ok_or_else(|| Error::UnknownEvent(format!("expected a JSON object, got {}", json_type(payload))))?;
 
     if obj.contains_key("Records") {
+        if let Some(shards) = shard_records(payload) {
+            return shards;
+        }
+        if let Some(foreign) = foreign_records(payload) {
+            return Ok(vec![foreign]);
+        }
         return parse_sns(payload);
     }
     if obj.contains_key("detail-type") {
@@ -338,6 +453,103 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// The `schema` of a selfheal shard message: the body of an SQS message carrying one unit of
+/// fanned-out work (`run` and `shard` name it; `account` and `region`, where present, are its scope).
+pub const SHARD_SCHEMA: &str = "selfheal.shard/v1";
+
+/// One SQS record whose body is a selfheal shard message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardMessage {
+    /// SQS's id for the message: what a partial batch response names (`itemIdentifier`).
+    pub message_id: String,
+    /// `attributes.ApproximateReceiveCount`: 1 on the first delivery.
+    pub receive_count: u32,
+    /// The queue it came from (`eventSourceARN`).
+    pub queue_arn: String,
+    /// The body, parsed: an object whose `schema` is [`SHARD_SCHEMA`].
+    pub body: Value,
+}
+
+/// An SQS batch whose first record's body is a shard message: one trigger per record, identified by
+/// the body's `run` and `shard` (the same however often it is delivered or sent). `None` when the
+/// batch is not one (it goes on to the other parsers); an error names a record that breaks the shape.
+fn shard_records(payload: &Value) -> Option<Result<Vec<Trigger>>> {
+    const SHAPE: &str = "SQS shard";
+    let records = payload.get("Records")?.as_array()?;
+    let body = |r: &Value| str_field(r, "body").and_then(|b| serde_json::from_str::<Value>(b).ok());
+    let first = records.first()?;
+    if str_field(first, "eventSource") != Some("aws:sqs") || body(first)?.get("schema")?.as_str()? != SHARD_SCHEMA {
+        return None;
+    }
+    let parse = |r: &Value| -> Result<Trigger> {
+        let message_id = required_str(r, "messageId", SHAPE)?;
+        let b = body(r).filter(|b| str_field(b, "schema") == Some(SHARD_SCHEMA)).ok_or_else(|| {
+            Error::malformed(SHAPE, format!("message {message_id}: body is not a {SHARD_SCHEMA} message"))
+        })?;
+        let run = required_str(&b, "run", SHAPE)?;
+        let shard = required_str(&b, "shard", SHAPE)?;
+        let receive_count = r
+            .pointer("/attributes/ApproximateReceiveCount")
+            .and_then(Value::as_str)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let scope =
+            Scope::with(str_field(&b, "account").map(str::to_string), str_field(&b, "region").map(str::to_string));
+        Ok(Trigger {
+            event_id: format!("shard:{run}/{shard}"),
+            delivery: Delivery::Direct,
+            kind: TriggerKind::Shard(ShardMessage {
+                message_id,
+                receive_count,
+                queue_arn: str_field(r, "eventSourceARN").unwrap_or_default().to_string(),
+                body: b,
+            }),
+            scope,
+        })
+    };
+    Some(records.iter().map(parse).collect())
+}
+
+/// A `Records` batch from another AWS service, named by its first record's `eventSource` (or
+/// `EventSource`): S3, SQS, DynamoDB Streams, Kinesis, SES... `None` for SNS (`aws:sns`, or a record
+/// with an `Sns` object) and for records naming no `aws:` source, which go on to the SNS parser.
+fn foreign_records(payload: &Value) -> Option<Trigger> {
+    let records = payload.get("Records")?.as_array()?;
+    let first = records.first()?;
+    if first.get("Sns").is_some() {
+        return None;
+    }
+    let source = str_field(first, "eventSource").or_else(|| str_field(first, "EventSource"))?;
+    if source == "aws:sns" || !source.starts_with("aws:") || source.len() <= "aws:".len() {
+        return None;
+    }
+    // The same batch redelivered keeps its identity: the record's own id where it has one, else a
+    // digest of the payload.
+    let own_id = ["messageId", "eventID", "eventId"]
+        .iter()
+        .find_map(|k| str_field(first, k))
+        .or_else(|| first.pointer("/ses/mail/messageId").and_then(Value::as_str))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string);
+    let id = own_id.unwrap_or_else(|| format!("{:016x}", fnv1a(payload.to_string().as_bytes())));
+    Some(Trigger {
+        event_id: format!("foreign:{source}:{id}"),
+        delivery: Delivery::Direct,
+        kind: TriggerKind::Foreign(ForeignEvent {
+            source: source.to_string(),
+            detail_type: None,
+            records: records.len(),
+        }),
+        scope: Scope::default(),
+    })
+}
+
+/// FNV-1a, 64 bits: a stable digest (unlike `DefaultHasher`, the same in every build).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 fn parse_sns(payload: &Value) -> Result<Vec<Trigger>> {
     let event: SnsEvent =
         serde_json::from_value(payload.clone()).map_err(|e| Error::malformed("SNS", e.to_string()))?;
@@ -382,6 +594,11 @@ fn parse_sns_message(message: &Value, message_id: &str, delivery: Delivery) -> R
     }
     if obj.get("source").and_then(Value::as_str) == Some(MANUAL_SOURCE) {
         let mut t = parse_manual(message)?;
+        t.delivery = delivery;
+        return Ok(t);
+    }
+    // Another service's notification published to the topic (S3 event notifications to SNS, say).
+    if let Some(mut t) = foreign_records(message) {
         t.delivery = delivery;
         return Ok(t);
     }
@@ -618,11 +835,11 @@ fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
         ("aws.events", "Scheduled Event") | ("aws.scheduler", "Scheduled Event") => {
             TriggerKind::Schedule { rule: event.resources.as_ref().and_then(|r| r.first().cloned()) }
         }
+        // Well-formed, but of a kind no selfheal function handles: named, and skipped by each function.
+        ("", _) => return Err(Error::malformed(SHAPE, "source is empty")),
+        (_, "") => return Err(Error::malformed(SHAPE, "detail-type is empty")),
         (s, dt) => {
-            return Err(Error::UnknownEvent(format!(
-                "EventBridge event source={s} detail-type={dt:?} is not one the suite handles (alarm state \
-                 changes, EC2 state changes, Auto Scaling, RDS instance/cluster, AWS Health, schedules)"
-            )))
+            TriggerKind::Foreign(ForeignEvent { source: s.to_string(), detail_type: Some(dt.to_string()), records: 1 })
         }
     };
     Ok(Trigger { event_id: format!("eb:{id}"), delivery, kind, scope })
@@ -677,6 +894,127 @@ mod tests {
         let err =
             parse_event(&json!({"source": MANUAL_SOURCE, "action": "x", "dryrun": true})).unwrap_err().to_string();
         assert!(err.contains("unknown field `dryrun`"), "{err}");
+    }
+
+    fn s3_put() -> Value {
+        json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2026-11-25T10:15:31.180Z", "eventName": "ObjectCreated:Put",
+            "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810"},
+            "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "static", "arn": "arn:aws:s3:::static"},
+                   "object": {"key": "index.html", "size": 1024, "sequencer": "0A1B2C3D4E5F678901"}}
+        }]})
+    }
+
+    #[test]
+    fn records_from_other_services_are_named_not_called_malformed_sns() {
+        let t = parse_event(&s3_put()).unwrap().remove(0);
+        assert_eq!(t.kind.name(), "foreign");
+        assert_eq!(t.describe(), "an S3 event (aws:s3, 1 record)");
+        assert!(t.event_id.starts_with("foreign:aws:s3:"), "{}", t.event_id);
+        assert_eq!(parse_event(&s3_put()).unwrap().remove(0).event_id, t.event_id, "a redelivery keeps its identity");
+        assert_eq!(t.scope, Scope::default());
+
+        let sqs = json!({"Records": [
+            {"messageId": "059f36b4-87a3-44ab-83d2-661975830a7d", "body": "hi", "eventSource": "aws:sqs",
+             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"},
+            {"messageId": "2e1424d4-f796-459a-8184-9c92662be6da", "body": "there", "eventSource": "aws:sqs"}
+        ]});
+        let t = parse_event(&sqs).unwrap().remove(0);
+        assert_eq!(t.describe(), "an SQS message batch (aws:sqs, 2 records)");
+        assert_eq!(t.event_id, "foreign:aws:sqs:059f36b4-87a3-44ab-83d2-661975830a7d");
+
+        let ddb = json!({"Records": [{"eventID": "c4ca4238a0b923820dcc509a6f75849b", "eventName": "INSERT",
+            "eventSource": "aws:dynamodb", "dynamodb": {"Keys": {"Id": {"N": "101"}}}}]});
+        let t = parse_event(&ddb).unwrap().remove(0);
+        assert_eq!(t.describe(), "a DynamoDB stream event (aws:dynamodb, 1 record)");
+        assert_eq!(t.event_id, "foreign:aws:dynamodb:c4ca4238a0b923820dcc509a6f75849b");
+
+        let kinesis = json!({"Records": [{"eventSource": "aws:kinesis", "eventID": "shardId-000:4959",
+            "kinesis": {"data": "SGVsbG8="}}]});
+        assert_eq!(parse_event(&kinesis).unwrap()[0].describe(), "a Kinesis stream event (aws:kinesis, 1 record)");
+        let ses = json!({"Records": [{"eventSource": "aws:ses", "eventVersion": "1.0",
+            "ses": {"mail": {"messageId": "o3vrnil0e2ic28tr"}}}]});
+        let t = parse_event(&ses).unwrap().remove(0);
+        assert_eq!(
+            (t.describe().as_str(), t.event_id.as_str()),
+            ("an SES event (aws:ses, 1 record)", "foreign:aws:ses:o3vrnil0e2ic28tr")
+        );
+        // A service not in the list is still named by its source.
+        let other = json!({"Records": [{"EventSource": "aws:newservice", "id": 1}]});
+        assert_eq!(parse_event(&other).unwrap()[0].describe(), "a Records event from aws:newservice (1 record)");
+    }
+
+    #[test]
+    fn sns_and_records_without_a_service_still_go_to_the_sns_parser() {
+        // What the SNS parser cannot read stays malformed: the records name no other service.
+        for bad in [
+            json!({"Records": [{"Sns": {"Message": 5}}]}),
+            json!({"Records": [{"EventSource": "aws:sns"}]}),
+            json!({"Records": [{"eventSource": "my-app"}]}),
+            json!({"Records": [{"eventSource": "aws:"}]}),
+            json!({"Records": ["aws:s3"]}),
+            json!({"Records": {"eventSource": "aws:s3"}}),
+        ] {
+            let err = parse_event(&bad).unwrap_err().to_string();
+            assert!(err.contains("malformed SNS event"), "{bad}: {err}");
+        }
+        let err = parse_event(&json!({"Records": []})).unwrap_err().to_string();
+        assert!(err.contains("Records is empty"), "{err}");
+    }
+
+    #[test]
+    fn an_s3_notification_published_to_sns_is_named_and_keeps_its_delivery() {
+        let sns = json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn",
+            "Sns": {"MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:alarms",
+                    "Message": s3_put().to_string(), "Timestamp": "2026-01-01T00:00:00Z", "Type": "Notification",
+                    "SignatureVersion": "1", "Signature": "", "SigningCertURL": "", "UnsubscribeURL": "",
+                    "MessageAttributes": {}}}]});
+        let t = parse_event(&sns).unwrap().remove(0);
+        assert_eq!(t.describe(), "an S3 event (aws:s3, 1 record)");
+        assert_eq!(
+            t.delivery,
+            Delivery::Sns { topic_arn: "arn:aws:sns:us-east-1:123456789012:alarms".into(), message_id: "m-1".into() }
+        );
+    }
+
+    #[test]
+    fn eventbridge_events_of_other_kinds_are_named() {
+        let t = parse_event(&json!({"id": "1", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "region": "us-east-1", "detail": {}}))
+        .unwrap()
+        .remove(0);
+        assert_eq!(t.kind.name(), "foreign");
+        assert_eq!(t.describe(), "an EventBridge event from aws.s3 (\"Object Created\")");
+        assert_eq!(t.event_id, "eb:1");
+        assert_eq!(t.scope.account.as_deref(), Some("123456789012"));
+        // A known source with a detail-type the suite does not read is foreign too.
+        let spot = json!({"id": "2", "detail-type": "EC2 Spot Instance Interruption Warning", "source": "aws.ec2",
+            "detail": {"instance-id": "i-1"}});
+        assert_eq!(parse_event(&spot).unwrap()[0].kind.name(), "foreign");
+        let err = parse_event(&json!({"id": "3", "detail-type": "x", "source": "", "detail": {}})).unwrap_err();
+        assert!(err.to_string().contains("source is empty"), "{err}");
+    }
+
+    #[test]
+    fn every_kind_describes_itself() {
+        let alarm = json!({"source": "aws.cloudwatch", "alarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:web-cpu",
+            "accountId": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+            "alarmData": {"alarmName": "web-cpu", "state": {"value": "ALARM", "reason": "r", "timestamp": "2026-01-01T00:00:00Z"},
+            "configuration": {"metrics": [{"id": "m", "metricStat": {"metric": {"namespace": "AWS/EC2", "name": "CPUUtilization",
+            "dimensions": {"InstanceId": "i-1"}}, "period": 60, "stat": "Average"}, "returnData": true}]}}});
+        assert_eq!(parse_event(&alarm).unwrap()[0].describe(), "a CloudWatch alarm web-cpu (AWS/EC2 CPUUtilization)");
+        let schedule = json!({"id": "s", "detail-type": "Scheduled Event", "source": "aws.events",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/sweep"], "detail": {}});
+        assert_eq!(
+            parse_event(&schedule).unwrap()[0].describe(),
+            "a scheduled event (arn:aws:events:us-east-1:123456789012:rule/sweep)"
+        );
+        let rds = json!({"id": "r", "detail-type": "RDS DB Instance Event", "source": "aws.rds",
+            "detail": {"SourceIdentifier": "orders-db", "EventID": "RDS-EVENT-0031", "EventCategories": ["failure"]}});
+        assert_eq!(parse_event(&rds).unwrap()[0].describe(), "an RDS DB instance event (orders-db RDS-EVENT-0031)");
+        let manual = json!({"source": MANUAL_SOURCE, "action": "sweep"});
+        assert_eq!(parse_event(&manual).unwrap()[0].describe(), "a manual invocation (action \"sweep\")");
     }
 
     #[test]

@@ -42,24 +42,24 @@ fn function_crates() -> BTreeSet<String> {
 }
 
 /// A tagged value's tag without the `!` (`Ref`, `GetAtt`, `Sub`, `If`...).
-fn tag_of(v: &Value) -> Option<String> {
+pub(crate) fn tag_of(v: &Value) -> Option<String> {
     match v {
         Value::Tagged(t) => Some(t.tag.to_string().trim_start_matches('!').to_string()),
         _ => None,
     }
 }
 
-fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+pub(crate) fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.as_mapping().and_then(|m| m.get(key))
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| get(v, k)).and_then(Value::as_str)
 }
 
 /// A string or a list of strings; tagged values (intrinsics) become `"!Tag ..."` so they never
 /// compare equal to a literal.
-fn strings(v: &Value) -> Vec<String> {
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
         Value::Sequence(items) => items.iter().flat_map(strings).collect(),
@@ -69,7 +69,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 /// The statements of a policy document, resolving `!If [cond, a, b]` to both branches (minus NoValue).
-fn statements(doc: &Value) -> Vec<Value> {
+pub(crate) fn statements(doc: &Value) -> Vec<Value> {
     fn expand(v: &Value, out: &mut Vec<Value>) {
         if tag_of(v).as_deref() == Some("If") {
             if let Value::Tagged(t) = v {
@@ -125,7 +125,7 @@ fn grants_of_role(role: &Value) -> Vec<Grant> {
 }
 
 /// Whether an IAM action pattern (`ec2:Describe*`, `*`) covers `action`. Case-insensitive, like IAM.
-fn covers(pattern: &str, action: &str) -> bool {
+pub(crate) fn covers(pattern: &str, action: &str) -> bool {
     let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
     match p.split_once('*') {
         None => p == a,
@@ -149,7 +149,7 @@ fn unconditioned_wildcard_mutations(grants: &[Grant]) -> Vec<String> {
 }
 
 /// The parsed template's serverless functions: binary name -> (logical id, function resource).
-fn functions_by_binary(t: &Value) -> BTreeMap<String, (String, Value)> {
+pub(crate) fn functions_by_binary(t: &Value) -> BTreeMap<String, (String, Value)> {
     let mut out = BTreeMap::new();
     for (id, res) in get(t, "Resources").and_then(Value::as_mapping).unwrap() {
         if str_at(res, &["Type"]) != Some("AWS::Serverless::Function") {
@@ -163,12 +163,12 @@ fn functions_by_binary(t: &Value) -> BTreeMap<String, (String, Value)> {
     out
 }
 
-fn resources(t: &Value) -> &Mapping {
+pub(crate) fn resources(t: &Value) -> &Mapping {
     get(t, "Resources").and_then(Value::as_mapping).unwrap()
 }
 
 /// The logical id of the role a function runs as (`Role: !GetAtt XRole.Arn`).
-fn role_id(function: &Value) -> String {
+pub(crate) fn role_id(function: &Value) -> String {
     let role = get(function, "Properties").and_then(|p| get(p, "Role")).expect("function without Role");
     assert_eq!(tag_of(role).as_deref(), Some("GetAtt"), "Role must be !GetAtt <Role>.Arn, got {role:?}");
     let Value::Tagged(t) = role else { unreachable!() };
@@ -240,15 +240,27 @@ fn every_function_crate_is_deployed_from_the_workspace_root() {
     assert_eq!(on_failure, Some("SQS"), "async failures must go to the dead-letter queue");
 }
 
+/// Per-resource leases in the ledger keep two invocations off one resource, so the healing functions'
+/// reserved concurrency is only a ceiling: a parameter, never 1 by default (one failover or sweep
+/// would hold up every other). The drill stays alone.
 #[test]
-fn failover_functions_never_run_twice_at_once() {
+fn healing_concurrency_is_a_parameter_ceiling_above_one_and_the_drill_runs_alone() {
     let t = template();
     let fns = functions_by_binary(&t);
-    for name in ["db-failover", "dns-failover"] {
-        let (_, f) = &fns[name];
-        let reserved = get(f, "Properties").and_then(|p| get(p, "ReservedConcurrentExecutions"));
-        assert_eq!(reserved.and_then(Value::as_u64), Some(1), "{name}");
+    let reserved = |name: &str| get(&fns[name].1, "Properties").and_then(|p| get(p, "ReservedConcurrentExecutions"));
+    for name in ["db-failover", "dns-failover", "backup-enforcer"] {
+        assert_eq!(reserved(name).map(canon), Some(canon_of("!Ref HealingConcurrency")), "{name}");
     }
+    let number = |key: &str| {
+        get(&t, "Parameters")
+            .and_then(|p| get(p, "HealingConcurrency"))
+            .and_then(|p| get(p, key))
+            .and_then(Value::as_u64)
+    };
+    let (default, min) = (number("Default"), number("MinValue"));
+    assert!(default.is_some_and(|d| d >= 2), "HealingConcurrency's default must be a ceiling above 1: {default:?}");
+    assert!(min.is_some_and(|m| m >= 2), "HealingConcurrency must not go down to 1: MinValue {min:?}");
+    assert_eq!(reserved("drill").and_then(Value::as_u64), Some(1), "one drill at a time");
 }
 
 #[test]
@@ -450,11 +462,11 @@ const ACTING: [&str; 4] = ["instance-healer", "db-failover", "dns-failover", "ba
 const HUB_ONLY_SERVICES: [&str; 8] =
     ["dynamodb", "sns", "sqs", "secretsmanager", "logs", "xray", "sts", "organizations"];
 
-fn template_text(rel: &str) -> String {
+pub(crate) fn template_text(rel: &str) -> String {
     std::fs::read_to_string(repo_path(rel)).unwrap()
 }
 
-fn parse(text: &str) -> Value {
+pub(crate) fn parse(text: &str) -> Value {
     serde_norway::from_str(text).unwrap()
 }
 
@@ -464,7 +476,7 @@ fn member_template() -> Value {
 
 /// `text` with the first `from` replaced by `to`; panics when `from` is absent, so a mutation test
 /// can never silently test the unmutated template.
-fn mutated(text: &str, from: &str, to: &str) -> String {
+pub(crate) fn mutated(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "mutation target not found: {from:?}");
     text.replacen(from, to, 1)
 }
@@ -472,7 +484,7 @@ fn mutated(text: &str, from: &str, to: &str) -> String {
 /// A canonical rendering of a template value: mappings by sorted key, tags as `!Tag(...)`, a `!Sub`
 /// without `${` the same as the plain string. Two values render equally iff CloudFormation would
 /// resolve them equally in the same stack.
-fn canon(v: &Value) -> String {
+pub(crate) fn canon(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         Value::Sequence(items) => format!("[{}]", items.iter().map(canon).collect::<Vec<_>>().join(", ")),
@@ -703,7 +715,7 @@ fn if_conditions(v: &Value, out: &mut BTreeSet<String>) {
 }
 
 /// `v` with every `!If` resolved under `holds` (condition name -> value) and `AWS::NoValue` dropped.
-fn resolve_ifs(v: &Value, holds: &BTreeMap<String, bool>) -> Option<Value> {
+pub(crate) fn resolve_ifs(v: &Value, holds: &BTreeMap<String, bool>) -> Option<Value> {
     match v {
         Value::Tagged(t) if tag_of(v).as_deref() == Some("If") => {
             let parts = t.value.as_sequence()?;
@@ -1016,7 +1028,7 @@ fn forwarding_problems(hub: &Value, member: &Value) -> Vec<String> {
 // evaluate (an unknown intrinsic, operator or condition key) is reported, never passed over.
 
 /// Parameter (and pseudo parameter) values for evaluating the template offline.
-type Params = BTreeMap<String, String>;
+pub(crate) type Params = BTreeMap<String, String>;
 
 /// `template` with `${Name}` replaced from `vars`, then `params` (`${!Literal}` kept literal), as
 /// `!Sub` does.
@@ -1041,7 +1053,7 @@ fn substitute(template: &str, vars: &BTreeMap<String, String>, params: &Params) 
 
 /// `v` with `!Ref`, `!Sub`, `!Join` and `!Split` evaluated as CloudFormation would for `params`
 /// (delimiters must be literal, as CloudFormation requires). Any other intrinsic is an error.
-fn evaluate(v: &Value, params: &Params) -> Result<Value, String> {
+pub(crate) fn evaluate(v: &Value, params: &Params) -> Result<Value, String> {
     let Value::Tagged(t) = v else {
         return Ok(match v {
             Value::Sequence(items) => {
@@ -1098,7 +1110,7 @@ fn evaluate(v: &Value, params: &Params) -> Result<Value, String> {
 }
 
 /// Whether the template's condition `name` holds for `params`.
-fn condition_holds(t: &Value, name: &str, params: &Params) -> Result<bool, String> {
+pub(crate) fn condition_holds(t: &Value, name: &str, params: &Params) -> Result<bool, String> {
     let def = get(t, "Conditions").and_then(|c| get(c, name)).ok_or_else(|| format!("no condition {name}"))?;
     condition_value(t, def, params)
 }
@@ -1119,7 +1131,7 @@ fn condition_value(t: &Value, v: &Value, params: &Params) -> Result<bool, String
 }
 
 /// IAM's wildcard matching (`StringLike`, `Resource`, `Action`): `*` any run of characters, `?` one.
-fn glob_matches(pattern: &str, s: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, s: &str) -> bool {
     let s: Vec<char> = s.chars().collect();
     // matched[j]: the pattern so far matches s[..j].
     let mut matched = vec![false; s.len() + 1];

@@ -1,16 +1,22 @@
 //! Integration tests against a real moto server: one test binary (one link of the SDK), one module per
 //! function. Each test creates its own resources with unique names, so tests run in parallel.
 
+mod az_outage;
 mod backup;
 mod bad_input;
 mod db;
 mod dns;
 mod drill;
+mod encryption;
 mod fleet;
 mod foundation;
 mod healer;
+mod iam_conditions;
 mod infra;
+mod lease;
 mod notifier;
 mod resilience;
-mod lease;
 mod sandbox;
+mod scorecard;
+mod stand_down;
+mod sweep_fanout;

@@ -9,6 +9,8 @@
 //! | cooldown lock   | `cooldown#{target}`                  | `lock`          | minimum time between actions  |
 //! | rate bucket     | `rate#{group}#{window index}`        | `count`         | actions per group per window  |
 //! | lease           | `lease#{target}`                     | `lease`         | one invocation per resource   |
+//! | approval        | `approval#{token}` (fleet-wide)      | `approval`      | a decision awaiting a human   |
+//! | open approvals  | `approvals-open#{function}`          | `open`          | tokens the expiry sweep reads |
 //! | marker          | `once#{key}`                         | `once`          | done once, with its progress  |
 //! | audit record    | `audit#{target}`                     | `{time}#{id}`   | what, why, outcome            |
 //!
@@ -19,7 +21,10 @@
 //! Every write that decides something is a conditional write, so concurrent invocations (duplicate
 //! deliveries, parallel Lambdas) race on DynamoDB and exactly one wins.
 
+mod approvals;
+mod batch;
 mod lease;
+pub mod zone_change;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,6 +36,8 @@ use chrono::{DateTime, Utc};
 use crate::envelope::{Envelope, Outcome};
 use crate::error::{Error, Result};
 
+pub use approvals::{ApprovalRecord, Settle, APPROVED, AWAITING, EXPIRED, REJECTED};
+pub use batch::{batch_backoff, RunRecord, ShardCount, BATCH_ATTEMPTS, BATCH_WRITE_LIMIT};
 pub use lease::{Lease, LeaseHolder, LeaseKeeper, LeaseResult};
 
 /// How long an in-progress claim blocks redeliveries before it is considered abandoned (a crashed
