@@ -28,22 +28,45 @@ struct Ebs {
     snap: Snap,
 }
 
-/// Volumes carrying the policy tag. Every volume is listed (500 a page, the same listing Cloud
-/// Custodian makes) and those without the tag are dropped here: a `tag-key` filter saves nothing in
-/// AWS for a fleet whose volumes are mostly tagged, and costs an emulator twice the work (moto scans
-/// the account's tags once to filter a volume and again to answer with it).
+/// Volumes carrying the policy tag, found through their tags alone (`DescribeTags` filtered on
+/// `resource-type=volume` and the two keys a decision reads: the policy tag and the opt-in tag), not
+/// by listing every volume: a sweep's decision needs nothing else of a volume. Against AWS that is
+/// 1,000 tags a page instead of 500 volumes; against moto it also spares the emulator's scan of every
+/// tag in the account for each volume it renders. A volume whose state does not allow a snapshot
+/// fails at `CreateSnapshot` and is named in the summary, as it was when volumes were listed.
 pub async fn tagged_volumes(ec2: &aws_sdk_ec2::Client, policy_tag: &str, config: &CommonConfig) -> Result<Vec<Volume>> {
-    let mut pages = ec2.describe_volumes().max_results(500).into_paginator().items().send();
-    let mut out = Vec::new();
-    while let Some(v) = pages.next().await {
-        let v = v.map_err(|e| Error::aws("ec2", "DescribeVolumes", e))?;
-        let policy = v.tags().iter().find(|t| t.key() == Some(policy_tag)).and_then(|t| t.value());
-        if let (Some(id), Some(policy)) = (v.volume_id(), policy) {
-            let opted_in = opted_in(v.tags().iter().map(|t| (t.key(), t.value())), config);
-            out.push(Volume { id: id.to_string(), policy: policy.trim().to_string(), opted_in });
+    let mut pages = ec2
+        .describe_tags()
+        .filters(Filter::builder().name("resource-type").values("volume").build())
+        .filters(Filter::builder().name("key").values(policy_tag).values(&config.opt_in_tag).build())
+        .max_results(1000)
+        .into_paginator()
+        .items()
+        .send();
+    // Volume id -> its (policy, opt-in) tags, in the order the listing first named each volume.
+    let mut tags: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut order = Vec::new();
+    while let Some(t) = pages.next().await {
+        let t = t.map_err(|e| Error::aws("ec2", "DescribeTags", e))?;
+        if t.resource_type() != Some(&ResourceType::Volume) {
+            continue;
+        }
+        if let (Some(id), Some(key)) = (t.resource_id(), t.key()) {
+            let entry = tags.entry(id.to_string()).or_insert_with(|| {
+                order.push(id.to_string());
+                Vec::new()
+            });
+            entry.push((key.to_string(), t.value().unwrap_or_default().to_string()));
         }
     }
-    Ok(out)
+    Ok(order.into_iter().filter_map(|id| volume(id.clone(), tags.get(&id)?, policy_tag, config)).collect())
+}
+
+/// The volume its tags describe, if it carries the policy tag.
+fn volume(id: String, tags: &[(String, String)], policy_tag: &str, config: &CommonConfig) -> Option<Volume> {
+    let policy = tags.iter().find(|(k, _)| k == policy_tag)?.1.trim().to_string();
+    let opted_in = opted_in(tags.iter().map(|(k, v)| (Some(k.as_str()), Some(v.as_str()))), config);
+    Some(Volume { id, policy, opted_in })
 }
 
 fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
@@ -180,4 +203,45 @@ pub async fn copy_snapshot(
         .await
         .map_err(|e| Error::aws("ec2", "CopySnapshot", e))?;
     Ok(out.snapshot_id().unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::volume;
+    use crate::config::{CommonConfig, Env};
+
+    fn config() -> CommonConfig {
+        let mut env = Env::from_map([("SELFHEAL_LEDGER_TABLE".to_string(), "t".to_string())].into());
+        CommonConfig::read(&mut env, "test")
+    }
+
+    fn tags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_volume_is_its_policy_tag_and_its_opt_in_tag() {
+        let config = config();
+        let v = volume(
+            "vol-1".into(),
+            &tags(&[("selfheal:enabled", "TRUE "), ("selfheal:backup", " gold")]),
+            "selfheal:backup",
+            &config,
+        )
+        .expect("a volume with the policy tag");
+        assert_eq!((v.id.as_str(), v.policy.as_str(), v.opted_in), ("vol-1", "gold", true));
+
+        let v = volume("vol-2".into(), &tags(&[("selfheal:backup", "gold")]), "selfheal:backup", &config)
+            .expect("a volume with the policy tag");
+        assert!(!v.opted_in, "without the opt-in tag the volume is only reported");
+        let v = volume(
+            "vol-3".into(),
+            &tags(&[("selfheal:backup", "gold"), ("selfheal:enabled", "no")]),
+            "selfheal:backup",
+            &config,
+        );
+        assert!(!v.expect("listed").opted_in);
+
+        assert!(volume("vol-4".into(), &tags(&[("selfheal:enabled", "true")]), "selfheal:backup", &config).is_none());
+    }
 }
