@@ -35,6 +35,7 @@ pub mod fleet;
 pub mod guardrails;
 pub mod lambda;
 pub mod ledger;
+pub mod stand_down;
 pub mod telemetry;
 pub mod trigger;
 

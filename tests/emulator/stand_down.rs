@@ -394,8 +394,8 @@ async fn the_suites_zone_changes_are_recorded_and_an_insync_one_holds_nothing() 
     assert_eq!((last.change_id.as_str(), &last.by), (id.as_str(), &by));
     assert!(chrono::DateTime::parse_from_rfc3339(&last.submitted_at).is_ok(), "{last:?}");
     // moto answers GetChange INSYNC: nothing is pending, so nothing stands down.
-    assert_eq!(selfheal::db::change_status(&r53, &id).await.unwrap().as_deref(), Some("INSYNC"));
-    assert!(selfheal::db::pending_change_refusal(&ctx.ledger, &r53, &zone).await.unwrap().is_none());
+    assert_eq!(selfheal::stand_down::change_status(&r53, &id).await.unwrap().as_deref(), Some("INSYNC"));
+    assert!(selfheal::stand_down::pending_change_refusal(&ctx.ledger, &r53, &zone).await.unwrap().is_none());
 
     // dns-failover's change batches, recorded over it: the newest is the one that matters.
     let set = selfheal::dns::RecordSet {
@@ -414,5 +414,5 @@ async fn the_suites_zone_changes_are_recorded_and_an_insync_one_holds_nothing() 
     let id2 = selfheal::dns::submit_recorded(&r53, &ctx.ledger, &zone, &batch, "test", &by2).await.unwrap();
     let last = ctx.ledger.last_zone_change(&zone).await.unwrap().expect("recorded");
     assert_eq!((last.change_id.as_str(), last.by.function.as_str()), (id2.as_str(), "dns-failover"));
-    assert!(selfheal::dns::pending_change_refusal(&ctx.ledger, &r53, &zone).await.unwrap().is_none());
+    assert!(selfheal::stand_down::pending_change_refusal(&ctx.ledger, &r53, &zone).await.unwrap().is_none());
 }

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use super::config::{fqdn, DnsRecord};
-use super::stand_down::{self, StandDown};
 use crate::error::{Error, Result};
 use crate::ledger::zone_change::ChangeBy;
 use crate::ledger::Ledger;
@@ -44,7 +43,7 @@ pub async fn upsert_cname(
 
 /// [`upsert_cname`], recording the change id on the zone in the ledger as soon as Route 53 accepts
 /// it (before the wait for INSYNC), so a later change on the zone can see it pending
-/// ([`pending_change_refusal`]).
+/// ([`crate::stand_down::pending_change_refusal`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn upsert_cname_recorded(
     r53: &aws_sdk_route53::Client,
@@ -57,28 +56,6 @@ pub async fn upsert_cname_recorded(
     by: &ChangeBy,
 ) -> Result<String> {
     upsert(r53, dns, value, comment, wait, poll, Some((ledger, by))).await
-}
-
-/// Whether the suite's last recorded change on `zone_id` is still `PENDING` (a `GetChange` on it):
-/// `Some` stand-down naming the change, who submitted it and when. Route 53 has no "list changes",
-/// so changes made outside the suite are not seen.
-pub async fn pending_change_refusal(
-    ledger: &Ledger,
-    r53: &aws_sdk_route53::Client,
-    zone_id: &str,
-) -> Result<Option<StandDown>> {
-    let Some(last) = ledger.last_zone_change(zone_id).await? else { return Ok(None) };
-    let Some(status) = change_status(r53, &last.change_id).await? else { return Ok(None) };
-    Ok(stand_down::pending_change(&last, &status))
-}
-
-/// `GetChange`'s status of a change (`PENDING`, `INSYNC`), `None` when Route 53 no longer knows it.
-pub async fn change_status(r53: &aws_sdk_route53::Client, change_id: &str) -> Result<Option<String>> {
-    match r53.get_change().id(change_id).send().await {
-        Ok(out) => Ok(out.change_info().map(|c| c.status().as_str().to_string())),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_change()) => Ok(None),
-        Err(e) => Err(Error::aws("route53", "GetChange", e)),
-    }
 }
 
 async fn upsert(
@@ -138,10 +115,7 @@ mod tests {
     //! shaped as its API reference shows them (REST-XML), served by `aws-smithy-mocks`, over a mocked
     //! ledger. (moto 5.2.5 answers every `GetChange` `INSYNC`.)
 
-    use std::collections::HashMap;
-
     use super::*;
-    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -153,11 +127,6 @@ mod tests {
         HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::from(body))
     }
 
-    const PENDING: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<GetChangeResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
-   <ChangeInfo><Id>/change/C1PA6795UKMFR9</Id><Status>PENDING</Status><SubmittedAt>2026-11-25T10:15:33.958Z</SubmittedAt></ChangeInfo>
-</GetChangeResponse>"#;
-
     const UPSERTED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <ChangeResourceRecordSetsResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
    <ChangeInfo><Id>/change/C2682N5HXP0BZ4</Id><Status>INSYNC</Status><SubmittedAt>2026-11-25T10:20:00.000Z</SubmittedAt></ChangeInfo>
@@ -165,34 +134,6 @@ mod tests {
 
     fn dns() -> DnsRecord {
         DnsRecord { zone_id: "Z0123456789ABC".into(), name: "db.example.com.".into(), ttl: 60 }
-    }
-
-    #[tokio::test]
-    async fn the_record_stands_down_while_the_last_change_on_its_zone_is_pending() {
-        let item = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
-            let s = |v: &str| AttributeValue::S(v.to_string());
-            GetItemOutput::builder()
-                .set_item(Some(HashMap::from([
-                    ("change_id".to_string(), s("/change/C1PA6795UKMFR9")),
-                    ("function".to_string(), s("dns-failover")),
-                    ("action".to_string(), s("failover")),
-                    ("event_id".to_string(), s("alarm:app:1")),
-                    ("target".to_string(), s("Z0123456789ABC/app.example.com./A")),
-                    ("submitted_at".to_string(), s("2026-11-25T10:15:33+00:00")),
-                ])))
-                .build()
-        });
-        let ledger = Ledger::new(
-            mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&item]),
-            "ledger",
-            Duration::from_secs(86_400),
-        );
-        let pending = mock!(aws_sdk_route53::Client::get_change).then_http_response(|| xml(PENDING));
-        let r53 = mock_client!(aws_sdk_route53, [&pending]);
-        let sd = pending_change_refusal(&ledger, &r53, &dns().zone_id).await.unwrap().expect("stands down");
-        assert_eq!(sd.recovery, "route53-change");
-        assert!(sd.reason.contains("submitted by dns-failover failover of Z0123456789ABC/app.example.com./A"));
-        assert_eq!(sd.report().details["recovery"], "route53-change");
     }
 
     #[tokio::test]

@@ -60,7 +60,7 @@
 //! unit-tested against responses shaped as the RDS API reference shows them (`aws-smithy-mocks`).
 //!
 //! The database record's repoint stands down too while the suite's last Route 53 change on its zone is
-//! still `PENDING` ([`pending_change_refusal`]: every change the suite submits records its id per
+//! still `PENDING` ([`crate::stand_down::pending_change_refusal`]: every change the suite submits records its id per
 //! zone in the ledger, [`crate::ledger::zone_change`], and `GetChange` is asked about the last one;
 //! Route 53 cannot list changes, so changes made outside the suite are not seen).
 //!
@@ -97,7 +97,7 @@ pub use choice::{
     DbInstanceInfo, Plan, Rejection,
 };
 pub use config::{DbConfig, DnsRecord};
-pub use dns_record::{change_status, pending_change_refusal, read_cname, upsert_cname, upsert_cname_recorded};
+pub use dns_record::{read_cname, upsert_cname, upsert_cname_recorded};
 pub use handler::DbFailover;
 pub use intent::{intent_from_trigger, FailoverIntent, Intent, TargetKind};
 pub use lag::{CloudWatchLag, LagSource, StaticLag};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::choice::{choose_replica, promotion_complete, Candidate, DbInstanceInfo, Rejection};
 use super::config::{fqdn, DnsRecord};
-use super::dns_record::{pending_change_refusal, read_cname, upsert_cname_recorded};
+use super::dns_record::{read_cname, upsert_cname_recorded};
 use super::handler::{DbFailover, Decision};
 use super::rds::{describe_instance, parse_db_ref};
 use super::{ACTION_PROMOTE, PROMOTED_BY_TAG, PROMOTED_FROM_TAG};
@@ -20,6 +20,7 @@ use crate::envelope::{Envelope, Severity};
 use crate::error::{Error, Result};
 use crate::guardrails::ActionReport;
 use crate::ledger::zone_change::ChangeBy;
+use crate::stand_down::pending_change_refusal;
 use crate::trigger::Trigger;
 
 /// The marker's phase once `PromoteReadReplica` was answered: the new writer may still be converging.
@@ -397,7 +398,7 @@ enum Repoint {
         points_at: String,
     },
     /// Another change of the suite's on the zone is still propagating.
-    Pending(super::stand_down::StandDown),
+    Pending(crate::stand_down::StandDown),
 }
 
 /// Whether a `PromoteReadReplica` that came back with an error took effect all the same: its answer

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::choice::DbInstanceInfo;
-use super::stand_down::{self, BlueGreen, GlobalCluster, GlobalFailover, StandDown};
+use super::stand_down::{self, BlueGreen, GlobalCluster, GlobalFailover};
 use crate::error::{Error, Result};
+use crate::stand_down::StandDown;
 
 /// A replica reference: an identifier, or an ARN naming another region.
 pub fn parse_db_ref(r: &str) -> (Option<String>, String) {

@@ -8,53 +8,12 @@
 //! | `failover`, `reboot`, `modification`, `upgrade`, `maintenance`, `promotion`, `backtrack`, `start`, `stop` | RDS itself: the instance, cluster or writer in that status |
 //! | `blue-green`    | a Blue/Green deployment `SWITCHOVER_IN_PROGRESS` with the database as source or target |
 //! | `global-database` | an Aurora global database switchover or failover the cluster is a member of     |
-//! | `route53-change`| the suite's last change on the record's hosted zone still `PENDING`                  |
+//! | `route53-change`| the suite's last change on the record's hosted zone still `PENDING` ([`crate::stand_down::pending_change`]) |
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::envelope::{Envelope, Outcome, Severity};
-use crate::guardrails::{ActionReport, ActionRequest};
-use crate::ledger::zone_change::ZoneChange;
-use crate::Ctx;
-
-/// The `guard` detail every stand-down carries.
-pub const GUARD: &str = "another-recovery";
-
-/// Another recovery owns the database: what is in progress, and its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StandDown {
-    /// The kind of recovery (the `recovery` detail): see the module table.
-    pub recovery: &'static str,
-    /// Names what is in progress and ends with "standing down".
-    pub reason: String,
-    /// What was read (the `inProgress` detail).
-    pub in_progress: Value,
-}
-
-impl StandDown {
-    fn new(recovery: &'static str, reason: String, in_progress: Value) -> Self {
-        StandDown { recovery, reason, in_progress }
-    }
-
-    /// The refused decision, for a request not (yet) under the guardrails.
-    pub fn envelope(&self, ctx: &Ctx, req: &ActionRequest) -> Envelope {
-        ctx.envelope(req, Outcome::Refused, self.reason.clone())
-            .severity(Severity::Warning)
-            .detail("guard", GUARD)
-            .detail("recovery", self.recovery)
-            .detail("inProgress", &self.in_progress)
-    }
-
-    /// The refused report, for work already under the guardrails.
-    pub fn report(&self) -> ActionReport {
-        ActionReport::refused(self.reason.clone())
-            .severity(Severity::Warning)
-            .detail("guard", GUARD)
-            .detail("recovery", self.recovery)
-            .detail("inProgress", &self.in_progress)
-    }
-}
+use crate::stand_down::StandDown;
 
 /// The recovery an RDS instance or cluster status means is already under way, and its words.
 fn recovery_of(status: &str) -> Option<(&'static str, &'static str)> {
@@ -187,17 +146,9 @@ pub fn global_cluster(cluster_arn: &str, globals: &[GlobalCluster]) -> Option<St
     ))
 }
 
-/// The suite's last change on the record's hosted zone still `PENDING` (`status` is what `GetChange`
-/// says of it now). Changes made outside the suite are not recorded and cannot be seen.
-pub fn pending_change(last: &ZoneChange, status: &str) -> Option<StandDown> {
-    let reason = last.pending_reason(status)?;
-    Some(StandDown::new("route53-change", reason, json!({ "change": last, "status": status })))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::zone_change::ChangeBy;
 
     #[test]
     fn a_status_of_recovery_in_progress_stands_down() {
@@ -289,25 +240,5 @@ mod tests {
         assert!(
             global_cluster("arn:aws:rds:us-east-1:123456789012:cluster:other", &[g("failing-over", None)]).is_none()
         );
-    }
-
-    #[test]
-    fn a_pending_change_on_the_zone_stands_down() {
-        let last = ZoneChange {
-            zone_id: "Z1".into(),
-            change_id: "C2682N5HXP0BZ4".into(),
-            by: ChangeBy {
-                function: "dns-failover".into(),
-                action: "failover".into(),
-                event_id: "e-1".into(),
-                target: "Z1/db.example.com./CNAME".into(),
-            },
-            submitted_at: "2026-11-25T10:15:33+00:00".into(),
-        };
-        let sd = pending_change(&last, "PENDING").unwrap();
-        assert_eq!(sd.recovery, "route53-change");
-        assert!(sd.reason.contains("Route 53 change C2682N5HXP0BZ4 on hosted zone Z1 is still PENDING"));
-        assert_eq!(sd.report().details["guard"], GUARD);
-        assert!(pending_change(&last, "INSYNC").is_none());
     }
 }

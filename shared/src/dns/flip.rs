@@ -85,7 +85,7 @@ impl DnsFailover {
         }
 
         // Another change of the suite's still propagating on this zone: stand down before taking anything.
-        if let Some(sd) = super::route53::pending_change_refusal(&self.ctx.ledger, &r53, &zone_id).await? {
+        if let Some(sd) = crate::stand_down::pending_change_refusal(&self.ctx.ledger, &r53, &zone_id).await? {
             return self.ctx.record(sd.envelope(&self.ctx, &req).detail("current", &current)).await;
         }
 

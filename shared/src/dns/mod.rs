@@ -33,7 +33,7 @@
 //! - another change owning the zone: while the suite's last Route 53 change on the record's hosted
 //!   zone is still `PENDING`, a flip stands down, a refused decision (warning, details
 //!   `guard: "another-recovery"`, `recovery: "route53-change"`) naming the change, who submitted it
-//!   and when ([`stand_down`], [`pending_change_refusal`]). Route 53 has no "list changes" API: every
+//!   and when ([`crate::stand_down::pending_change_refusal`]). Route 53 has no "list changes" API: every
 //!   change the suite submits records its id per zone in the ledger ([`submit_recorded`], item
 //!   `zone-change#{zone}`, [`crate::ledger::zone_change`]) and `GetChange` is asked about the last one,
 //!   so changes made outside the suite (the console, another tool) are not seen. A dry run shows the
@@ -64,7 +64,6 @@ mod history;
 mod plan;
 mod records;
 mod route53;
-pub mod stand_down;
 
 pub use config::{normalise_name, DnsConfig, RecordRef};
 pub use handler::DnsFailover;
@@ -72,10 +71,7 @@ pub use health::{effective_health, HealthReading};
 pub use history::{last_flip, RecordedFlip};
 pub use plan::{change_batch, plan_failover, traffic_shift, Direction, Plan, PlannedChange};
 pub use records::{classify, same_sets, Alias, RecordSet, Routing};
-pub use route53::{
-    change_status, health, list_record, pending_change_refusal, resolve_zone, submit, submit_recorded, tags,
-    wait_insync,
-};
+pub use route53::{health, list_record, resolve_zone, submit, submit_recorded, tags, wait_insync};
 
 /// The function's name in envelopes and the ledger.
 pub const FUNCTION: &str = "dns-failover";

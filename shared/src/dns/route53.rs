@@ -16,7 +16,6 @@ use super::config::normalise_name;
 use super::health::{effective_health, HealthReading};
 use super::plan::PlannedChange;
 use super::records::{Alias, RecordSet};
-use super::stand_down::{self, StandDown};
 
 fn strip_zone_prefix(id: &str) -> String {
     id.trim_start_matches("/hostedzone/").to_string()
@@ -241,28 +240,6 @@ pub async fn submit_recorded(
     Ok(id)
 }
 
-/// `GetChange`'s status of a change (`PENDING`, `INSYNC`), `None` when Route 53 no longer knows it.
-pub async fn change_status(r53: &aws_sdk_route53::Client, change_id: &str) -> Result<Option<String>> {
-    match r53.get_change().id(change_id).send().await {
-        Ok(out) => Ok(out.change_info().map(|c| c.status().as_str().to_string())),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_change()) => Ok(None),
-        Err(e) => Err(Error::aws("route53", "GetChange", e)),
-    }
-}
-
-/// Whether the suite's last recorded change on `zone_id` is still `PENDING` (a `GetChange` on it):
-/// `Some` stand-down naming the change, who submitted it and when ([`stand_down`]). Changes made
-/// outside the suite are not recorded and cannot be seen.
-pub async fn pending_change_refusal(
-    ledger: &Ledger,
-    r53: &aws_sdk_route53::Client,
-    zone_id: &str,
-) -> Result<Option<StandDown>> {
-    let Some(last) = ledger.last_zone_change(zone_id).await? else { return Ok(None) };
-    let Some(status) = change_status(r53, &last.change_id).await? else { return Ok(None) };
-    Ok(stand_down::pending_change(&last, &status))
-}
-
 /// Polls `GetChange` until INSYNC or `timeout`; returns whether it got there.
 pub async fn wait_insync(
     r53: &aws_sdk_route53::Client,
@@ -285,17 +262,14 @@ pub async fn wait_insync(
 
 #[cfg(test)]
 mod tests {
-    //! The pending-change stand-down against Route 53 responses shaped as its API reference shows them
-    //! (REST-XML), served by `aws-smithy-mocks` (moto 5.2.5 answers every `GetChange` `INSYNC`), over a
-    //! mocked ledger.
+    //! The recorded change batch against a Route 53 response shaped as its API reference shows it
+    //! (REST-XML), served by `aws-smithy-mocks`, over a mocked ledger. The pending-change stand-down
+    //! it feeds is tested in [`crate::stand_down`].
 
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
-    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
-    use aws_sdk_dynamodb::types::AttributeValue;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
     use aws_smithy_runtime_api::http::StatusCode;
@@ -304,24 +278,6 @@ mod tests {
     fn xml(status: u16, body: &'static str) -> HttpResponse {
         HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body))
     }
-
-    const PENDING: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<GetChangeResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
-   <ChangeInfo>
-      <Id>/change/C2682N5HXP0BZ4</Id>
-      <Status>PENDING</Status>
-      <SubmittedAt>2026-11-25T10:15:33.958Z</SubmittedAt>
-   </ChangeInfo>
-</GetChangeResponse>"#;
-
-    const INSYNC: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<GetChangeResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
-   <ChangeInfo>
-      <Id>/change/C2682N5HXP0BZ4</Id>
-      <Status>INSYNC</Status>
-      <SubmittedAt>2026-11-25T10:15:33.958Z</SubmittedAt>
-   </ChangeInfo>
-</GetChangeResponse>"#;
 
     const SUBMITTED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <ChangeResourceRecordSetsResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/">
@@ -333,74 +289,9 @@ mod tests {
    </ChangeInfo>
 </ChangeResourceRecordSetsResponse>"#;
 
-    fn recorded_item() -> HashMap<String, AttributeValue> {
-        let s = |v: &str| AttributeValue::S(v.to_string());
-        HashMap::from([
-            ("pk".to_string(), s("zone-change#Z0123456789ABC")),
-            ("sk".to_string(), s("last")),
-            ("change_id".to_string(), s("/change/C2682N5HXP0BZ4")),
-            ("function".to_string(), s("db-failover")),
-            ("action".to_string(), s("promote-replica")),
-            ("event_id".to_string(), s("rds:orders:RDS-EVENT-0034")),
-            ("target".to_string(), s("db.example.com.")),
-            ("submitted_at".to_string(), s("2026-11-25T10:15:33+00:00")),
-        ])
-    }
-
     fn ledger(rules: &[&aws_smithy_mocks::Rule]) -> Ledger {
         let ddb = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules);
         Ledger::new(ddb, "ledger", Duration::from_secs(86_400))
-    }
-
-    #[tokio::test]
-    async fn a_pending_change_on_the_zone_stands_the_flip_down() {
-        let item = mock!(aws_sdk_dynamodb::Client::get_item)
-            .match_requests(|r| {
-                r.key().and_then(|k| k.get("pk")) == Some(&AttributeValue::S("zone-change#Z0123456789ABC".into()))
-            })
-            .then_output(|| GetItemOutput::builder().set_item(Some(recorded_item())).build());
-        let ledger = ledger(&[&item]);
-        let pending = mock!(aws_sdk_route53::Client::get_change)
-            .match_requests(|r| r.id().is_some_and(|id| id.ends_with("C2682N5HXP0BZ4")))
-            .then_http_response(|| xml(200, PENDING));
-        let r53 = mock_client!(aws_sdk_route53, [&pending]);
-        let sd = pending_change_refusal(&ledger, &r53, "Z0123456789ABC").await.unwrap().expect("stands down");
-        assert_eq!(sd.recovery, "route53-change");
-        assert!(
-            sd.reason.starts_with(
-                "Route 53 change /change/C2682N5HXP0BZ4 on hosted zone Z0123456789ABC is still PENDING (submitted by \
-                 db-failover promote-replica of db.example.com. for event rds:orders:RDS-EVENT-0034 at \
-                 2026-11-25T10:15:33+00:00)"
-            ),
-            "{}",
-            sd.reason
-        );
-
-        let insync = mock!(aws_sdk_route53::Client::get_change).then_http_response(|| xml(200, INSYNC));
-        let r53 = mock_client!(aws_sdk_route53, [&insync]);
-        assert!(pending_change_refusal(&ledger, &r53, "Z0123456789ABC").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn nothing_recorded_or_a_change_route53_forgot_does_not_hold_the_zone() {
-        let none = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| GetItemOutput::builder().build());
-        let r53 = mock_client!(
-            aws_sdk_route53,
-            [&mock!(aws_sdk_route53::Client::get_change).then_http_response(|| xml(200, PENDING))]
-        );
-        assert!(pending_change_refusal(&ledger(&[&none]), &r53, "Z1").await.unwrap().is_none(), "never recorded");
-
-        let item = mock!(aws_sdk_dynamodb::Client::get_item)
-            .then_output(|| GetItemOutput::builder().set_item(Some(recorded_item())).build());
-        let forgotten = mock!(aws_sdk_route53::Client::get_change).then_http_response(|| {
-            xml(
-                404,
-                r#"<?xml version="1.0"?>
-<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>NoSuchChange</Code><Message>A change with the specified change ID does not exist.</Message></Error><RequestId>1</RequestId></ErrorResponse>"#,
-            )
-        });
-        let r53 = mock_client!(aws_sdk_route53, [&forgotten]);
-        assert!(pending_change_refusal(&ledger(&[&item]), &r53, "Z0123456789ABC").await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use super::config::HealerConfig;
 use super::group::{replace_in_group, short_circuit};
 use super::health::{refine, Health};
 use super::intake::{auto_recovery_failures, intake, Failure, HealRequest, Intake};
-use super::stand_down::{self, StandDown};
+use super::stand_down;
 use super::standalone::{choose_step, client_token, ladder, standalone_step, InstanceFacts, Step};
 use super::{asg, ec2, ACTION, ASG_TAG, FUNCTION, STANDALONE};
 use crate::approval::{with_approval, Approval};
@@ -17,6 +17,7 @@ use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::fleet::Placed;
 use crate::guardrails::{effective_dry_run, is_opted_in, ActionReport, ActionRequest};
+use crate::stand_down::StandDown;
 use crate::trigger::Trigger;
 
 /// The instance-healer handler.
@@ -464,14 +465,7 @@ impl Healer {
     /// Records a stand-down: refused, naming what is in progress, with `guard` and `recovery` details.
     async fn stand_down_refusal(&self, req: &ActionRequest, sd: StandDown) -> Result<Envelope> {
         tracing::warn!(target = %req.target.id, recovery = sd.recovery, reason = %sd.reason, "another recovery: standing down");
-        let env = self
-            .ctx
-            .envelope(req, Outcome::Refused, sd.reason)
-            .severity(Severity::Warning)
-            .detail("guard", stand_down::GUARD)
-            .detail("recovery", sd.recovery)
-            .detail("inProgress", &sd.in_progress);
-        self.ctx.record(env).await
+        self.ctx.record(sd.envelope(&self.ctx, req)).await
     }
 
     /// This function's acted standalone steps on `id` inside the escalation window.

@@ -20,10 +20,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// The `guard` detail every stand-down carries.
-pub const GUARD: &str = "another-recovery";
+use crate::stand_down::StandDown;
 
 /// Instance refresh statuses during which the refresh owns the group's instances.
 pub const REFRESH_ACTIVE: [&str; 5] = ["Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking"];
@@ -38,23 +37,6 @@ pub const ACTIVITY_DONE: [&str; 3] = ["Successful", "Failed", "Cancelled"];
 /// EC2 scheduled event codes that act on the instance itself.
 pub const EVENT_CODES: [&str; 5] =
     ["instance-reboot", "system-reboot", "system-maintenance", "instance-retirement", "instance-stop"];
-
-/// Another recovery owns the instance: what is in progress, and its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StandDown {
-    /// The kind of recovery (the `recovery` detail): see the module table.
-    pub recovery: &'static str,
-    /// Names what is in progress and ends with "standing down".
-    pub reason: String,
-    /// What was read (the `inProgress` detail).
-    pub in_progress: Value,
-}
-
-impl StandDown {
-    fn new(recovery: &'static str, reason: String, in_progress: Value) -> Self {
-        StandDown { recovery, reason, in_progress }
-    }
-}
 
 /// An instance refresh, as `DescribeInstanceRefreshes` reports it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
