@@ -169,7 +169,8 @@ fn alarm(file: &str, id: &str) -> Value {
     event(file, &[(PLACEHOLDER, id)])
 }
 
-/// A standalone opted-in instance with a security group, a Name tag and an Elastic IP.
+/// A standalone instance with a security group, a Name tag and an Elastic IP; `opted_in` tags both the
+/// instance and the address.
 async fn standalone(e: &Env, opted_in: bool) -> (String, String, String, String) {
     let (vpc_id, subnets) = vpc(&e.ec2).await;
     let sg = e.ec2.create_security_group().group_name(unique("sg")).description("web").vpc_id(&vpc_id).send().await;
@@ -194,7 +195,16 @@ async fn standalone(e: &Env, opted_in: bool) -> (String, String, String, String)
         .await
         .unwrap();
     let id = r.instances()[0].instance_id().unwrap().to_string();
-    let alloc = e.ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send().await.unwrap();
+    let mut alloc = e.ec2.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc);
+    if opted_in {
+        alloc = alloc.tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::ElasticIp)
+                .tags(Tag::builder().key(OPT_IN.0).value(OPT_IN.1).build())
+                .build(),
+        );
+    }
+    let alloc = alloc.send().await.unwrap();
     let alloc_id = alloc.allocation_id().unwrap().to_string();
     e.ec2.associate_address().allocation_id(&alloc_id).instance_id(&id).send().await.unwrap();
     (id, sg, subnets[1].clone(), alloc_id)
@@ -306,6 +316,46 @@ async fn a_standalone_instance_is_replaced_with_the_same_configuration_and_its_e
     let pos = |op: &str| calls.iter().position(|c| c == op).unwrap_or_else(|| panic!("{op} in {calls:?}"));
     assert!(pos("ec2:RunInstances") < pos("ec2:AssociateAddress"));
     assert!(pos("ec2:AssociateAddress") < pos("ec2:TerminateInstances"));
+}
+
+#[tokio::test]
+async fn a_replacement_whose_elastic_ip_is_not_opted_in_is_refused_before_anything_is_launched() {
+    let e = clients().await;
+    let (old, _, _, alloc) = standalone(&e, true).await;
+    e.ec2.delete_tags().resources(&alloc).tags(Tag::builder().key(OPT_IN.0).build()).send().await.unwrap();
+    let h = healer(&[]).await;
+
+    let manual = json!({"source": "selfheal.manual", "action": "replace", "target": old, "force": true,
+        "params": {"step": "replace"}, "reason": "test: replace standalone", "requestId": unique("req")});
+    let out = h.handle(&manual).await.unwrap();
+    let d = decision(&out);
+    assert_eq!(d["outcome"], "refused", "{d}");
+    assert_eq!(d["severity"], "critical", "the instance stays broken: a human must act");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&alloc) && reason.contains("is not opted in") && reason.contains("Nothing launched"),
+        "{reason}"
+    );
+    assert!(resource_mutations(&h).is_empty(), "nothing launched, moved or terminated: {:?}", resource_mutations(&h));
+    assert_eq!(state(&e, &old).await, "running");
+    let addr = e.ec2.describe_addresses().allocation_ids(&alloc).send().await.unwrap();
+    assert_eq!(addr.addresses()[0].instance_id(), Some(old.as_str()), "the address stays where it was");
+
+    // Opted in again, the same replacement goes ahead and takes the address.
+    e.ec2
+        .create_tags()
+        .resources(&alloc)
+        .tags(Tag::builder().key(OPT_IN.0).value(OPT_IN.1).build())
+        .send()
+        .await
+        .unwrap();
+    let manual = json!({"source": "selfheal.manual", "action": "replace", "target": old, "force": true,
+        "params": {"step": "replace"}, "reason": "test: replace standalone", "requestId": unique("req")});
+    let d = decision(&h.handle(&manual).await.unwrap()).clone();
+    assert_eq!(d["outcome"], "acted", "{d}");
+    let new_id = d["details"]["replacement"].as_str().unwrap();
+    let addr = e.ec2.describe_addresses().allocation_ids(&alloc).send().await.unwrap();
+    assert_eq!(addr.addresses()[0].instance_id(), Some(new_id));
 }
 
 #[tokio::test]

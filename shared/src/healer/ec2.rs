@@ -223,7 +223,7 @@ pub async fn launch_twin(ec2: &Client, old: &InstanceFacts, token: &str) -> Resu
 }
 
 /// Elastic IPs associated with an instance: (allocation id or public ip, public ip).
-pub async fn elastic_ips(ec2: &Client, id: &str) -> Result<Vec<(Option<String>, String)>> {
+pub async fn elastic_ips(ec2: &Client, id: &str) -> Result<Vec<ElasticIp>> {
     let out = ec2
         .describe_addresses()
         .filters(Filter::builder().name("instance-id").values(id).build())
@@ -233,8 +233,33 @@ pub async fn elastic_ips(ec2: &Client, id: &str) -> Result<Vec<(Option<String>, 
     Ok(out
         .addresses()
         .iter()
-        .filter_map(|a| Some((a.allocation_id().map(str::to_string), a.public_ip()?.to_string())))
+        .filter_map(|a| {
+            Some(ElasticIp {
+                allocation_id: a.allocation_id().map(str::to_string),
+                public_ip: a.public_ip()?.to_string(),
+                tags: a.tags().iter().filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string()))).collect(),
+            })
+        })
         .collect())
+}
+
+/// An Elastic IP associated with an instance, with its tags (the replacement may take it over only
+/// when it is opted in, as the role's `aws:ResourceTag` condition on `AssociateAddress` requires).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElasticIp {
+    pub allocation_id: Option<String>,
+    pub public_ip: String,
+    pub tags: Vec<(String, String)>,
+}
+
+impl ElasticIp {
+    /// `203.0.113.10 (eipalloc-…)`, or the address alone (EC2-Classic).
+    pub fn name(&self) -> String {
+        match &self.allocation_id {
+            Some(a) => format!("{} ({a})", self.public_ip),
+            None => self.public_ip.clone(),
+        }
+    }
 }
 
 /// Moves an Elastic IP to `to`.

@@ -8,7 +8,7 @@ use super::group::{replace_in_group, short_circuit};
 use super::health::{refine, Health};
 use super::intake::{auto_recovery_failures, intake, Failure, HealRequest, Intake};
 use super::stand_down;
-use super::standalone::{choose_step, client_token, ladder, standalone_step, InstanceFacts, Step};
+use super::standalone::{choose_step, client_token, ladder, standalone_step, unmovable_eips, InstanceFacts, Step};
 use super::{asg, ec2, ACTION, ASG_TAG, FUNCTION, STANDALONE};
 use crate::approval::{with_approval, Approval};
 use crate::config::{CommonConfig, Env};
@@ -205,6 +205,14 @@ impl Healer {
                         )
                         .await;
                 }
+                let eips = if step == Step::Replace && inst.state != "terminated" {
+                    ec2::elastic_ips(&ec2c, &id).await?
+                } else {
+                    Vec::new()
+                };
+                if let Some(why) = unmovable_eips(&id, &eips, &ctx.config) {
+                    return self.refuse(&req, why, Severity::Critical).await;
+                }
                 if step == Step::StopStart && !inst.ebs_backed {
                     return self
                         .refuse(
@@ -223,7 +231,7 @@ impl Healer {
                     let report = if dry_run {
                         Ok(ActionReport::would(format!("would {} standalone instance {id}", step.as_str())))
                     } else {
-                        standalone_step(&ec2c, &inst, step, &token, wait, poll).await
+                        standalone_step(&ec2c, &inst, step, &eips, &token, wait, poll).await
                     };
                     report.map(|r| {
                         r.detail("step", step.as_str())

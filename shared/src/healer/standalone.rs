@@ -8,8 +8,9 @@ use serde::Serialize;
 use super::ec2;
 use super::intake::Failure;
 use super::REPLACES_TAG;
+use crate::config::CommonConfig;
 use crate::error::{Error, Result};
-use crate::guardrails::ActionReport;
+use crate::guardrails::{is_opted_in, ActionReport};
 
 const LT_ID_TAG: &str = "aws:ec2launchtemplate:id";
 const LT_VERSION_TAG: &str = "aws:ec2launchtemplate:version";
@@ -132,11 +133,34 @@ async fn wait_state(ec2c: &aws_sdk_ec2::Client, id: &str, want: &str, wait: Dura
     }
 }
 
-/// Carries out one standalone step (live).
+/// Why a replacement may not start: an Elastic IP of the instance that is not opted in could not be
+/// taken over by the replacement (the role may associate opted-in addresses only), so launching would
+/// leave two instances and the address on the broken one. Checked before anything is launched.
+pub fn unmovable_eips(id: &str, eips: &[ec2::ElasticIp], config: &CommonConfig) -> Option<String> {
+    let blocked: Vec<String> = eips
+        .iter()
+        .filter(|e| !is_opted_in(e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), config))
+        .map(ec2::ElasticIp::name)
+        .collect();
+    if blocked.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{id} would be replaced, but its Elastic IP {} is not opted in (needs tag {}={}): the replacement \
+         could not take it over; tag the address and heal again, or replace {id} by hand. Nothing launched",
+        blocked.join(", "),
+        config.opt_in_tag,
+        config.opt_in_value
+    ))
+}
+
+/// Carries out one standalone step (live). `eips` are the instance's Elastic IPs, read (and checked
+/// by [`unmovable_eips`]) before the step was chosen.
 pub(super) async fn standalone_step(
     ec2c: &aws_sdk_ec2::Client,
     inst: &InstanceFacts,
     step: Step,
+    eips: &[ec2::ElasticIp],
     token: &str,
     wait: Duration,
     poll: Duration,
@@ -159,7 +183,6 @@ pub(super) async fn standalone_step(
             Ok(ActionReport::acted(format!("stopped and started {id} (moves it to new hardware); it is running")))
         }
         Step::Replace => {
-            let eips = if inst.state == "terminated" { Vec::new() } else { ec2::elastic_ips(ec2c, id).await? };
             let new_id = ec2::launch_twin(ec2c, inst, token).await?;
             tracing::info!(instance = %id, replacement = %new_id, "replacement launched");
             if let Err(e) = wait_state(ec2c, &new_id, "running", wait, poll).await {
@@ -169,10 +192,18 @@ pub(super) async fn standalone_step(
                 .detail("replacement", &new_id));
             }
             let mut moved = Vec::new();
-            for (alloc, ip) in &eips {
-                ec2::move_eip(ec2c, alloc.as_deref(), ip, &new_id).await?;
-                tracing::info!(instance = %id, replacement = %new_id, eip = %ip, "elastic ip moved");
-                moved.push(ip.clone());
+            for eip in eips {
+                if let Err(e) = ec2::move_eip(ec2c, eip.allocation_id.as_deref(), &eip.public_ip, &new_id).await {
+                    return Ok(ActionReport::failed(format!(
+                        "replacement {new_id} for {id} is running, but moving Elastic IP {} failed ({e}); {id} was NOT \
+                         terminated: move the address and terminate {id} by hand",
+                        eip.name()
+                    ))
+                    .detail("replacement", &new_id)
+                    .detail("elasticIps", &moved));
+                }
+                tracing::info!(instance = %id, replacement = %new_id, eip = %eip.public_ip, "elastic ip moved");
+                moved.push(eip.public_ip.clone());
             }
             if inst.state != "terminated" {
                 ec2::terminate(ec2c, id).await?;
@@ -230,5 +261,25 @@ mod tests {
         assert_eq!(t, client_token("i-0123456789abcdef0", "alarm:x:2026"));
         assert_ne!(t, client_token("i-0123456789abcdef0", "alarm:x:2027"));
         assert!(t.len() <= 64 && t.is_ascii());
+    }
+
+    #[test]
+    fn a_replacement_needs_every_elastic_ip_opted_in() {
+        let mut env = crate::config::Env::from_map([("SELFHEAL_LEDGER_TABLE".to_string(), "t".to_string())].into());
+        let config = CommonConfig::read(&mut env, "test");
+        let eip = |alloc: Option<&str>, ip: &str, tags: &[(&str, &str)]| ec2::ElasticIp {
+            allocation_id: alloc.map(str::to_string),
+            public_ip: ip.into(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        assert_eq!(unmovable_eips("i-1", &[], &config), None, "no address, nothing to take over");
+        let tagged = eip(Some("eipalloc-1"), "203.0.113.10", &[("selfheal:enabled", "true")]);
+        assert_eq!(unmovable_eips("i-1", std::slice::from_ref(&tagged), &config), None);
+        let bare = eip(Some("eipalloc-2"), "203.0.113.11", &[("Name", "web")]);
+        let classic = eip(None, "198.51.100.7", &[("selfheal:enabled", "no")]);
+        let why = unmovable_eips("i-1", &[tagged, bare, classic], &config).expect("refused");
+        assert!(why.contains("203.0.113.11 (eipalloc-2), 198.51.100.7 is not opted in"), "{why}");
+        assert!(!why.contains("eipalloc-1"), "{why}");
+        assert!(why.contains("needs tag selfheal:enabled=true") && why.ends_with("Nothing launched"), "{why}");
     }
 }
