@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use harness::on_big_stack;
 use harness::{sdk_config, unique};
 use selfheal::clients::Aws;
 use selfheal::config::{CommonConfig, Env};
@@ -31,28 +32,6 @@ const DATABASES: usize = 30;
 
 fn vars(arch: &Architecture) -> Env {
     Env::from_map(drill::gameday_env(arch).into_iter().collect())
-}
-
-/// Runs `f` on a multi-threaded runtime with room to spare: the handlers' futures are deep in a debug
-/// build, and each delivery runs on its own task.
-fn on_big_stack<F, Fut>(f: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let worker = std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_stack_size(64 << 20)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(f())
-        })
-        .unwrap();
-    worker.join().unwrap();
 }
 
 struct Db {

@@ -11,13 +11,11 @@ use std::time::Duration as StdDuration;
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use chrono::{Duration, Utc};
+use harness::OPT_IN;
 use harness::{ctx, env, event, unique};
 use selfheal::backup::{db_snapshot_id, BackupConfig, BackupEnforcer, FUNCTION};
 use selfheal::{parse_event, Envelope, Outcome, Trigger};
 use serde_json::Value;
-
-/// The suite's default opt-in tag, which every managed resource needs besides its policy tag.
-const OPT_IN: (&str, &str) = ("selfheal:enabled", "true");
 
 async fn enforcer(vars: &[(&str, &str)]) -> BackupEnforcer {
     let ctx = ctx(FUNCTION, vars).await;

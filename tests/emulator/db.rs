@@ -9,12 +9,11 @@
 use std::sync::Arc;
 
 use aws_sdk_rds::types::Tag;
+use harness::OPT_IN;
 use harness::{cname, ctx, event, sdk_config, unique, zone_with_cname};
 use selfheal::db::{DbConfig, DbFailover, StaticLag, PROMOTED_FROM_TAG};
 use selfheal::{Envelope, Outcome, Severity};
 use serde_json::Value;
-
-const OPT_IN: (&str, &str) = ("selfheal:enabled", "true");
 
 async fn rds() -> aws_sdk_rds::Client {
     aws_sdk_rds::Client::new(&sdk_config().await)

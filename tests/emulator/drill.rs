@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use harness::on_big_stack;
 use harness::{sdk_config, unique};
 use selfheal::clients::Aws;
 use selfheal::config::{CommonConfig, Env};
@@ -168,28 +169,6 @@ fn live_drills_need_the_confirmation_phrase() {
     assert_eq!(req.scenarios.len(), Scenario::ALL.len());
     let unknown = json!({"source": "selfheal.manual", "action": "drill", "params": {"scenario": "lose-everything"}});
     assert!(drill::parse_request(&unknown).unwrap_err().to_string().contains("unknown scenario"));
-}
-
-/// Runs `f` on a runtime with room to spare: every handler's future runs inside the drill's, more stack
-/// than a test thread's default in a debug build.
-fn on_big_stack<F, Fut>(f: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let worker = std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_stack_size(64 << 20)
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(f())
-        })
-        .unwrap();
-    worker.join().unwrap();
 }
 
 /// The whole game day in process, every remediation function on its own clients, and then the check

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use harness::{ec2_in, in_account, PLACEHOLDER};
 use harness::{event, sdk_config, unique};
 use selfheal::db::{DbConfig, DbFailover, StaticLag};
 use selfheal::healer::{Healer, HealerConfig};
@@ -17,29 +18,6 @@ const HUB: &str = "123456789012";
 const MEMBER_A: &str = "111111111111";
 const MEMBER_B: &str = "222222222222";
 const OUTSIDER: &str = "999999999999";
-const PLACEHOLDER: &str = "i-0123456789abcdef0";
-
-/// SDK configuration acting in `account`, through the same role a function assumes there.
-async fn in_account(account: &str) -> SdkConfig {
-    let hub = sdk_config().await;
-    let sts = aws_sdk_sts::Client::new(&hub);
-    let out = sts
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/selfheal-test-setup"))
-        .role_session_name("selfheal-test-setup")
-        .send()
-        .await
-        .expect("moto assumes any role");
-    let c = out.credentials().expect("credentials");
-    let creds = aws_sdk_sts::config::Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "test-setup",
-    );
-    hub.to_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(creds)).build()
-}
 
 fn decisions(v: &Value) -> Vec<Envelope> {
     serde_json::from_value(v["decisions"].clone()).expect("decisions")
@@ -236,13 +214,6 @@ async fn a_manual_invocation_naming_a_bad_account_or_region_is_a_clear_error() {
 }
 
 const OTHER_REGION: &str = "eu-west-1";
-
-/// An EC2 client acting in `sdk`'s account, in `region`.
-fn ec2_in(sdk: &SdkConfig, region: &str) -> aws_sdk_ec2::Client {
-    let conf =
-        aws_sdk_ec2::config::Builder::from(sdk).region(aws_sdk_ec2::config::Region::new(region.to_string())).build();
-    aws_sdk_ec2::Client::from_conf(conf)
-}
 
 /// A volume opted in to `policy` under the test's own policy tag; with `fresh`, it already has a
 /// recent suite snapshot.

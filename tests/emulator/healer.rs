@@ -9,12 +9,10 @@ use std::collections::BTreeSet;
 use aws_sdk_autoscaling::types::Tag as AsgTag;
 use aws_sdk_ec2::types::{InstanceType, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use harness::{ami, healer, OPT_IN, PLACEHOLDER};
 use harness::{event, sdk_config, unique};
-use selfheal::healer::{Healer, HealerConfig, FUNCTION, REPLACES_TAG};
+use selfheal::healer::{Healer, FUNCTION, REPLACES_TAG};
 use serde_json::{json, Value};
-
-const PLACEHOLDER: &str = "i-0123456789abcdef0";
-const OPT_IN: (&str, &str) = ("selfheal:enabled", "true");
 
 struct Env {
     ec2: aws_sdk_ec2::Client,
@@ -25,22 +23,6 @@ struct Env {
 async fn clients() -> Env {
     let sdk = sdk_config().await;
     Env { ec2: aws_sdk_ec2::Client::new(&sdk), asg: aws_sdk_autoscaling::Client::new(&sdk), sdk }
-}
-
-async fn healer(vars: &[(&str, &str)]) -> Healer {
-    let mut all: Vec<(&str, &str)> =
-        vec![("SELFHEAL_HEALER_WAIT_SECONDS", "20"), ("SELFHEAL_HEALER_POLL_SECONDS", "1")];
-    all.extend_from_slice(vars);
-    let ctx = harness::ctx(FUNCTION, &all).await;
-    let mut env = harness::env(&all);
-    let cfg = HealerConfig::read(&mut env);
-    env.finish().unwrap();
-    Healer::new(ctx, cfg)
-}
-
-async fn ami(ec2: &aws_sdk_ec2::Client) -> String {
-    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
-    images.images()[0].image_id().unwrap().to_string()
 }
 
 /// A fresh VPC with one subnet in each of three AZs.

@@ -20,14 +20,12 @@ use std::time::Duration;
 use aws_sdk_autoscaling::types::Tag as AsgTag;
 use aws_sdk_ec2::types::{InstanceType, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use harness::{ami, healer, OPT_IN, PLACEHOLDER};
 use harness::{event, sdk_config, unique, zone_with_cname};
 use selfheal::db::{DbConfig, DbFailover, StaticLag};
-use selfheal::healer::{Healer, HealerConfig, AUTO_RECOVERY_FAILURE, AUTO_RECOVERY_SUCCESS, FUNCTION};
+use selfheal::healer::{AUTO_RECOVERY_FAILURE, AUTO_RECOVERY_SUCCESS};
 use selfheal::ledger::zone_change::ChangeBy;
 use serde_json::{json, Value};
-
-const PLACEHOLDER: &str = "i-0123456789abcdef0";
-const OPT_IN: (&str, &str) = ("selfheal:enabled", "true");
 
 struct Aws {
     ec2: aws_sdk_ec2::Client,
@@ -37,21 +35,6 @@ struct Aws {
 async fn aws() -> Aws {
     let sdk = sdk_config().await;
     Aws { ec2: aws_sdk_ec2::Client::new(&sdk), asg: aws_sdk_autoscaling::Client::new(&sdk) }
-}
-
-async fn healer(vars: &[(&str, &str)]) -> Healer {
-    let mut all: Vec<(&str, &str)> =
-        vec![("SELFHEAL_HEALER_WAIT_SECONDS", "20"), ("SELFHEAL_HEALER_POLL_SECONDS", "1")];
-    all.extend_from_slice(vars);
-    let ctx = harness::ctx(FUNCTION, &all).await;
-    let mut env = harness::env(&all);
-    let cfg = HealerConfig::read(&mut env);
-    env.finish().unwrap();
-    Healer::new(ctx, cfg)
-}
-
-async fn ami(ec2: &aws_sdk_ec2::Client) -> String {
-    ec2.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_string()
 }
 
 /// A fresh VPC (its own, so no other test's instances share a maxUnhealthy scope) with a subnet in

@@ -17,6 +17,7 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use chrono::Utc;
 use harness::proxy::{Fault, FaultProxy, Rule, Times};
+use harness::{ec2_in, in_account};
 use harness::{event, sdk_config, unique, REGION};
 use selfheal::backup::{builtin_policies, sweep_event_id, BackupConfig, BackupEnforcer, FUNCTION};
 use selfheal::{parse_event, Envelope, Outcome, Severity, Trigger};
@@ -25,36 +26,6 @@ use serde_json::{json, Value};
 const HUB: &str = "123456789012";
 const MEMBER: &str = "111111111111";
 const OTHER_REGION: &str = "eu-west-1";
-
-/// SDK configuration acting in `account` (moto: credentials of a role in an account act there).
-async fn in_account(account: &str) -> SdkConfig {
-    let hub = sdk_config().await;
-    if account == HUB {
-        return hub;
-    }
-    let out = aws_sdk_sts::Client::new(&hub)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/selfheal-test-setup"))
-        .role_session_name("selfheal-test-setup")
-        .send()
-        .await
-        .expect("moto assumes any role");
-    let c = out.credentials().expect("credentials");
-    let creds = aws_sdk_sts::config::Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "test-setup",
-    );
-    hub.to_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(creds)).build()
-}
-
-fn ec2_in(sdk: &SdkConfig, region: &str) -> aws_sdk_ec2::Client {
-    let conf =
-        aws_sdk_ec2::config::Builder::from(sdk).region(aws_sdk_ec2::config::Region::new(region.to_string())).build();
-    aws_sdk_ec2::Client::from_conf(conf)
-}
 
 /// An opted-in volume under the test's policy tag (policy silver), never backed up.
 async fn stale_volume(ec2: &aws_sdk_ec2::Client, region: &str, tag: &str) -> String {

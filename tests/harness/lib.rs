@@ -18,7 +18,10 @@ use selfheal::config::{CommonConfig, Env};
 use selfheal::Ctx;
 use serde_json::Value;
 
+pub mod fixtures;
 pub mod proxy;
+
+pub use fixtures::{ami, ec2_in, healer, in_account, on_big_stack, OPT_IN, PLACEHOLDER};
 
 /// The region every test uses.
 pub const REGION: &str = "us-east-1";
