@@ -57,7 +57,7 @@
 //! `SELFHEAL_BACKUP_MAX_DELETE_PERCENT` of a resource's snapshots in one run. The same retention, with
 //! the same guards, applies separately to a resource's copies in its policy's DR region.
 //!
-//! IAM actions called: ec2:DescribeVolumes, ec2:DescribeSnapshots, ec2:DescribeImages,
+//! IAM actions called: ec2:DescribeTags (the tagged volumes), ec2:DescribeSnapshots, ec2:DescribeImages,
 //! ec2:CreateSnapshot, ec2:CreateTags (tags on create), ec2:DeleteSnapshot, ec2:CopySnapshot (DR
 //! region); rds:DescribeDBInstances, rds:DescribeDBSnapshots, rds:CreateDBSnapshot,
 //! rds:AddTagsToResource (tags on create), rds:DeleteDBSnapshot, rds:ModifyDBInstance,
