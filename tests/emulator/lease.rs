@@ -162,6 +162,33 @@ async fn a_crashed_holders_lease_is_taken_over_once_it_expires_and_the_decision_
     assert_eq!(outcomes.iter().filter(|o| **o == "acted").count(), 1, "{outcomes:?}");
 }
 
+/// Lease expiries are whole seconds. Just past the second a lease's expiry names, a live taker's
+/// conditional write (`lease_until < now`, in whole seconds) still meets it: so must a dry run.
+#[tokio::test]
+async fn a_dry_run_reads_a_lease_in_its_last_second_as_a_live_taker_meets_it() {
+    use chrono::Timelike;
+    let ctx = ctx("test", &[("SELFHEAL_COOLDOWN_SECONDS", "0")]).await;
+    let ttl = Duration::from_secs(1);
+    // Take the lease late in a second, so its expiry (floored to the second) is the next one.
+    let wait = (1_900_000_000u32.saturating_sub(chrono::Utc::now().nanosecond() % 1_000_000_000)) % 1_000_000_000;
+    tokio::time::sleep(Duration::from_nanos(u64::from(wait))).await;
+    let taken = ctx.ledger.take_lease("db-edge", "db-failover", "promote-replica", "event-holder", ttl).await.unwrap();
+    let LeaseResult::Taken(_) = taken else { panic!("a free lease was not taken: {taken:?}") };
+    let expiry_second = chrono::Utc::now().timestamp() + 1;
+    // Into the second the expiry names.
+    while chrono::Utc::now().timestamp() < expiry_second {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dry = ctx.execute(request("db-edge", "event-dry", true), async { Ok(ActionReport::would("x")) }).await.unwrap();
+    let live =
+        ctx.execute(request("db-edge", "event-live", false), async { Ok(ActionReport::acted("x")) }).await.unwrap();
+    if chrono::Utc::now().timestamp() == expiry_second {
+        assert_eq!(live.outcome, Outcome::Refused, "{live:#?}");
+        assert_eq!(dry.outcome, Outcome::Refused, "the dry run must read what the live taker met: {dry:#?}");
+        assert!(dry.reason.starts_with("would stand down"), "{}", dry.reason);
+    }
+}
+
 #[tokio::test]
 async fn only_the_owner_renews_or_releases_a_lease_and_a_redelivery_of_the_holding_event_retakes_it() {
     let ctx = ctx("test", &[]).await;

@@ -69,6 +69,10 @@ fn holder(item: &super::Item) -> Option<LeaseHolder> {
     })
 }
 
+/// Attempts at taking a lease that keeps being released between a refused write and the read of
+/// its holder.
+const TAKE_ATTEMPTS: usize = 5;
+
 fn until(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::minutes(1))
 }
@@ -78,7 +82,8 @@ impl Ledger {
         format!("lease#{}{target}", self.place)
     }
 
-    /// Takes the lease on `target` for `ttl`, unless another invocation holds an unexpired one.
+    /// Takes the lease on `target` for `ttl`, unless another invocation holds an unexpired one. A lease
+    /// released between the refused write and the read of its holder is tried again, a few times.
     pub async fn take_lease(
         &self,
         target: &str,
@@ -87,6 +92,25 @@ impl Ledger {
         event_id: &str,
         ttl: Duration,
     ) -> Result<LeaseResult> {
+        for _ in 0..TAKE_ATTEMPTS {
+            if let Some(result) = self.try_take_lease(target, function, action, event_id, ttl).await? {
+                return Ok(result);
+            }
+        }
+        Err(Error::ActionFailed(format!(
+            "the lease on {target} was taken and released {TAKE_ATTEMPTS} times while this invocation tried to take it"
+        )))
+    }
+
+    /// One attempt: `None` when the lease was refused but is free again by the time its holder is read.
+    async fn try_take_lease(
+        &self,
+        target: &str,
+        function: &str,
+        action: &str,
+        event_id: &str,
+        ttl: Duration,
+    ) -> Result<Option<LeaseResult>> {
         let pk = self.lease_key(target);
         let owner = uuid::Uuid::new_v4().to_string();
         let now = Utc::now();
@@ -115,27 +139,27 @@ impl Ledger {
             Ok(out) => {
                 // An old item that is still there was expired (or our own event's): say whose it was.
                 let took_over = out.attributes().and_then(holder).filter(|h| h.event_id != event_id);
-                Ok(LeaseResult::Taken(Lease {
+                Ok(Some(LeaseResult::Taken(Lease {
                     pk,
                     owner,
                     target: target.to_string(),
                     event_id: event_id.to_string(),
                     took_over,
-                }))
+                })))
             }
-            Err(e) if is_condition_failed(&e) => match self.read_lease(target).await? {
-                Some(h) => Ok(LeaseResult::Held(h)),
-                // Released between our write and our read: the caller may simply try again.
-                None => Box::pin(self.take_lease(target, function, action, event_id, ttl)).await,
-            },
+            // `None`: released between our write and our read; the caller tries again.
+            Err(e) if is_condition_failed(&e) => Ok(self.read_lease(target).await?.map(LeaseResult::Held)),
             Err(e) => Err(self.explain(Error::aws("dynamodb", "PutItem", e))),
         }
     }
 
     /// The unexpired lease on `target`, if any (a read: used by dry-runs and by a refused taker).
+    /// Held by the same rule a taker's conditional write applies (`lease_until < now`, whole seconds),
+    /// so a dry run reads exactly what a live attempt at the same moment would meet, and a refused
+    /// taker always finds the holder it was refused for (unless it was released in between).
     pub async fn read_lease(&self, target: &str) -> Result<Option<LeaseHolder>> {
         let Some(item) = self.get(&self.lease_key(target), "lease").await? else { return Ok(None) };
-        Ok(holder(&item).filter(|h| h.until > Utc::now()))
+        Ok(holder(&item).filter(|h| h.until.timestamp() >= Utc::now().timestamp()))
     }
 
     /// Extends a held lease by `ttl` from now; `false` when it is no longer ours (it expired and was
