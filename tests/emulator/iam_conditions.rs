@@ -2150,31 +2150,13 @@ mod tests {
     #[tokio::test]
     async fn a_member_role_with_an_external_id_is_assumed_with_it_and_its_trust_holds() {
         const MEMBER: &str = "111111111111";
-        let hub = sdk_config().await;
-        let setup = aws_sdk_sts::Client::new(&hub)
-            .assume_role()
-            .role_arn(format!("arn:aws:iam::{MEMBER}:role/selfheal-test-setup"))
-            .role_session_name("selfheal-test-setup")
-            .send()
-            .await
-            .unwrap();
-        let c = setup.credentials().unwrap();
-        let creds = aws_sdk_sts::config::Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "test-setup",
-        );
-        let member =
-            hub.to_builder().credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(creds)).build();
+        let member = harness::in_account(MEMBER).await;
         let ec2 = aws_sdk_ec2::Client::new(&member);
         let vpc = ec2.create_vpc().cidr_block("10.50.0.0/16").send().await.unwrap();
         let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
         let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.50.1.0/24").availability_zone("us-east-1a");
         let subnet = subnet.send().await.unwrap().subnet().unwrap().subnet_id().unwrap().to_string();
-        let image =
-            ec2.describe_images().owners("amazon").send().await.unwrap().images()[0].image_id().unwrap().to_string();
+        let image = harness::ami(&ec2).await;
         let r = ec2
             .run_instances()
             .image_id(image)
