@@ -1,8 +1,9 @@
 //! Human approval for large moves: the blast-radius policy, decisions parked as `awaiting-approval`
 //! with a one-time token and an expiry, and the manual invocations that settle them.
 //!
-//! - **Policy** ([`ApprovalPolicy`]): moves of the kinds in `SELFHEAL_APPROVAL_ALWAYS` always need a
-//!   human (default: [`REGION_FAILOVER`] of a DNS record and [`CROSS_REGION_PROMOTION`] of a replica);
+//! - **Policy** ([`crate::config::approval`], read with the other settings): moves of the kinds in
+//!   `SELFHEAL_APPROVAL_ALWAYS` always need a human (default: a region failover of a DNS record and a
+//!   cross-region promotion of a replica);
 //!   any other action needs one when its group has already had more than `SELFHEAL_APPROVAL_AFTER`
 //!   actions in the rate window (0: never), e.g. more than N instances of one Auto Scaling group, more
 //!   than N databases of an account and region in an hour.
@@ -18,13 +19,10 @@
 //!   expiry. A token settles once, only its own decision, and never after its expiry; every outcome is
 //!   audited against the resource and published.
 
-use std::future::Future;
-use std::time::Duration;
-
 use chrono::Utc;
 use serde_json::{json, Value};
+use std::future::Future;
 
-use crate::config::Env;
 use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
@@ -32,52 +30,10 @@ use crate::guardrails::{ActionReport, ActionRequest};
 use crate::ledger::{ApprovalRecord, Ledger, Settle, APPROVED, AWAITING, EXPIRED, REJECTED};
 use crate::trigger::{Manual, Trigger, TriggerKind};
 
-/// Moving an application's DNS traffic to its standby region.
-pub const REGION_FAILOVER: &str = "region-failover";
-/// Promoting a read replica that lives in another region than its failed primary.
-pub const CROSS_REGION_PROMOTION: &str = "cross-region-promotion";
-/// The kinds of move `SELFHEAL_APPROVAL_ALWAYS` may name.
-pub const MOVE_KINDS: [&str; 2] = [REGION_FAILOVER, CROSS_REGION_PROMOTION];
-
 /// The manual actions that settle parked decisions.
 pub const APPROVE: &str = "approve";
 pub const REJECT: &str = "reject";
 pub const EXPIRE: &str = "expire-approvals";
-
-/// Which actions wait for a human.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApprovalPolicy {
-    /// Kinds of move that always need approval.
-    pub always: Vec<String>,
-    /// Actions per group per rate window beyond which a human approves; 0 turns the threshold off.
-    pub after: u32,
-    /// How long a parked decision waits.
-    pub ttl: Duration,
-}
-
-impl ApprovalPolicy {
-    /// Reads `SELFHEAL_APPROVAL_ALWAYS` (comma-separated kinds, or `none`), `SELFHEAL_APPROVAL_AFTER`
-    /// and `SELFHEAL_APPROVAL_TTL_SECONDS`.
-    pub fn read(env: &mut Env) -> Self {
-        let text = env.string("SELFHEAL_APPROVAL_ALWAYS", &MOVE_KINDS.join(","));
-        let mut always = Vec::new();
-        for kind in text.split(',').map(str::trim).filter(|k| !k.is_empty() && *k != "none") {
-            if MOVE_KINDS.contains(&kind) {
-                always.push(kind.to_string());
-            } else {
-                env.problem(
-                    "SELFHEAL_APPROVAL_ALWAYS",
-                    format!("unknown kind of move {kind:?}; known: {}, or none", MOVE_KINDS.join(", ")),
-                );
-            }
-        }
-        ApprovalPolicy {
-            always,
-            after: env.number("SELFHEAL_APPROVAL_AFTER", 0u32, 0, 10_000),
-            ttl: env.seconds("SELFHEAL_APPROVAL_TTL_SECONDS", 3600, 1, 7 * 86_400),
-        }
-    }
-}
 
 /// What the policy says of one action, asked once the action knows exactly what it would do.
 #[derive(Debug, Clone)]
@@ -403,31 +359,6 @@ fn short(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn policy(vars: &[(&str, &str)]) -> (ApprovalPolicy, std::result::Result<(), Error>) {
-        let mut env = Env::from_map(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        let p = ApprovalPolicy::read(&mut env);
-        (p, env.finish())
-    }
-
-    #[test]
-    fn the_default_policy_approves_region_failovers_and_cross_region_promotions() {
-        let (p, ok) = policy(&[]);
-        assert!(ok.is_ok());
-        assert_eq!(p.always, vec![REGION_FAILOVER.to_string(), CROSS_REGION_PROMOTION.to_string()]);
-        assert_eq!(p.after, 0);
-        assert_eq!(p.ttl, Duration::from_secs(3600));
-        let (p, _) = policy(&[("SELFHEAL_APPROVAL_ALWAYS", "none"), ("SELFHEAL_APPROVAL_AFTER", "5")]);
-        assert!(p.always.is_empty());
-        assert_eq!(p.after, 5);
-    }
-
-    #[test]
-    fn an_unknown_kind_of_move_is_named() {
-        let (_, res) = policy(&[("SELFHEAL_APPROVAL_ALWAYS", "region-failover,az-evacuation")]);
-        let err = res.expect_err("an unknown kind must be refused").to_string();
-        assert!(err.contains("SELFHEAL_APPROVAL_ALWAYS") && err.contains("az-evacuation"), "{err}");
-    }
 
     #[tokio::test]
     async fn a_grant_covers_only_its_own_target_and_action() {

@@ -11,113 +11,21 @@
 //! `{account}/{region}/{id}` ([`crate::ledger::Ledger::at`]). An account that is neither home nor in
 //! `SELFHEAL_ACCOUNTS` is refused; a role that cannot be assumed is a failed decision that pages.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::OnceCell;
 
 use crate::clients::Aws;
-use crate::config::Env;
-use crate::context::Ctx;
+use crate::context::{Ctx, Place, Session};
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
-use crate::trigger::{is_account_id, Scope, Trigger};
+use crate::trigger::{Scope, Trigger};
 
 /// Credentials are renewed when fewer than this many seconds of them are left.
 const RENEW_BEFORE_SECONDS: i64 = 300;
 
 /// The action name of a decision about a place rather than a resource.
 pub const ACTION_ACT_IN: &str = "act-in-account";
-
-/// The fleet settings every function reads.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct FleetConfig {
-    /// The hub's own account (`SELFHEAL_HOME_ACCOUNT`); asked of STS when unset and first needed.
-    pub home_account: Option<String>,
-    /// Member accounts the hub may act in, with their names where configured (`SELFHEAL_ACCOUNTS`:
-    /// `111111111111` or `111111111111=payments-prod`, comma-separated).
-    pub accounts: BTreeMap<String, Option<String>>,
-    /// Organizational units (`ou-…`) or the root (`r-…`) in `SELFHEAL_ACCOUNTS`: every active
-    /// account under them is a member too, listed through AWS Organizations.
-    pub org_units: Vec<String>,
-    /// The role assumed in a member account (`SELFHEAL_MEMBER_ROLE_NAME`, default `selfheal-<function>`).
-    pub member_role: String,
-    /// `sts:ExternalId` presented when assuming it (`SELFHEAL_EXTERNAL_ID`).
-    pub external_id: Option<String>,
-}
-
-impl FleetConfig {
-    pub fn read(env: &mut Env, function: &str) -> Self {
-        let home_account = env.optional("SELFHEAL_HOME_ACCOUNT");
-        if let Some(a) = home_account.as_deref().filter(|a| !is_account_id(a)) {
-            env.problem("SELFHEAL_HOME_ACCOUNT", format!("must be a 12-digit account id, got {a:?}"));
-        }
-        let mut accounts = BTreeMap::new();
-        let mut org_units = Vec::new();
-        for entry in env.optional("SELFHEAL_ACCOUNTS").unwrap_or_default().split(',') {
-            let entry = entry.trim();
-            if entry.is_empty() {
-                continue;
-            }
-            let (id, name) = match entry.split_once('=') {
-                Some((id, name)) => (id.trim(), Some(name.trim().to_string()).filter(|n| !n.is_empty())),
-                None => (entry, None),
-            };
-            if is_org_unit(id) && name.is_none() {
-                org_units.push(id.to_string());
-                continue;
-            }
-            if !is_account_id(id) {
-                env.problem(
-                    "SELFHEAL_ACCOUNTS",
-                    format!("{id:?} is not a 12-digit account id, an OU id (ou-…) or the root id (r-…)"),
-                );
-                continue;
-            }
-            accounts.insert(id.to_string(), name);
-        }
-        let member_role = env.string("SELFHEAL_MEMBER_ROLE_NAME", &format!("selfheal-{function}"));
-        FleetConfig {
-            home_account,
-            accounts,
-            org_units,
-            member_role,
-            external_id: env.optional("SELFHEAL_EXTERNAL_ID"),
-        }
-    }
-}
-
-/// Where a context acts: `None` fields mean home.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Place {
-    pub account: Option<String>,
-    pub region: Option<String>,
-    /// The account's configured name, for people reading notifications.
-    pub account_name: Option<String>,
-}
-
-/// The accounts listed under the configured OUs (id → name) and when they were listed.
-type OrgListing = (std::time::Instant, BTreeMap<String, Option<String>>);
-
-/// (account, role name, session name).
-type SessionKey = (String, String, String);
-
-/// Temporary credentials for one member role and session, and when they stop working.
-#[derive(Debug, Clone)]
-struct Session {
-    aws: Aws,
-    expires: DateTime<Utc>,
-}
-
-/// The hub's runtime state for acting across accounts: its own account id once known, and the
-/// assumed sessions. Shared by every clone of a [`Ctx`] (warm invocations reuse it).
-#[derive(Debug, Clone, Default)]
-pub struct Fleet {
-    home_account: Arc<OnceCell<String>>,
-    org_accounts: Arc<tokio::sync::Mutex<Option<OrgListing>>>,
-    sessions: Arc<Mutex<HashMap<SessionKey, Session>>>,
-}
 
 /// What [`Ctx::for_trigger`] found.
 #[derive(Debug)]
@@ -126,16 +34,6 @@ pub enum Placed {
     Here(Box<Ctx>),
     /// The hub will not or cannot act there; the decision is recorded and published.
     Refused(Box<Envelope>),
-}
-
-/// Whether `s` names an organizational unit (`ou-ab12-11111111`) or an organization root (`r-ab12`).
-pub fn is_org_unit(s: &str) -> bool {
-    let ok = |p: &str, min: usize| p.len() >= min && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    match s.split('-').collect::<Vec<_>>().as_slice() {
-        ["ou", root, unit] => ok(root, 4) && ok(unit, 8),
-        ["r", root] => ok(root, 4),
-        _ => false,
-    }
 }
 
 /// How long the accounts listed under the configured OUs are trusted before they are listed again.
@@ -433,43 +331,6 @@ impl Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn read(pairs: &[(&str, &str)]) -> (FleetConfig, std::result::Result<(), Error>) {
-        let mut env = Env::from_map(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        let c = FleetConfig::read(&mut env, "db-failover");
-        (c, env.finish())
-    }
-
-    #[test]
-    fn accounts_are_read_with_their_names_and_bad_ones_are_named() {
-        let (c, ok) = read(&[
-            ("SELFHEAL_ACCOUNTS", "111111111111=payments-prod, 222222222222,"),
-            ("SELFHEAL_HOME_ACCOUNT", "999999999999"),
-        ]);
-        assert!(ok.is_ok());
-        assert_eq!(c.accounts.get("111111111111"), Some(&Some("payments-prod".to_string())));
-        assert_eq!(c.accounts.get("222222222222"), Some(&None));
-        assert_eq!(c.member_role, "selfheal-db-failover");
-        let (_, err) = read(&[("SELFHEAL_ACCOUNTS", "12345"), ("SELFHEAL_HOME_ACCOUNT", "me")]);
-        let err = err.unwrap_err().to_string();
-        assert!(err.contains("SELFHEAL_ACCOUNTS: \"12345\" is not a 12-digit account id"), "{err}");
-        assert!(err.contains("SELFHEAL_HOME_ACCOUNT: must be a 12-digit account id"), "{err}");
-    }
-
-    #[test]
-    fn org_units_and_the_root_are_told_from_accounts() {
-        let (c, ok) = read(&[
-            ("SELFHEAL_ACCOUNTS", "ou-ab12-11111111,r-ab12,111111111111"),
-            ("SELFHEAL_HOME_ACCOUNT", "999999999999"),
-        ]);
-        assert!(ok.is_ok());
-        assert_eq!(c.org_units, ["ou-ab12-11111111", "r-ab12"]);
-        assert_eq!(c.accounts.len(), 1);
-        assert!(!is_org_unit("ou-ab12"));
-        assert!(!is_org_unit("ou-AB12-11111111"));
-        let (_, err) = read(&[("SELFHEAL_ACCOUNTS", "ou-x")]);
-        assert!(err.unwrap_err().to_string().contains("an OU id (ou-…) or the root id (r-…)"));
-    }
 
     #[test]
     fn session_names_name_the_function_and_event_within_sts_rules() {

@@ -1,7 +1,9 @@
 //! selfheal: the library every function is built from.
 //!
 //! - [`trigger`]: every event shape the suite receives, parsed into one [`trigger::Trigger`].
-//! - [`config`]: environment configuration, validated at cold start.
+//! - [`config`]: environment configuration, validated at cold start: the bottom layer, with the fleet
+//!   and approval settings every function shares.
+//! - [`ids`]: the shapes of AWS identifiers (account ids, regions, OUs).
 //! - [`clients`]: the AWS configuration and the clients built from it, in any region.
 //! - [`context`]: what a handler borrows on every invocation ([`Ctx`]).
 //! - [`fleet`]: which accounts the hub serves, where a trigger's resource lives, and the member role
@@ -33,6 +35,7 @@ pub mod envelope;
 pub mod error;
 pub mod fleet;
 pub mod guardrails;
+pub mod ids;
 pub mod lambda;
 pub mod ledger;
 pub mod stand_down;

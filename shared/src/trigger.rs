@@ -39,6 +39,7 @@ use serde_json::Value;
 
 use crate::envelope::{Envelope, ENVELOPE_SCHEMA};
 use crate::error::{Error, Result};
+use crate::ids::{is_account_id, is_region};
 
 /// The `source` a manual invocation carries.
 pub const MANUAL_SOURCE: &str = "selfheal.manual";
@@ -93,19 +94,6 @@ impl Scope {
             self.region.as_deref().unwrap_or("(hub region)")
         )
     }
-}
-
-/// Whether `s` is an AWS account id: twelve digits.
-pub fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Whether `s` looks like a region code (`us-east-1`, `eu-central-2`, `us-gov-west-1`).
-pub fn is_region(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The path an event took to reach the function.

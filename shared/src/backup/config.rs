@@ -50,7 +50,7 @@ fn read_regions(env: &mut Env) -> Vec<String> {
         if r.is_empty() || regions.iter().any(|k| k == r) {
             continue;
         }
-        if !crate::trigger::is_region(r) {
+        if !crate::ids::is_region(r) {
             env.problem("SELFHEAL_BACKUP_REGIONS", format!("{r:?} is not a region code such as us-east-1"));
             continue;
         }

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::handler::BackupEnforcer;
+use super::enforcer::BackupEnforcer;
 use super::report::Report;
 use super::sweep::{report_summary, report_verdict, Pass};
 use super::FUNCTION;

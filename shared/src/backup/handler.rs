@@ -1,17 +1,14 @@
-//! The handler: [`BackupEnforcer`], built from the environment, and its Lambda entry, which turns
+//! The Lambda entry of [`BackupEnforcer`] (built in `enforcer`), which turns
 //! a schedule or a manual `sweep` into a sweep (or, with a sweep queue, a schedule into a planned
 //! run of shards), and an SQS batch of shards into their sweeps and a partial batch response.
 
 use chrono::Utc;
 use serde_json::Value;
 
-use super::config::BackupConfig;
+use super::enforcer::BackupEnforcer;
 use super::report::response_decisions;
 use super::sweep::Pass;
-use super::throttle::Throttle;
 use super::FUNCTION;
-use crate::config::{CommonConfig, Env};
-use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::fleet::Placed;
@@ -21,32 +18,7 @@ use crate::trigger::{Trigger, TriggerKind};
 /// What backup-enforcer takes, for the message naming an event that is not for it.
 pub const HANDLES: &str = "schedules (the sweep), manual \"sweep\" invocations and SQS batches of its own sweep shards";
 
-/// The backup-enforcer handler.
-pub struct BackupEnforcer {
-    pub(super) ctx: Ctx,
-    pub(super) cfg: BackupConfig,
-    /// The API rate per place, shared by every sweep this process runs.
-    pub(super) throttle: Throttle,
-}
-
 impl BackupEnforcer {
-    pub async fn from_env() -> Result<Self> {
-        let mut env = Env::from_process();
-        let common = CommonConfig::read(&mut env, FUNCTION);
-        let cfg = BackupConfig::read(&mut env);
-        env.finish()?;
-        let ctx = Ctx::new(common.clone(), crate::clients::Aws::load(&common.aws_timeouts).await);
-        Ok(BackupEnforcer::new(ctx, cfg))
-    }
-
-    pub fn new(ctx: Ctx, cfg: BackupConfig) -> Self {
-        BackupEnforcer { ctx, cfg, throttle: Throttle::default() }
-    }
-
-    pub fn ctx(&self) -> &Ctx {
-        &self.ctx
-    }
-
     /// The Lambda entry: parse, sweep, conclude (an error when any action failed). An SQS batch of
     /// sweep shards is answered with a partial batch response instead (`batchItemFailures`: the
     /// shards to retry), and never fails as a whole.

@@ -25,7 +25,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::handler::BackupEnforcer;
+use super::enforcer::BackupEnforcer;
 use super::policy::Policy;
 use super::report::Report;
 use super::retention::Prune;

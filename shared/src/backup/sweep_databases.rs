@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use futures::stream::{self, StreamExt};
 
 use super::dr_copy::{copy_candidate, DrCopies};
-use super::handler::BackupEnforcer;
+use super::enforcer::BackupEnforcer;
 use super::policy::Policy;
 use super::rds::{self, db_snapshot_id, Database};
 use super::report::{Report, REPORT_LIST_LIMIT};

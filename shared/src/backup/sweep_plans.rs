@@ -1,7 +1,7 @@
 //! The AWS Backup part of a sweep: keeping one policy's plan and vaults (home and DR region) in line
 //! with the policy, reporting the drift found.
 
-use super::handler::BackupEnforcer;
+use super::enforcer::BackupEnforcer;
 use super::plans::{self, desired_rule, plan_drift};
 use super::policy::Policy;
 use super::report::Report;

@@ -10,7 +10,7 @@ use futures::stream::{self, StreamExt};
 
 use super::dr_copy::{copy_candidate, DrCopies};
 use super::ec2::{self, Volume};
-use super::handler::BackupEnforcer;
+use super::enforcer::BackupEnforcer;
 use super::policy::Policy;
 use super::report::Report;
 use super::retention::{is_stale, plan_prune};

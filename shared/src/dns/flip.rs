@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use aws_sdk_route53::types::TagResourceType;
 
-use crate::approval::{with_approval, Approval, REGION_FAILOVER};
+use crate::approval::{with_approval, Approval};
+use crate::config::approval::REGION_FAILOVER;
 use crate::envelope::{Envelope, Outcome, Severity};
 use crate::error::{Error, Result};
 use crate::guardrails::{is_opted_in, ActionReport};
 use crate::trigger::Trigger;
 
 use super::config::RecordRef;
-use super::handler::DnsFailover;
+use super::failover::DnsFailover;
 use super::health::{health_word, HealthReading};
 use super::history::{last_flip, RecordedFlip};
 use super::plan::{change_batch, plan_failover, traffic_shift, Direction, Plan};

@@ -1,16 +1,15 @@
-//! The dns-failover handler: cold start, and each trigger (health-check alarm, manual invocation,
+//! The dns-failover handler: each trigger (health-check alarm, manual invocation,
 //! schedule sweep of pending failbacks) turned into a flip of a managed record.
 
 use serde_json::Value;
 
-use crate::config::{CommonConfig, Env};
-use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::{Error, Result};
 use crate::guardrails::{effective_dry_run, ActionRequest};
 use crate::trigger::{Alarm, AlarmState, Manual, Trigger, TriggerKind};
 
-use super::config::{normalise_name, DnsConfig, RecordRef};
+use super::config::{normalise_name, RecordRef};
+use super::failover::DnsFailover;
 use super::flip::FlipOptions;
 use super::history::last_flip;
 use super::plan::Direction;
@@ -21,35 +20,7 @@ use super::{FUNCTION, TARGET_KIND};
 pub const HANDLES: &str = "CloudWatch alarms on Route 53 health checks (a HealthCheckId dimension), schedules (the \
      failback sweep), and manual \"failover\" / \"failback\" invocations";
 
-/// The dns-failover handler.
-pub struct DnsFailover {
-    pub(super) ctx: Ctx,
-    pub(super) cfg: DnsConfig,
-}
-
 impl DnsFailover {
-    pub fn new(ctx: Ctx, cfg: DnsConfig) -> Self {
-        DnsFailover { ctx, cfg }
-    }
-
-    /// Cold start: reads and validates every setting, loads AWS configuration.
-    pub async fn from_env() -> Result<Self> {
-        let mut env = Env::from_process();
-        let common = CommonConfig::read(&mut env, FUNCTION);
-        let cfg = DnsConfig::read(&mut env);
-        env.finish()?;
-        let aws = crate::clients::Aws::load(&common.aws_timeouts).await;
-        Ok(DnsFailover::new(Ctx::new(common, aws), cfg))
-    }
-
-    pub fn ctx(&self) -> &Ctx {
-        &self.ctx
-    }
-
-    pub fn config(&self) -> &DnsConfig {
-        &self.cfg
-    }
-
     /// Lambda entry: parse, decide, act, record; errors when any action failed.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
         crate::lambda::handle_each(&self.ctx, payload, |t| async move { self.handle_trigger(&t).await }).await

@@ -57,6 +57,7 @@
 //! stand-down), plus the ledger's DynamoDB and the topic's SNS permissions.
 
 mod config;
+mod failover;
 mod flip;
 mod handler;
 mod health;
@@ -66,7 +67,7 @@ mod records;
 mod route53;
 
 pub use config::{normalise_name, DnsConfig, RecordRef};
-pub use handler::DnsFailover;
+pub use failover::DnsFailover;
 pub use health::{effective_health, HealthReading};
 pub use history::{last_flip, RecordedFlip};
 pub use plan::{change_batch, plan_failover, traffic_shift, Direction, Plan, PlannedChange};

@@ -9,8 +9,9 @@ use aws_sdk_ec2::Client;
 
 use chrono::{DateTime, Utc};
 
+use super::facts::InstanceFacts;
 use super::stand_down::ScheduledEvent;
-use super::{Health, InstanceFacts, ASG_TAG};
+use super::{Health, ASG_TAG};
 use crate::error::{Error, Result};
 
 fn chrono_time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {

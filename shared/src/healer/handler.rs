@@ -4,11 +4,13 @@
 use serde_json::Value;
 
 use super::config::HealerConfig;
+use super::facts::InstanceFacts;
 use super::group::{replace_in_group, short_circuit};
 use super::health::{refine, Health};
 use super::intake::{auto_recovery_failures, intake, Failure, HealRequest, Intake};
 use super::stand_down;
-use super::standalone::{choose_step, client_token, ladder, standalone_step, unmovable_eips, InstanceFacts, Step};
+use super::standalone::{choose_step, client_token, ladder, standalone_step, unmovable_eips};
+use super::Step;
 use super::{asg, ec2, ACTION, ASG_TAG, FUNCTION, STANDALONE};
 use crate::approval::{with_approval, Approval};
 use crate::config::{CommonConfig, Env};

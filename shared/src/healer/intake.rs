@@ -4,8 +4,7 @@
 use serde::Serialize;
 
 use super::config::HealerConfig;
-use super::standalone::Step;
-use super::FUNCTION;
+use super::{Step, FUNCTION};
 use crate::error::{Error, Result};
 use crate::trigger::{AlarmState, Trigger, TriggerKind};
 

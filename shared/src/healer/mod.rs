@@ -82,7 +82,10 @@
 //! `autoscaling:DescribeScalingActivities`, `autoscaling:TerminateInstanceInAutoScalingGroup`,
 //! `autoscaling:SetInstanceHealth`, plus the ledger table and topic.
 
+use serde::Serialize;
+
 mod config;
+mod facts;
 mod group;
 mod handler;
 mod health;
@@ -94,11 +97,12 @@ pub mod ec2;
 pub mod stand_down;
 
 pub use config::{AsgMethod, HealerConfig};
+pub use facts::InstanceFacts;
 pub use group::{short_circuit, ShortCircuit};
 pub use handler::Healer;
 pub use health::{refine, Health};
 pub use intake::{intake, Failure, HealRequest, Intake, AUTO_RECOVERY_FAILURE, AUTO_RECOVERY_SUCCESS};
-pub use standalone::{choose_step, client_token, ladder, InstanceFacts, Step};
+pub use standalone::{choose_step, client_token, ladder};
 
 /// The function's name in envelopes and the ledger.
 pub const FUNCTION: &str = "instance-healer";
@@ -114,6 +118,35 @@ pub const STANDALONE: &str = "standalone";
 pub const REPLACES_TAG: &str = "selfheal:replaces";
 
 const ASG_TAG: &str = "aws:autoscaling:groupName";
+
+/// One standalone healing step: what the ladder escalates through, and what a manual invocation
+/// may name (`params.step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Reboot,
+    StopStart,
+    Replace,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Reboot => "reboot",
+            Step::StopStart => "stop-start",
+            Step::Replace => "replace",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Step> {
+        match s {
+            "reboot" => Some(Step::Reboot),
+            "stop-start" => Some(Step::StopStart),
+            "replace" => Some(Step::Replace),
+            _ => None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod test_support {

@@ -1,47 +1,16 @@
 //! Healing an instance outside any Auto Scaling group: the escalation ladder and which [`Step`] to
-//! take, the instance's facts, and carrying a step out (reboot, stop/start, twin launch + EIP move).
+//! take (the steps themselves are the function's contract, in `mod.rs`), and carrying a step out (reboot, stop/start, twin launch + EIP move).
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::ec2;
+use super::facts::InstanceFacts;
 use super::intake::Failure;
-use super::REPLACES_TAG;
+use super::Step;
 use crate::config::CommonConfig;
 use crate::error::{Error, Result};
 use crate::guardrails::{is_opted_in, ActionReport};
 
-const LT_ID_TAG: &str = "aws:ec2launchtemplate:id";
-const LT_VERSION_TAG: &str = "aws:ec2launchtemplate:version";
-
-/// One standalone healing step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Step {
-    Reboot,
-    StopStart,
-    Replace,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Reboot => "reboot",
-            Step::StopStart => "stop-start",
-            Step::Replace => "replace",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Step> {
-        match s {
-            "reboot" => Some(Step::Reboot),
-            "stop-start" => Some(Step::StopStart),
-            "replace" => Some(Step::Replace),
-            _ => None,
-        }
-    }
-}
 /// The standalone escalation ladder for a failure.
 pub fn ladder(failure: Failure, state: &str, ebs_backed: bool) -> Vec<Step> {
     let mut steps = match (failure, state) {
@@ -67,47 +36,6 @@ pub fn choose_step(ladder: &[Step], prior: usize, requested: Option<Step>) -> St
     }
     ladder.get(prior).or(ladder.last()).copied().unwrap_or(Step::Replace)
 }
-/// What an instance looks like: enough to judge it and to launch its twin.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InstanceFacts {
-    pub id: String,
-    pub state: String,
-    pub state_reason: Option<String>,
-    pub az: Option<String>,
-    pub vpc_id: Option<String>,
-    pub subnet_id: Option<String>,
-    pub image_id: Option<String>,
-    pub instance_type: Option<String>,
-    pub security_group_ids: Vec<String>,
-    pub iam_profile_arn: Option<String>,
-    pub key_name: Option<String>,
-    pub tags: Vec<(String, String)>,
-    pub ebs_backed: bool,
-    /// `MaintenanceOptions.AutoRecovery`: `default` (EC2's simplified automatic recovery is on) or
-    /// `disabled`; `None` when EC2 does not say.
-    pub auto_recovery: Option<String>,
-}
-
-impl InstanceFacts {
-    pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    /// The launch template (id, version) the instance was launched from, if any.
-    pub fn launch_template(&self) -> Option<(&str, &str)> {
-        Some((self.tag(LT_ID_TAG)?, self.tag(LT_VERSION_TAG)?))
-    }
-
-    /// Tags a replacement copies: everything but the reserved `aws:` tags, plus [`REPLACES_TAG`].
-    pub fn replacement_tags(&self) -> Vec<(String, String)> {
-        let mut tags: Vec<(String, String)> =
-            self.tags.iter().filter(|(k, _)| !k.starts_with("aws:") && k != REPLACES_TAG).cloned().collect();
-        tags.push((REPLACES_TAG.to_string(), self.id.clone()));
-        tags
-    }
-}
-
 /// A stable RunInstances client token (≤ 64 ASCII chars) for one (instance, event): FNV-1a.
 pub fn client_token(instance_id: &str, event_id: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -243,6 +171,9 @@ mod tests {
 
     #[test]
     fn replacement_tags_and_client_token() {
+        use crate::healer::facts::{LT_ID_TAG, LT_VERSION_TAG};
+        use crate::healer::REPLACES_TAG;
+
         let f = InstanceFacts {
             id: "i-0abc".into(),
             tags: vec![

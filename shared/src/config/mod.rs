@@ -3,6 +3,13 @@
 //! Every value is read through [`Env`], which collects *all* problems and reports them together, each
 //! naming the variable and what was wrong, so a bad deploy fails on its first invocation with a message
 //! that says what to fix. Functions read their own extra settings through the same [`Env`].
+//!
+//! The bottom layer of the library: configuration types import nothing above them (errors and the
+//! shapes of AWS identifiers). The settings every function shares live here, [`CommonConfig`] with
+//! its parts: [`fleet`] (where the hub acts) and [`approval`] (which moves wait for a human).
+
+pub mod approval;
+pub mod fleet;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -150,9 +157,9 @@ pub struct CommonConfig {
     /// Timeouts of every AWS call the function makes.
     pub aws_timeouts: AwsTimeouts,
     /// The accounts the hub serves and how it acts in them.
-    pub fleet: crate::fleet::FleetConfig,
+    pub fleet: fleet::FleetConfig,
     /// Which large moves wait for a human's approval.
-    pub approval: crate::approval::ApprovalPolicy,
+    pub approval: approval::ApprovalPolicy,
 }
 
 /// How long one AWS request may take (`attempt`) and how long a call may take with all its retries
@@ -212,8 +219,8 @@ impl CommonConfig {
             rate_limit: env.number("SELFHEAL_RATE_LIMIT", 3u32, 1, 10_000),
             rate_window: env.seconds("SELFHEAL_RATE_WINDOW_SECONDS", 3600, 1, 7 * 86_400),
             aws_timeouts: AwsTimeouts::read(env),
-            fleet: crate::fleet::FleetConfig::read(env, function),
-            approval: crate::approval::ApprovalPolicy::read(env),
+            fleet: fleet::FleetConfig::read(env, function),
+            approval: approval::ApprovalPolicy::read(env),
         }
     }
 
