@@ -1,7 +1,8 @@
 //! The local AWS harness for integration tests: starts one moto server per test process on a free
 //! loopback port (and stops it when the process exits), builds SDK configuration pointing at it, and
 //! creates the fixtures tests share (a fresh ledger table, SQS queues subscribed to topics, sample events
-//! with real resource ids substituted in).
+//! with real resource ids substituted in). [`iam`] evaluates the AWS calls a test recorded against
+//! the roles in the templates, as IAM would.
 //!
 //! Set `SELFHEAL_MOTO_ENDPOINT` to use a server that is already running instead.
 
@@ -19,6 +20,7 @@ use selfheal::Ctx;
 use serde_json::Value;
 
 pub mod fixtures;
+pub mod iam;
 pub mod proxy;
 
 pub use fixtures::{ami, ec2_in, healer, in_account, on_big_stack, OPT_IN, PLACEHOLDER};
