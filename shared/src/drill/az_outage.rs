@@ -50,12 +50,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::deliver::Deliverer;
-use super::events::{alarm_event_in, manual_in, rds_event_in};
+use super::events::{alarm_event_in, ec2_alarm, manual_in, rds_event_in};
 use super::provision::{Fleet, AZS, DRILL_TAG};
 use super::report::{Distribution, DrillReport, ResourceTiming, StepReport};
 use super::resources::require_drill_tag_ec2;
 use super::resources::{group_members, in_service, in_service_by_az, start_instances, stop_instances};
-use super::scenarios::{account_label, aws_in, describe, ec2_alarm, in_account, problem, run_step, Step, Verify};
+use super::steps::{account_label, aws_in, describe, in_account, problem, run_step, Step, Verify};
 use super::{Architecture, Drill, Mode};
 use crate::clients::Aws;
 use crate::db::{PROMOTED_BY_TAG, PROMOTED_FROM_TAG};

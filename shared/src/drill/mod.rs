@@ -35,6 +35,7 @@ mod resources;
 pub mod sandbox;
 pub mod scenarios;
 pub mod scorecard;
+pub mod steps;
 pub mod targets;
 
 use std::time::Duration;

@@ -4,8 +4,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::events::{manual, schedule_event};
-use super::scenarios::ec2_alarm;
+use super::events::{ec2_alarm, manual, schedule_event};
 use super::Architecture;
 
 /// One event to try by hand, and what it should come to.
