@@ -1,4 +1,4 @@
-//! The `az-outage` scenario: one Availability Zone of the larger fleet ([`super::provision::Fleet`])
+//! The `az-outage` scenario: one Availability Zone of the larger fleet ([`super::architecture::Fleet`])
 //! goes down at once, and the suite heals everything it should, in parallel, each resource once.
 //!
 //! **Injected** (live): [`LOST_AZ`] is lost. Every fleet instance there is stopped, and every fleet
@@ -49,9 +49,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::architecture::{Fleet, AZS, DRILL_TAG};
 use super::deliver::Deliverer;
 use super::events::{alarm_event_in, ec2_alarm, manual_in, rds_event_in};
-use super::provision::{Fleet, AZS, DRILL_TAG};
 use super::report::{Distribution, DrillReport, ResourceTiming, StepReport};
 use super::resources::require_drill_tag_ec2;
 use super::resources::{group_members, in_service, in_service_by_az, start_instances, stop_instances};
@@ -773,7 +773,7 @@ mod tests {
         let cfg = crate::healer::HealerConfig::read(&mut env);
         let (max, min) = (cfg.max_unhealthy_percent, cfg.min_unhealthy);
         let mut seen = Vec::new();
-        for (name, per_az) in super::super::provision::FLEET_GROUPS {
+        for (name, per_az) in super::super::architecture::FLEET_GROUPS {
             let mut members = Vec::new();
             for (az, n) in AZS.iter().zip(per_az) {
                 for i in 0..n {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{Architecture, Drill};
 
 /// The account events name when the architecture does not say (a one-account game day in moto).
-const HUB: &str = super::provision::DEFAULT_HOME_ACCOUNT;
+const HUB: &str = super::architecture::DEFAULT_HOME_ACCOUNT;
 
 fn now_cw() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()

@@ -6,7 +6,8 @@
 //! themselves, and ends with a [`DrillReport`]: what was injected, each action taken, time to detect
 //! and to recover, the guards that fired, and pass/fail against the scenario's expected outcome.
 //!
-//! - [`provision`]: the reference architecture, created in the emulator for a local game day.
+//! - [`architecture`]: the reference architecture under drill, as ids (what the drill reads from
+//!   `SELFHEAL_DRILL_ARCHITECTURE`); [`provision`]: creating it in the emulator for a local game day.
 //! - [`scenarios`]: the scenarios, their injections and their expected outcomes; [`az_outage`]: the
 //!   largest one, a whole AZ of a larger fleet lost at once and healed in parallel.
 //! - [`deliver`]: how events reach the functions (the Lambda runtime emulator over HTTP, an SNS topic
@@ -16,7 +17,7 @@
 //!   against them, and the self-contained HTML report; [`fis`]: drills started as AWS FIS experiments.
 //!
 //! Live drills refuse unless the invocation carries the confirmation phrase [`CONFIRM_PHRASE`] and
-//! every target carries the drill tag ([`provision::DRILL_TAG`]` = true`); dry-run drills inject
+//! every target carries the drill tag ([`DRILL_TAG`]` = true`); dry-run drills inject
 //! nothing and ask each function for its dry-run decision instead.
 //!
 //! The drill takes only manual `drill` invocations ([`HANDLES`]). Unlike the other functions it does
@@ -24,6 +25,7 @@
 //! invoked synchronously by a person or `drill-cli` (so nothing retries it and nothing reaches a
 //! dead-letter queue), and the caller is best served by an error at once, naming what arrived.
 
+pub mod architecture;
 pub mod az_outage;
 pub mod deliver;
 pub mod events;
@@ -48,8 +50,9 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::trigger::{parse_event, TriggerKind};
 
+pub use architecture::{Architecture, Fleet, DRILL_TAG};
 pub use deliver::Deliverer;
-pub use provision::{Architecture, Fleet, ProvisionOptions, DRILL_TAG};
+pub use provision::ProvisionOptions;
 pub use report::{Distribution, DrillReport, ResourceTiming, StepReport};
 pub use scenarios::Scenario;
 

@@ -11,7 +11,7 @@
 //! | `az-outage` | one AZ of the larger fleet goes down: its instances stop, every database whose writer is there fails | every failed database promoted exactly once, all in parallel (the last within 1.5× the first's time); each group as the maxUnhealthy rule says (see [`super::az_outage`]) |
 //!
 //! `all` is the first five, the standard game day. `az-outage` runs when named: it needs the larger
-//! fleet ([`super::provision::Fleet`], `drill-cli provision --fleet`), which the others do not.
+//! fleet ([`super::architecture::Fleet`], `drill-cli provision --fleet`), which the others do not.
 //!
 //! Over several accounts ([`super::provision::provision_accounts`]) each fault is injected and each
 //! recovery verified in the account the resource lives in (the drill acts there through its member
@@ -193,7 +193,7 @@ async fn run_inner(
             let aws = &aws_in(drill, web_account).await?;
             let by_az = in_service_by_az(aws, &arch.asg_name).await?;
             let members: Vec<String> = by_az.iter().map(|(i, _)| i.clone()).collect();
-            let az = super::provision::AZS[0];
+            let az = super::architecture::AZS[0];
             let victims: Vec<String> = by_az.iter().filter(|(_, z)| z == az).map(|(i, _)| i.clone()).collect();
             if victims.is_empty() {
                 return Err(Error::Precondition(format!("no in-service instance in {az}")));
