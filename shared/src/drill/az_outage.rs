@@ -36,7 +36,7 @@
 //! and time to recover (to the decision that healed it, confirmed on the resource); the report shows
 //! each resource and the distribution (first, median, last) per kind.
 //!
-//! The game day raises `SELFHEAL_RATE_LIMIT` for the fleet ([`super::rate_limit`]): every DB promotion in
+//! The game day raises `SELFHEAL_RATE_LIMIT` for the fleet (`gameday::rate_limit`, in `tools/gameday`): every DB promotion in
 //! an account and region shares one rate group, and the production default (3 per hour) would refuse
 //! all but three of the 20 promotions. How many databases one outage may promote without a person is
 //! issue #18's.

@@ -13,7 +13,7 @@
 //! `all` is the first five, the standard game day. `az-outage` runs when named: it needs the larger
 //! fleet ([`super::architecture::Fleet`], `drill-cli provision --fleet`), which the others do not.
 //!
-//! Over several accounts ([`super::provision::provision_accounts`]) each fault is injected and each
+//! Over several accounts (`drill-cli provision --accounts N`) each fault is injected and each
 //! recovery verified in the account the resource lives in (the drill acts there through its member
 //! role, as the functions do), and every event says that account the way AWS would: EventBridge's
 //! `account`, the alarm's ARN and `AWSAccountId`, a manual invocation's `account` and `region`.

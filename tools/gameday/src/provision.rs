@@ -21,10 +21,11 @@
 //! one AZ (round-robin) with a read replica in each of the two others (in the data tier's account). The
 //! other scenarios and the default game day do not need it and stay small.
 
-use super::architecture::{Architecture, Fleet, FleetDatabase, FleetGroup, AZS, DRILL_TAG, FLEET_GROUPS};
+use selfheal::clients::Aws;
+use selfheal::drill::architecture::{Architecture, Fleet, FleetDatabase, FleetGroup, AZS, DRILL_TAG, FLEET_GROUPS};
+use selfheal::error::{Error, Result};
 
-use crate::clients::Aws;
-use crate::error::{Error, Result};
+use crate::clients::ProvisioningClients;
 
 /// The role assumed in a member account to provision there.
 pub const PROVISION_ROLE: &str = "selfheal-gameday";
@@ -325,7 +326,7 @@ pub async fn provision_with(
     let topic =
         sns.create_topic().name(format!("{prefix}-events")).send().await.map_err(aws_err("sns", "CreateTopic"))?;
     let topic_arn = topic.topic_arn().ok_or_else(|| missing("topic ARN"))?.to_string();
-    let ledger = crate::ledger::Ledger::new(hub.dynamodb(), ledger_table, std::time::Duration::from_secs(86_400));
+    let ledger = selfheal::ledger::Ledger::new(hub.dynamodb(), ledger_table, std::time::Duration::from_secs(86_400));
     ledger.ensure_table().await?;
 
     let fleet = match options.fleet_databases {
