@@ -413,21 +413,6 @@ impl Aws {
         aws_sdk_backup::Client::from_conf(conf)
     }
 
-    /// S3 with path-style addressing, which works against an endpoint override on an IP address.
-    #[cfg(feature = "drill")]
-    pub fn s3(&self) -> aws_sdk_s3::Client {
-        let conf =
-            aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(true).interceptor(self.calls.clone()).build();
-        aws_sdk_s3::Client::from_conf(conf)
-    }
-
-    #[cfg(feature = "drill")]
-    pub fn elbv2(&self) -> aws_sdk_elasticloadbalancingv2::Client {
-        let conf =
-            aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
-        aws_sdk_elasticloadbalancingv2::Client::from_conf(conf)
-    }
-
     #[cfg(feature = "notifier")]
     pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
         let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();

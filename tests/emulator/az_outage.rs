@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gameday::ProvisionOptions;
 use harness::on_big_stack;
 use harness::{sdk_config, unique};
 use selfheal::clients::Aws;
@@ -21,7 +22,7 @@ use selfheal::config::{CommonConfig, Env};
 use selfheal::db::{DbConfig, DbFailover, StaticLag, PROMOTED_BY_TAG, PROMOTED_FROM_TAG};
 use selfheal::drill::az_outage::LOST_AZ;
 use selfheal::drill::deliver::{BoxFuture, Deliverer};
-use selfheal::drill::{self, Architecture, Drill, DrillConfig, DrillRequest, Mode, ProvisionOptions, Scenario};
+use selfheal::drill::{self, Architecture, Drill, DrillConfig, DrillRequest, Mode, Scenario};
 use selfheal::healer::{Healer, HealerConfig};
 use selfheal::Ctx;
 use serde_json::Value;
@@ -31,7 +32,7 @@ use serde_json::Value;
 const DATABASES: usize = 30;
 
 fn vars(arch: &Architecture) -> Env {
-    Env::from_map(drill::gameday_env(arch).into_iter().collect())
+    Env::from_map(gameday::gameday_env(arch).into_iter().collect())
 }
 
 struct Db {
@@ -66,7 +67,7 @@ fn az_outage_promotes_each_failed_database_once_side_by_side_and_each_group_as_d
         let aws = Aws::from_sdk_config(sdk.clone());
         let prefix = unique("az");
         let options = ProvisionOptions { accounts: 1, fleet_databases: Some(DATABASES) };
-        let arch = drill::provision::provision_with(
+        let arch = gameday::provision::provision_with(
             &aws,
             &prefix,
             &format!("{prefix}-ledger"),

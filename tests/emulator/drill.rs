@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use gameday::ProvisioningClients;
 use harness::on_big_stack;
 use harness::{sdk_config, unique};
 use selfheal::clients::Aws;
@@ -20,7 +21,7 @@ use selfheal::Ctx;
 use serde_json::{json, Value};
 
 fn vars(arch: &Architecture, extra: &[(&str, &str)]) -> Env {
-    let mut map: std::collections::HashMap<String, String> = drill::gameday_env(arch).into_iter().collect();
+    let mut map: std::collections::HashMap<String, String> = gameday::gameday_env(arch).into_iter().collect();
     for (k, v) in extra {
         map.insert(k.to_string(), v.to_string());
     }
@@ -30,7 +31,7 @@ fn vars(arch: &Architecture, extra: &[(&str, &str)]) -> Env {
 async fn setup() -> (Aws, Architecture) {
     let aws = Aws::from_sdk_config(sdk_config().await);
     let prefix = unique("gd");
-    let arch = drill::provision::provision(&aws, &prefix, &format!("{prefix}-ledger"), ("selfheal:enabled", "true"))
+    let arch = gameday::provision::provision(&aws, &prefix, &format!("{prefix}-ledger"), ("selfheal:enabled", "true"))
         .await
         .unwrap();
     (aws, arch)
@@ -220,8 +221,8 @@ fn the_game_day_over_three_accounts_heals_each_fault_in_the_account_it_happened_
         assert!(text.contains(&format!("in {WEB}: acted")), "{text}");
 
         let hub = Aws::from_sdk_config(sdk_config().await);
-        let web = drill::provision::assume_in(&hub, WEB).await.unwrap();
-        let db = drill::provision::assume_in(&hub, DB).await.unwrap();
+        let web = gameday::provision::assume_in(&hub, WEB).await.unwrap();
+        let db = gameday::provision::assume_in(&hub, DB).await.unwrap();
 
         // lose-instance: the replaced instance was A's; A's group is back at capacity without it.
         let replaced = by_name("lose-instance").steps[0]
@@ -316,7 +317,7 @@ async fn game_day_in_process(accounts: usize) -> (Architecture, Vec<drill::Drill
         let aws = Aws::from_sdk_config(sdk.clone());
         let prefix = unique("gd");
         let ledger = format!("{prefix}-ledger");
-        drill::provision::provision_accounts(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), accounts)
+        gameday::provision::provision_accounts(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), accounts)
             .await
             .unwrap()
     };

@@ -104,10 +104,9 @@ async fn architecture_behind_proxy(seed: u64) -> (FaultProxy, Aws, selfheal::dri
     let (retry, timeout) = selfheal::clients::resilience();
     let aws = Aws::from_sdk_config(sdk_config_with(&proxy.endpoint, retry, timeout).await);
     let prefix = harness::unique("fx");
-    let arch =
-        selfheal::drill::provision::provision(&aws, &prefix, &format!("{prefix}-ledger"), ("selfheal:enabled", "true"))
-            .await
-            .unwrap();
+    let arch = gameday::provision::provision(&aws, &prefix, &format!("{prefix}-ledger"), ("selfheal:enabled", "true"))
+        .await
+        .unwrap();
     (proxy, aws, arch)
 }
 
@@ -115,7 +114,7 @@ fn settings(
     arch: &selfheal::drill::Architecture,
     function: &str,
 ) -> (selfheal::config::CommonConfig, selfheal::config::Env) {
-    let mut env = selfheal::config::Env::from_map(selfheal::drill::gameday_env(arch).into_iter().collect());
+    let mut env = selfheal::config::Env::from_map(gameday::gameday_env(arch).into_iter().collect());
     let common = selfheal::config::CommonConfig::read(&mut env, function);
     (common, env)
 }
@@ -248,7 +247,7 @@ async fn dns_failover_survives_a_dropped_change_and_reaches_insync_once() {
     use selfheal::dns::{DnsConfig, DnsFailover};
     let (proxy, aws, arch) = architecture_behind_proxy(23).await;
     // The dropped change under test, not the approval a region failover waits for (tested in dns.rs).
-    let mut vars: std::collections::HashMap<String, String> = selfheal::drill::gameday_env(&arch).into_iter().collect();
+    let mut vars: std::collections::HashMap<String, String> = gameday::gameday_env(&arch).into_iter().collect();
     vars.insert("SELFHEAL_APPROVAL_ALWAYS".into(), "none".into());
     let mut env = selfheal::config::Env::from_map(vars);
     let common = selfheal::config::CommonConfig::read(&mut env, "dns-failover");

@@ -1,4 +1,4 @@
-//! The `az-outage` scenario: one Availability Zone of the larger fleet ([`super::provision::Fleet`])
+//! The `az-outage` scenario: one Availability Zone of the larger fleet ([`super::architecture::Fleet`])
 //! goes down at once, and the suite heals everything it should, in parallel, each resource once.
 //!
 //! **Injected** (live): [`LOST_AZ`] is lost. Every fleet instance there is stopped, and every fleet
@@ -36,7 +36,7 @@
 //! and time to recover (to the decision that healed it, confirmed on the resource); the report shows
 //! each resource and the distribution (first, median, last) per kind.
 //!
-//! The game day raises `SELFHEAL_RATE_LIMIT` for the fleet ([`super::rate_limit`]): every DB promotion in
+//! The game day raises `SELFHEAL_RATE_LIMIT` for the fleet (`gameday::rate_limit`, in `tools/gameday`): every DB promotion in
 //! an account and region shares one rate group, and the production default (3 per hour) would refuse
 //! all but three of the 20 promotions. How many databases one outage may promote without a person is
 //! issue #18's.
@@ -49,13 +49,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::architecture::{Fleet, AZS, DRILL_TAG};
 use super::deliver::Deliverer;
-use super::events::{alarm_event_in, manual_in, rds_event_in};
-use super::provision::{Fleet, AZS, DRILL_TAG};
+use super::events::{alarm_event_in, ec2_alarm, manual_in, rds_event_in};
 use super::report::{Distribution, DrillReport, ResourceTiming, StepReport};
 use super::resources::require_drill_tag_ec2;
 use super::resources::{group_members, in_service, in_service_by_az, start_instances, stop_instances};
-use super::scenarios::{account_label, aws_in, describe, ec2_alarm, in_account, problem, run_step, Step, Verify};
+use super::steps::{account_label, aws_in, describe, in_account, problem, run_step, Step, Verify};
 use super::{Architecture, Drill, Mode};
 use crate::clients::Aws;
 use crate::db::{PROMOTED_BY_TAG, PROMOTED_FROM_TAG};
@@ -773,7 +773,7 @@ mod tests {
         let cfg = crate::healer::HealerConfig::read(&mut env);
         let (max, min) = (cfg.max_unhealthy_percent, cfg.min_unhealthy);
         let mut seen = Vec::new();
-        for (name, per_az) in super::super::provision::FLEET_GROUPS {
+        for (name, per_az) in super::super::architecture::FLEET_GROUPS {
             let mut members = Vec::new();
             for (az, n) in AZS.iter().zip(per_az) {
                 for i in 0..n {

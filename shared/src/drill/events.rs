@@ -3,10 +3,10 @@
 
 use serde_json::{json, Value};
 
-use super::Drill;
+use super::{Architecture, Drill};
 
 /// The account events name when the architecture does not say (a one-account game day in moto).
-const HUB: &str = super::provision::DEFAULT_HOME_ACCOUNT;
+const HUB: &str = super::architecture::DEFAULT_HOME_ACCOUNT;
 
 fn now_cw() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
@@ -61,6 +61,19 @@ pub fn alarm_event_in(
             "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": ""}
     });
     sns_wrap(topic, &message)
+}
+
+/// The status-check alarm of a web instance, from the account the web tier lives in.
+pub fn ec2_alarm(arch: &Architecture, instance: &str) -> Value {
+    alarm_event_in(
+        &arch.account_id(arch.web_account.as_ref()),
+        &arch.topic_arn,
+        &format!("{}-{instance}-status-check", arch.prefix),
+        "ALARM",
+        "StatusCheckFailed",
+        "AWS/EC2",
+        &[("InstanceId", instance)],
+    )
 }
 
 /// An RDS event about a database in the hub, as EventBridge delivers it.

@@ -207,7 +207,7 @@ async fn follow(
     }
     for r in &records {
         if matches!(r.outcome.as_str(), "refused" | "duplicate") && want != "refused" {
-            report.guards_fired.push(super::scenarios::describe(drill, r));
+            report.guards_fired.push(super::steps::describe(drill, r));
         }
     }
     let outcomes: Vec<&str> = records.iter().map(|r| r.outcome.as_str()).collect();
@@ -224,9 +224,9 @@ async fn follow(
         observed: format!("{decisions}; experiment {}{reason}", experiment.0),
         detect_ms,
         recover_ms,
-        actions: records.iter().map(|r| super::scenarios::describe(drill, r)).collect(),
+        actions: records.iter().map(|r| super::steps::describe(drill, r)).collect(),
         accounts: {
-            let mut a: Vec<String> = records.iter().map(|r| super::scenarios::account_label(drill, r)).collect();
+            let mut a: Vec<String> = records.iter().map(|r| super::steps::account_label(drill, r)).collect();
             a.sort_by_key(|l| (l != "hub", l.clone()));
             a.dedup();
             a

@@ -6,9 +6,14 @@
 //! themselves, and ends with a [`DrillReport`]: what was injected, each action taken, time to detect
 //! and to recover, the guards that fired, and pass/fail against the scenario's expected outcome.
 //!
-//! - [`provision`]: the reference architecture, created in the emulator for a local game day.
+//! - [`architecture`]: the reference architecture under drill, as ids (what the drill reads from
+//!   `SELFHEAL_DRILL_ARCHITECTURE`). Creating it in the emulator for a local game day, the sandbox's
+//!   sample events and `drill-cli` are the dev-only `gameday` crate's (`tools/gameday`), which nothing
+//!   deployed depends on.
 //! - [`scenarios`]: the scenarios, their injections and their expected outcomes; [`az_outage`]: the
-//!   largest one, a whole AZ of a larger fleet lost at once and healed in parallel.
+//!   largest one, a whole AZ of a larger fleet lost at once and healed in parallel; [`steps`]: the
+//!   step machinery both build on (deliver a step's events, follow the ledger, verify the resources).
+//! - [`events`]: the events a drill delivers, shaped the way AWS delivers them.
 //! - [`deliver`]: how events reach the functions (the Lambda runtime emulator over HTTP, an SNS topic
 //!   in a real account, or in-process handlers in tests).
 //! - [`report`]: the report and its rendering.
@@ -16,7 +21,7 @@
 //!   against them, and the self-contained HTML report; [`fis`]: drills started as AWS FIS experiments.
 //!
 //! Live drills refuse unless the invocation carries the confirmation phrase [`CONFIRM_PHRASE`] and
-//! every target carries the drill tag ([`provision::DRILL_TAG`]` = true`); dry-run drills inject
+//! every target carries the drill tag ([`DRILL_TAG`]` = true`); dry-run drills inject
 //! nothing and ask each function for its dry-run decision instead.
 //!
 //! The drill takes only manual `drill` invocations ([`HANDLES`]). Unlike the other functions it does
@@ -24,17 +29,17 @@
 //! invoked synchronously by a person or `drill-cli` (so nothing retries it and nothing reaches a
 //! dead-letter queue), and the caller is best served by an error at once, naming what arrived.
 
+pub mod architecture;
 pub mod az_outage;
 pub mod deliver;
 pub mod events;
 pub mod fis;
 pub mod html;
-pub mod provision;
 pub mod report;
 mod resources;
-pub mod sandbox;
 pub mod scenarios;
 pub mod scorecard;
+pub mod steps;
 pub mod targets;
 
 use std::time::Duration;
@@ -47,8 +52,8 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::trigger::{parse_event, TriggerKind};
 
+pub use architecture::{Architecture, Fleet, DRILL_TAG};
 pub use deliver::Deliverer;
-pub use provision::{Architecture, Fleet, ProvisionOptions, DRILL_TAG};
 pub use report::{Distribution, DrillReport, ResourceTiming, StepReport};
 pub use scenarios::Scenario;
 
@@ -231,57 +236,4 @@ impl Drill {
         }
         Ok(out)
     }
-}
-
-/// The game day's `SELFHEAL_RATE_LIMIT`: 10 actions per group per window, and with the `az-outage` fleet
-/// two more per fleet database. All DB promotions in an account and region share one rate group, so an
-/// AZ outage that fails a third of the fleet's writers at once needs a slot for each promotion, and one
-/// for each duplicate delivery (an alarm after the RDS event) that arrives after the 15 s cooldown and
-/// takes a slot before the one-promotion marker refuses it. The production default (3 per hour) would
-/// refuse all but three: how many databases one outage may promote without a person is issue #18's
-/// (blast radius and approval), not the game day's.
-pub fn rate_limit(arch: &Architecture) -> usize {
-    10 + arch.fleet.as_ref().map(|f| 2 * f.databases.len()).unwrap_or(0)
-}
-
-/// The environment every function gets in a local game day against `arch` (written to the env file
-/// `cargo lambda watch` reads). Endpoint and credentials come from the caller's environment.
-pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = vec![
-        ("SELFHEAL_LEDGER_TABLE".into(), arch.ledger_table.clone()),
-        ("SELFHEAL_TOPIC_ARN".into(), arch.topic_arn.clone()),
-        ("SELFHEAL_DRY_RUN".into(), "false".into()),
-        // A game day compresses time: a short cooldown, so anti-flap can be seen firing and expiring.
-        ("SELFHEAL_COOLDOWN_SECONDS".into(), "15".into()),
-        ("SELFHEAL_RATE_LIMIT".into(), rate_limit(arch).to_string()),
-        ("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS".into(), "120".into()),
-        // Large moves wait for a human (the drill plays one); a short expiry, so approval-expires can
-        // see one lapse.
-        ("SELFHEAL_APPROVAL_TTL_SECONDS".into(), "8".into()),
-        ("SELFHEAL_DRILL_ARCHITECTURE".into(), serde_json::to_string(arch).unwrap_or_default()),
-        ("SELFHEAL_HEALER_WAIT_SECONDS".into(), "60".into()),
-        ("SELFHEAL_HEALER_POLL_SECONDS".into(), "1".into()),
-        ("SELFHEAL_DB_DNS_ZONE_ID".into(), arch.zone_id.clone()),
-        ("SELFHEAL_DB_DNS_RECORD".into(), arch.db_record.clone()),
-        ("SELFHEAL_DB_WAIT_SECONDS".into(), "60".into()),
-        ("SELFHEAL_DB_POLL_SECONDS".into(), "1".into()),
-        // moto cannot serve CloudWatch's current protocol: replicas report a fixed, healthy lag.
-        ("SELFHEAL_DB_LAG_OVERRIDE_SECONDS".into(), "2".into()),
-        ("SELFHEAL_DNS_RECORDS".into(), format!("{}/{}/A", arch.zone_id, arch.app_record)),
-        ("SELFHEAL_DNS_INSYNC_POLL_SECONDS".into(), "1".into()),
-        ("SELFHEAL_DNS_INSYNC_TIMEOUT_SECONDS".into(), "30".into()),
-    ];
-    // An architecture over several accounts: every function (the drill too) serves the members and
-    // acts there through their member role.
-    let members = arch.member_accounts();
-    if !members.is_empty() {
-        v.push(("SELFHEAL_HOME_ACCOUNT".into(), arch.home().to_string()));
-        v.push(("SELFHEAL_ACCOUNTS".into(), members.join(",")));
-    }
-    for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "RUST_LOG"] {
-        if let Ok(val) = std::env::var(key) {
-            v.push((key.into(), val));
-        }
-    }
-    v
 }

@@ -11,9 +11,9 @@
 //! | `az-outage` | one AZ of the larger fleet goes down: its instances stop, every database whose writer is there fails | every failed database promoted exactly once, all in parallel (the last within 1.5× the first's time); each group as the maxUnhealthy rule says (see [`super::az_outage`]) |
 //!
 //! `all` is the first five, the standard game day. `az-outage` runs when named: it needs the larger
-//! fleet ([`super::provision::Fleet`], `drill-cli provision --fleet`), which the others do not.
+//! fleet ([`super::architecture::Fleet`], `drill-cli provision --fleet`), which the others do not.
 //!
-//! Over several accounts ([`super::provision::provision_accounts`]) each fault is injected and each
+//! Over several accounts (`drill-cli provision --accounts N`) each fault is injected and each
 //! recovery verified in the account the resource lives in (the drill acts there through its member
 //! role, as the functions do), and every event says that account the way AWS would: EventBridge's
 //! `account`, the alarm's ARN and `AWSAccountId`, a manual invocation's `account` and `region`.
@@ -26,21 +26,18 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::deliver::Answer;
+use super::events::ec2_alarm;
 pub use super::events::{
     alarm_event, alarm_event_in, manual, manual_in, rds_event, rds_event_in, schedule_event, schedule_event_in,
 };
 use super::report::{DrillReport, StepReport};
 use super::resources::{
-    group_members, in_service, in_service_by_az, record_answer, require_drill_tag_ec2, require_drill_tag_rds,
-    set_health_check_inverted, start_instances, stop_instances,
+    in_service, in_service_by_az, require_drill_tag_ec2, require_drill_tag_rds, set_health_check_inverted,
+    start_instances, stop_instances,
 };
+use super::steps::{aws_in, in_account, run_step, Step, Verify};
 use super::{Architecture, Drill, Mode};
-use crate::clients::Aws;
 use crate::error::{Error, Result};
-use crate::fleet::Placed;
-use crate::ledger::AuditRecord;
-use crate::trigger::Scope;
 
 /// A game-day scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,70 +97,6 @@ impl Scenario {
             Error::malformed("drill", format!("unknown scenario {s:?}; known: {}, or all", names.join(", ")))
         })
     }
-}
-
-/// How a step's recovery is verified against the resources. `account`: the member account the
-/// resources live in (`None`: the hub's); DNS is always the hub's.
-#[derive(Debug, Clone)]
-pub enum Verify {
-    /// The group has `desired` in-service members and none of `gone`.
-    GroupRecovered { account: Option<String>, asg: String, desired: usize, gone: Vec<String> },
-    /// Every one of `members` is still in the group (nothing was replaced).
-    GroupUntouched { account: Option<String>, asg: String, members: Vec<String> },
-    /// One of `replicas` is a promoted writer now, and when set the (hub's) CNAME points at it.
-    ReplicaPromoted { account: Option<String>, replicas: Vec<String>, cname: Option<(String, String)> },
-    /// The record's answer (the PRIMARY set's, for failover pairs) is `value`.
-    RecordAnswers { zone_id: String, name: String, value: String },
-    /// Each volume (with its member account, `None` for the hub's) has a snapshot the suite created
-    /// after the step started.
-    Snapshotted { volumes: Vec<(String, Option<String>)> },
-    /// The listed DB instances are unchanged (still replicas of their source).
-    StillReplicas { account: Option<String>, replicas: Vec<String> },
-    /// Every one of these holds.
-    All(Vec<Verify>),
-}
-
-/// One step: an event to one function, the decisions wanted, and the verification.
-#[derive(Debug, Clone)]
-pub struct Step {
-    pub name: String,
-    pub function: &'static str,
-    pub events: Vec<Value>,
-    pub expected: String,
-    /// Outcomes that count as the reaction (`acted`, `refused`, `dry-run`, ...).
-    pub want: Vec<&'static str>,
-    /// How many decisions with a wanted outcome are needed.
-    pub want_count: usize,
-    pub verify: Verify,
-}
-
-/// The drill's clients in member account `account` (through its member role, the way the functions
-/// act there), or its own for the hub (`None`).
-pub async fn aws_in(drill: &Drill, account: Option<&str>) -> Result<Aws> {
-    let Some(account) = account else { return Ok(drill.ctx.aws.clone()) };
-    let trigger = crate::trigger::parse_event(&json!({
-        "source": crate::trigger::MANUAL_SOURCE, "action": "drill", "requestId": "drill-game-day"
-    }))?
-    .pop()
-    .ok_or_else(|| Error::malformed("drill", "no trigger"))?;
-    let scope = Scope { account: Some(account.to_string()), region: None };
-    match drill.ctx.at(&scope, &trigger).await? {
-        Placed::Here(ctx) => Ok(ctx.aws),
-        Placed::Refused(e) => Err(Error::Precondition(format!("the drill cannot act in {account}: {}", e.reason))),
-    }
-}
-
-/// The status-check alarm of a web instance, from the account the web tier lives in.
-pub(super) fn ec2_alarm(arch: &Architecture, instance: &str) -> Value {
-    alarm_event_in(
-        &arch.account_id(arch.web_account.as_ref()),
-        &arch.topic_arn,
-        &format!("{}-{instance}-status-check", arch.prefix),
-        "ALARM",
-        "StatusCheckFailed",
-        "AWS/EC2",
-        &[("InstanceId", instance)],
-    )
 }
 
 /// Runs one scenario and reports; failures inside a scenario are reported, not raised.
@@ -260,7 +193,7 @@ async fn run_inner(
             let aws = &aws_in(drill, web_account).await?;
             let by_az = in_service_by_az(aws, &arch.asg_name).await?;
             let members: Vec<String> = by_az.iter().map(|(i, _)| i.clone()).collect();
-            let az = super::provision::AZS[0];
+            let az = super::architecture::AZS[0];
             let victims: Vec<String> = by_az.iter().filter(|(_, z)| z == az).map(|(i, _)| i.clone()).collect();
             if victims.is_empty() {
                 return Err(Error::Precondition(format!("no in-service instance in {az}")));
@@ -576,11 +509,6 @@ fn app_answers(arch: &Architecture, value: impl Into<String>) -> Verify {
     Verify::RecordAnswers { zone_id: arch.zone_id.clone(), name: arch.app_record.clone(), value: value.into() }
 }
 
-/// ` in 111111111111` for a member account, nothing for the hub's.
-pub(super) fn in_account(account: Option<&str>) -> String {
-    account.map(|a| format!(" in {a}")).unwrap_or_default()
-}
-
 fn dry_run_step(
     drill: &Drill,
     account: Option<&str>,
@@ -600,37 +528,6 @@ fn dry_run_step(
     }
 }
 
-/// The account a decision acted in, as the report names it: `hub` for the hub's own.
-pub(super) fn account_label(drill: &Drill, r: &AuditRecord) -> String {
-    match r.envelope.target.account.as_deref() {
-        Some(a) if Some(a) != drill.ctx.config.fleet.home_account.as_deref() => a.to_string(),
-        _ => "hub".to_string(),
-    }
-}
-
-pub(super) fn describe(drill: &Drill, r: &AuditRecord) -> String {
-    format!(
-        "{} {} {} in {}: {} ({})",
-        r.function,
-        r.action,
-        r.envelope.target.id,
-        account_label(drill, r),
-        r.outcome,
-        r.envelope.reason
-    )
-}
-
-/// A delivery's answer as a problem to report, if it is one.
-pub(super) fn problem(answer: Result<Answer>) -> Option<String> {
-    match answer {
-        Ok(Answer::FunctionError(e)) => Some(format!("function error: {e}")),
-        Ok(_) => None,
-        Err(e) => Some(format!("delivery failed: {e}")),
-    }
-}
-
-/// Delivers the step's events, all at once as AWS would, then follows the ledger and the resources until the reaction and the
-/// recovery are seen or the recovery timeout passes.
 /// The step where a region failover is parked for a human: nothing moves, the record still answers
 /// `primary_value`.
 fn awaits_approval(arch: &Architecture, alarm: Value, primary_value: &str) -> Step {
@@ -658,194 +555,4 @@ async fn parked_token(drill: &Drill, function: &str, since: &str) -> Result<Stri
         .filter(|r| r.function == function && r.outcome == "awaiting-approval")
         .find_map(|r| r.envelope.details.get("approval")?.get("token")?.as_str().map(str::to_string))
         .ok_or_else(|| Error::Precondition(format!("{function} parked no decision for approval since {since}")))
-}
-
-pub(super) async fn run_step(drill: &Drill, step: Step, report: &mut DrillReport) -> Result<()> {
-    let t0 = chrono::Utc::now();
-    let since = t0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let clock = Instant::now();
-    let deliveries: Vec<(String, Value)> = step.events.iter().map(|e| (step.function.to_string(), e.clone())).collect();
-    let answers: Vec<String> = drill.deliverer.deliver_all(deliveries).await.into_iter().filter_map(problem).collect();
-    let deadline = clock + drill.cfg.recovery_timeout;
-    let mut detect_ms = None;
-    let mut recover_ms = None;
-    let mut records: Vec<AuditRecord>;
-    let mut last_check = String::new();
-    loop {
-        records =
-            drill.ctx.ledger.audit_since(&since).await?.into_iter().filter(|r| r.function == step.function).collect();
-        if detect_ms.is_none() {
-            if let Some(first) = records.first() {
-                let at = chrono::DateTime::parse_from_rfc3339(&first.time)
-                    .map(|t| (t.with_timezone(&chrono::Utc) - t0).num_milliseconds().max(0) as u64)
-                    .unwrap_or_else(|_| clock.elapsed().as_millis() as u64);
-                detect_ms = Some(at);
-            }
-        }
-        let wanted = records.iter().filter(|r| step.want.contains(&r.outcome.as_str())).count();
-        if wanted >= step.want_count {
-            let (ok, observed) = verify(drill, &step.verify, &t0).await?;
-            last_check = observed;
-            if ok {
-                recover_ms = Some(clock.elapsed().as_millis() as u64);
-                break;
-            }
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(drill.cfg.poll_interval.min(Duration::from_secs(5))).await;
-    }
-    for r in &records {
-        if matches!(r.outcome.as_str(), "refused" | "duplicate") {
-            report.guards_fired.push(describe(drill, r));
-        }
-    }
-    let outcomes: Vec<&str> = records.iter().map(|r| r.outcome.as_str()).collect();
-    let mut observed = if records.is_empty() {
-        format!("no decision by {} within {}s", step.function, drill.cfg.recovery_timeout.as_secs())
-    } else {
-        format!("decisions: {}", outcomes.join(", "))
-    };
-    if !last_check.is_empty() {
-        observed.push_str(&format!("; {last_check}"));
-    }
-    if !answers.is_empty() {
-        observed.push_str(&format!("; {}", answers.join("; ")));
-    }
-    report.steps.push(StepReport {
-        name: step.name,
-        function: step.function.into(),
-        expected: step.expected,
-        observed,
-        detect_ms,
-        recover_ms,
-        actions: records.iter().map(|r| describe(drill, r)).collect(),
-        accounts: {
-            let mut a: Vec<String> = records.iter().map(|r| account_label(drill, r)).collect();
-            a.sort_by_key(|l| (l != "hub", l.clone()));
-            a.dedup();
-            a
-        },
-        passed: recover_ms.is_some(),
-    });
-    Ok(())
-}
-
-/// Checks a verification; returns whether it holds and what was seen.
-async fn verify(drill: &Drill, v: &Verify, since: &chrono::DateTime<chrono::Utc>) -> Result<(bool, String)> {
-    let aws = &drill.ctx.aws;
-    match v {
-        Verify::All(all) => {
-            let mut ok = true;
-            let mut seen = Vec::new();
-            for v in all {
-                let (holds, what) = Box::pin(verify(drill, v, since)).await?;
-                ok &= holds;
-                seen.push(what);
-            }
-            Ok((ok, seen.join("; ")))
-        }
-        Verify::GroupRecovered { account, asg, desired, gone } => {
-            let aws = &aws_in(drill, account.as_deref()).await?;
-            let members = in_service(aws, asg).await?;
-            let lingering: Vec<&String> = gone.iter().filter(|g| members.contains(g)).collect();
-            let ok = members.len() >= *desired && lingering.is_empty();
-            Ok((
-                ok,
-                format!(
-                    "{asg} has {} in service (want {desired}), lost ones still in it: {lingering:?}",
-                    members.len()
-                ),
-            ))
-        }
-        Verify::GroupUntouched { account, asg, members } => {
-            let aws = &aws_in(drill, account.as_deref()).await?;
-            let now = group_members(aws, asg).await?;
-            let missing: Vec<&String> = members.iter().filter(|m| !now.contains(m)).collect();
-            Ok((missing.is_empty(), format!("{asg} members replaced: {missing:?}")))
-        }
-        Verify::ReplicaPromoted { account, replicas, cname } => {
-            let db_aws = aws_in(drill, account.as_deref()).await?;
-            let mut promoted = None;
-            for replica in replicas {
-                let db = db_aws
-                    .rds()
-                    .describe_db_instances()
-                    .db_instance_identifier(replica)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("rds", "DescribeDBInstances", e))?;
-                let Some(inst) = db.db_instances().first() else { continue };
-                let tagged = inst.tag_list().iter().any(|t| t.key() == Some("selfheal:promoted-from"));
-                if tagged || inst.read_replica_source_db_instance_identifier().is_none() {
-                    let endpoint = inst.endpoint().and_then(|e| e.address()).unwrap_or("").to_string();
-                    promoted = Some((replica.clone(), endpoint));
-                    break;
-                }
-            }
-            let Some((replica, endpoint)) = promoted else {
-                return Ok((false, format!("none of {} promoted", replicas.join(", "))));
-            };
-            let mut ok = true;
-            let mut seen = format!("{replica} promoted");
-            if let Some((zone, name)) = cname {
-                let answer = record_answer(aws, zone, name).await?;
-                ok = answer.trim_end_matches('.') == endpoint.trim_end_matches('.');
-                seen.push_str(&format!("; {name} -> {answer}"));
-            }
-            Ok((ok, seen))
-        }
-        Verify::RecordAnswers { zone_id, name, value } => {
-            let answer = record_answer(aws, zone_id, name).await?;
-            Ok((answer == *value, format!("{name} answers {answer}")))
-        }
-        Verify::Snapshotted { volumes } => {
-            let mut missing = Vec::new();
-            for (v, account) in volumes {
-                let snaps = aws_in(drill, account.as_deref())
-                    .await?
-                    .ec2()
-                    .describe_snapshots()
-                    .owner_ids("self")
-                    .filters(aws_sdk_ec2::types::Filter::builder().name("volume-id").values(v).build())
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("ec2", "DescribeSnapshots", e))?;
-                let fresh = snaps
-                    .snapshots()
-                    .iter()
-                    .any(|s| s.start_time().map(|t| t.secs() >= since.timestamp() - 5).unwrap_or(false));
-                if !fresh {
-                    missing.push(v.clone());
-                }
-            }
-            Ok((
-                missing.is_empty(),
-                format!("{} of {} volumes snapshotted", volumes.len() - missing.len(), volumes.len()),
-            ))
-        }
-        Verify::StillReplicas { account, replicas } => {
-            let aws = &aws_in(drill, account.as_deref()).await?;
-            let mut changed = Vec::new();
-            for r in replicas {
-                let db = aws
-                    .rds()
-                    .describe_db_instances()
-                    .db_instance_identifier(r)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("rds", "DescribeDBInstances", e))?;
-                let still = db
-                    .db_instances()
-                    .first()
-                    .map(|i| !i.tag_list().iter().any(|t| t.key() == Some("selfheal:promoted-from")))
-                    .unwrap_or(false);
-                if !still {
-                    changed.push(r.clone());
-                }
-            }
-            Ok((changed.is_empty(), format!("replicas changed: {changed:?}")))
-        }
-    }
 }

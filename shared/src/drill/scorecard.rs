@@ -476,7 +476,7 @@ async fn backup_age(drill: &super::Drill, arch: &super::Architecture, at: &str) 
     let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|e| e.to_string())?.timestamp_millis() as f64 / 1000.0;
     let mut worst: Option<f64> = None;
     for (i, v) in arch.backup_volumes.iter().enumerate() {
-        let aws = super::scenarios::aws_in(drill, arch.volume_member(i)).await.map_err(|e| e.to_string())?;
+        let aws = super::steps::aws_in(drill, arch.volume_member(i)).await.map_err(|e| e.to_string())?;
         let filter = aws_sdk_ec2::types::Filter::builder().name("volume-id").values(v).build();
         let snaps = aws
             .ec2()

@@ -4,9 +4,8 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::events::{manual, schedule_event};
-use super::scenarios::ec2_alarm;
-use super::Architecture;
+use selfheal::drill::events::{ec2_alarm, manual, schedule_event};
+use selfheal::drill::Architecture;
 
 /// One event to try by hand, and what it should come to.
 #[derive(Debug, Clone, Serialize)]

@@ -1,4 +1,5 @@
-//! drill-cli: the game day from a terminal.
+//! drill-cli: the game day from a terminal (package `gameday`, dev only: the deployed drill is
+//! `functions/drill`).
 //!
 //! ```text
 //! drill-cli provision --out architecture.json --env-file functions.env [--accounts N]
@@ -43,27 +44,25 @@ async fn provision(args: &[String]) -> Result<(), String> {
     let env_file = required(args, "--env-file")?;
     let accounts: usize = match flag(args, "--accounts") {
         None => 1,
-        Some(n) => {
-            n.parse().ok().filter(|n| (1..=drill::provision::MAX_ACCOUNTS).contains(n)).ok_or_else(|| {
-                format!("--accounts must be 1 to {}, got {n:?}\n{USAGE}", drill::provision::MAX_ACCOUNTS)
-            })?
-        }
+        Some(n) => n.parse().ok().filter(|n| (1..=gameday::provision::MAX_ACCOUNTS).contains(n)).ok_or_else(|| {
+            format!("--accounts must be 1 to {}, got {n:?}\n{USAGE}", gameday::provision::MAX_ACCOUNTS)
+        })?,
     };
     let fleet_databases = match flag(args, "--fleet-databases") {
         Some(n) => Some(fleet_size(&n)?),
-        None if args.iter().any(|a| a == "--fleet") => Some(drill::provision::DEFAULT_FLEET_DATABASES),
+        None if args.iter().any(|a| a == "--fleet") => Some(gameday::provision::DEFAULT_FLEET_DATABASES),
         None => None,
     };
     let aws = selfheal::clients::Aws::from_env().await;
     let prefix = format!("gameday-{}", &uuid_like()[..8]);
     let ledger = format!("{prefix}-ledger");
-    let options = drill::ProvisionOptions { accounts, fleet_databases };
-    let arch = drill::provision::provision_with(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), options)
+    let options = gameday::ProvisionOptions { accounts, fleet_databases };
+    let arch = gameday::provision::provision_with(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), options)
         .await
         .map_err(|e| format!("provisioning failed: {e}"))?;
     let json = serde_json::to_string_pretty(&arch).map_err(|e| e.to_string())?;
     std::fs::write(&out, json).map_err(|e| format!("{out}: {e}"))?;
-    let env: String = drill::gameday_env(&arch).into_iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
+    let env: String = gameday::gameday_env(&arch).into_iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
     std::fs::write(&env_file, env).map_err(|e| format!("{env_file}: {e}"))?;
     println!(
         "provisioned {prefix}: ALB + ASG {} ({} instances over 3 AZs), RDS {} + {} replicas, zone {}, bucket {}",
@@ -107,7 +106,7 @@ async fn provision(args: &[String]) -> Result<(), String> {
 
 /// `--fleet-databases N`: 3 (one writer in each AZ) to the most the fleet may have.
 fn fleet_size(n: &str) -> Result<usize, String> {
-    let max = drill::provision::MAX_FLEET_DATABASES;
+    let max = gameday::provision::MAX_FLEET_DATABASES;
     n.parse::<usize>()
         .ok()
         .filter(|n| (3..=max).contains(n))
@@ -137,7 +136,7 @@ async fn run(args: &[String]) -> Result<bool, String> {
     if mode == Mode::Live && !args.iter().any(|a| a == "--confirm") {
         return Err("a live drill injects real faults: pass --confirm".into());
     }
-    let vars: Vec<(String, String)> = drill::gameday_env(&arch);
+    let vars: Vec<(String, String)> = gameday::gameday_env(&arch);
     let mut env = selfheal::config::Env::from_map(vars.into_iter().collect());
     let common = selfheal::config::CommonConfig::read(&mut env, drill::FUNCTION);
     let cfg = DrillConfig::read(&mut env);
@@ -207,7 +206,7 @@ async fn sandbox_events(args: &[String]) -> Result<(), String> {
         .ok_or_else(|| format!("{} has no in-service instance", arch.asg_name))?
         .to_string();
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let invocations = drill::sandbox::invocations(&arch, &instance);
+    let invocations = gameday::sandbox::invocations(&arch, &instance);
     for i in &invocations {
         let path = out.join(&i.file);
         let json = serde_json::to_string_pretty(&i.event).map_err(|e| e.to_string())?;

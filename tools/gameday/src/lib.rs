@@ -1,0 +1,24 @@
+//! gameday: the local game day's tooling, for development only. Nothing deployed depends on it: the
+//! `drill` function runs in a real account with `selfheal::drill` alone, and SAM builds only the
+//! functions under `functions/`.
+//!
+//! - [`provision`]: creates the reference architecture in the emulator (one account or several, and on
+//!   request the larger fleet `az-outage` drills) and returns its [`selfheal::drill::Architecture`].
+//! - [`env`]: the environment every function gets in a local game day against it ([`gameday_env`]).
+//! - [`sandbox`]: the sandbox's sample events, one per function (`scripts/sandbox`).
+//! - [`clients`]: the S3 and Elastic Load Balancing clients only provisioning calls.
+//! - the `drill-cli` binary (`src/bin/drill-cli.rs`): provisions, runs the scenarios against the Lambda
+//!   runtime emulator and writes the sandbox's events, from a terminal (`scripts/gameday`,
+//!   `scripts/sandbox`).
+//!
+//! What a drill does in a real account (inject, deliver, verify, score, report, FIS) stays in the
+//! library, `selfheal::drill`.
+
+pub mod clients;
+pub mod env;
+pub mod provision;
+pub mod sandbox;
+
+pub use clients::ProvisioningClients;
+pub use env::{gameday_env, rate_limit};
+pub use provision::ProvisionOptions;
