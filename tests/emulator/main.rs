@@ -1,6 +1,7 @@
 //! Integration tests against a real moto server: one test binary (one link of the SDK), one module per
 //! function. Each test creates its own resources with unique names, so tests run in parallel.
 
+mod arc_standin;
 mod az_outage;
 mod backup;
 mod bad_input;

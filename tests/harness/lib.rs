@@ -2,7 +2,8 @@
 //! loopback port (and stops it when the process exits), builds SDK configuration pointing at it, and
 //! creates the fixtures tests share (a fresh ledger table, SQS queues subscribed to topics, sample events
 //! with real resource ids substituted in). [`iam`] evaluates the AWS calls a test recorded against
-//! the roles in the templates, as IAM would.
+//! the roles in the templates, as IAM would. [`arc`] stands in for the Route 53 ARC zonal shift API,
+//! which moto lacks, over HTTP as `aws-sdk-arczonalshift` calls it.
 //!
 //! Set `SELFHEAL_MOTO_ENDPOINT` to use a server that is already running instead.
 
@@ -19,6 +20,7 @@ use selfheal::config::{CommonConfig, Env};
 use selfheal::Ctx;
 use serde_json::Value;
 
+pub mod arc;
 pub mod fixtures;
 pub mod iam;
 pub mod proxy;
