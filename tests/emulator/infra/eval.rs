@@ -113,29 +113,8 @@ fn condition_value(t: &Value, v: &Value, params: &Params) -> Result<bool, String
     }
 }
 
-/// IAM's wildcard matching (`StringLike`, `Resource`, `Action`): `*` any run of characters, `?` one.
-pub(crate) fn glob_matches(pattern: &str, s: &str) -> bool {
-    let s: Vec<char> = s.chars().collect();
-    // matched[j]: the pattern so far matches s[..j].
-    let mut matched = vec![false; s.len() + 1];
-    matched[0] = true;
-    for c in pattern.chars() {
-        let mut next = vec![false; s.len() + 1];
-        if c == '*' {
-            let mut any = false;
-            for j in 0..=s.len() {
-                any |= matched[j];
-                next[j] = any;
-            }
-        } else {
-            for j in 1..=s.len() {
-                next[j] = matched[j - 1] && (c == '?' || c == s[j - 1]);
-            }
-        }
-        matched = next;
-    }
-    matched[s.len()]
-}
+/// IAM's wildcard matching, the IAM evaluator's own (one implementation for both).
+pub(crate) use harness::iam::glob as glob_matches;
 
 /// The request context keys [`iam_condition_holds`] knows: those of the resource's account.
 const RESOURCE_ACCOUNT_KEYS: [&str; 3] = ["aws:ResourceAccount", "aws:ResourceOrgID", "aws:ResourceOrgPaths"];

@@ -60,8 +60,8 @@ pub(super) fn validate_condition(c: &Json) -> Result<(), String> {
     Ok(())
 }
 
-/// IAM's wildcard matching: `*` any run of characters, `?` one.
-pub(super) fn glob(pattern: &str, s: &str) -> bool {
+/// IAM's wildcard matching (`StringLike`, `Resource`, `Action`): `*` any run of characters, `?` one.
+pub fn glob(pattern: &str, s: &str) -> bool {
     let s: Vec<char> = s.chars().collect();
     let mut matched = vec![false; s.len() + 1];
     matched[0] = true;

@@ -47,6 +47,7 @@ mod template;
 #[cfg(test)]
 mod tests;
 
+pub use conditions::glob;
 pub use evaluate::{evaluate, Deployment, Evaluation};
 pub use known::{assert_all_allowed, assert_allowed, assert_still_known, Known, KNOWN_MISMATCHES};
 pub use observer::record;
