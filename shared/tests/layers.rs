@@ -483,19 +483,25 @@ fn layer_violations(modules: &BTreeMap<ModPath, String>, edges: &BTreeSet<Edge>)
             problems.push(format!("`{m}` is in no layer: place it in LAYERS (shared/tests/layers.rs)"));
         }
     }
+    // One line per pair of top-level modules, naming the first path that makes it.
+    let mut upward: BTreeMap<(&String, &String), &Edge> = BTreeMap::new();
     for e in edges {
         let (Some(a), Some(b)) = (e.from.first(), e.to.first()) else { continue };
         if let (Some(la), Some(lb)) = (layer_of(a), layer_of(b)) {
             if lb > la {
-                problems.push(format!(
-                    "`{a}` ({}) imports `{b}` ({}), a higher layer: {} uses {}",
-                    LAYERS[la].0,
-                    LAYERS[lb].0,
-                    e.from.join("::"),
-                    e.via
-                ));
+                upward.entry((a, b)).or_insert(e);
             }
         }
+    }
+    for ((a, b), e) in upward {
+        let (la, lb) = (layer_of(a).unwrap_or_default(), layer_of(b).unwrap_or_default());
+        problems.push(format!(
+            "`{a}` ({}) imports `{b}` ({}), a higher layer: {} uses {}",
+            LAYERS[la].0,
+            LAYERS[lb].0,
+            e.from.join("::"),
+            e.via
+        ));
     }
     problems
 }
