@@ -277,20 +277,43 @@ fn the_failure_modes_document_names_only_real_tests() {
     let doc = std::fs::read_to_string(root.join("FAILURE-MODES.md")).unwrap();
     let mut named = 0;
     for cell in doc.split('`') {
-        let Some((module, test)) = cell.split_once("::") else { continue };
-        // A test in a module's own `tests` block is named `module::tests::name`.
-        let test = test.rsplit("::").next().unwrap_or(test);
-        if module.contains(' ') || test.contains(' ') || module.is_empty() {
+        let Some((module, test)) = cell.rsplit_once("::") else { continue };
+        if module.contains(' ') || test.contains(' ') || module.is_empty() || test.is_empty() {
             continue;
         }
-        let source = std::fs::read_to_string(root.join("emulator").join(format!("{module}.rs"))).unwrap_or_else(|_| {
-            panic!("FAILURE-MODES.md names module {module}, which has no tests/emulator/{module}.rs")
-        });
+        let files = test_module_files(&root, module);
+        assert!(!files.is_empty(), "FAILURE-MODES.md names module {module}, which has no file under tests/");
         assert!(
-            source.contains(&format!("fn {test}(")),
-            "FAILURE-MODES.md names {module}::{test}, which does not exist"
+            files.iter().any(|f| std::fs::read_to_string(f).unwrap().contains(&format!("fn {test}("))),
+            "FAILURE-MODES.md names {module}::{test}, which is not in {files:?}"
         );
         named += 1;
     }
     assert!(named >= 30, "the document names {named} tests");
+}
+
+/// The files the test module `module` may be in: `a::b` is `emulator/a/b.rs` (or `a/b/mod.rs`), a path
+/// starting `harness::` is under `harness/` (`harness` alone: its `lib.rs`), and a module's `tests`
+/// block (`a::tests`) is its own file or in the module's file.
+fn test_module_files(root: &std::path::Path, module: &str) -> Vec<std::path::PathBuf> {
+    let segments: Vec<&str> = module.split("::").collect();
+    let (dir, segments) = match segments.split_first() {
+        Some((&"harness", rest)) => (root.join("harness"), rest.to_vec()),
+        _ => (root.join("emulator"), segments),
+    };
+    let mut candidates = Vec::new();
+    let mut paths = vec![segments.clone()];
+    if segments.last() == Some(&"tests") {
+        paths.push(segments[..segments.len() - 1].to_vec());
+    }
+    for path in paths {
+        let path = path.join("/");
+        if path.is_empty() {
+            candidates.push(dir.join("lib.rs"));
+        } else {
+            candidates.push(dir.join(format!("{path}.rs")));
+            candidates.push(dir.join(&path).join("mod.rs"));
+        }
+    }
+    candidates.into_iter().filter(|f| f.is_file()).collect()
 }
