@@ -199,13 +199,10 @@ impl Call<'_> {
                     return Err("ec2:RunInstances with network interface specifications is not modelled".into());
                 }
                 let specs = self.form.tag_specifications();
-                let tags_for = |kind: &str| -> Vec<(String, String)> {
-                    specs.iter().filter(|(rt, _)| rt == kind).flat_map(|(_, t)| t.clone()).collect()
-                };
                 let mut out = Vec::new();
                 // What it creates: the instance, its volumes and its network interface.
                 for kind in ["instance", "volume", "network-interface"] {
-                    out.extend(self.ec2_created(op, kind, region, &tags_for(kind)));
+                    out.extend(self.ec2_created(op, kind, region, &self.form.tags_for(kind)));
                 }
                 for (rt, _) in &specs {
                     if !["instance", "volume", "network-interface"].contains(&rt.as_str()) {
@@ -233,27 +230,13 @@ impl Call<'_> {
             }
             "ec2:CreateSnapshot" => {
                 let mut out = vec![self.ec2_existing(op, &self.form("VolumeId")?, region)];
-                let tags: Vec<(String, String)> = self
-                    .form
-                    .tag_specifications()
-                    .into_iter()
-                    .filter(|(rt, _)| rt == "snapshot")
-                    .flat_map(|(_, t)| t)
-                    .collect();
-                out.extend(self.ec2_created(op, "snapshot", region, &tags));
+                out.extend(self.ec2_created(op, "snapshot", region, &self.form.tags_for("snapshot")));
                 Ok(out)
             }
             "ec2:CopySnapshot" => {
                 let source_region = self.form("SourceRegion")?;
                 let mut out = vec![self.ec2_existing(op, &self.form("SourceSnapshotId")?, &source_region)];
-                let tags: Vec<(String, String)> = self
-                    .form
-                    .tag_specifications()
-                    .into_iter()
-                    .filter(|(rt, _)| rt == "snapshot")
-                    .flat_map(|(_, t)| t)
-                    .collect();
-                out.extend(self.ec2_created(op, "snapshot", region, &tags));
+                out.extend(self.ec2_created(op, "snapshot", region, &self.form.tags_for("snapshot")));
                 Ok(out)
             }
             "ec2:DeleteSnapshot" => one(self.ec2_existing(op, &self.form("SnapshotId")?, region)),

@@ -94,6 +94,11 @@ impl Form {
         }
         out
     }
+
+    /// The tags the request's tag specifications put on resources of `resource_type`.
+    pub(super) fn tags_for(&self, resource_type: &str) -> Vec<(String, String)> {
+        self.tag_specifications().into_iter().filter(|(rt, _)| rt == resource_type).flat_map(|(_, t)| t).collect()
+    }
 }
 
 #[cfg(test)]
