@@ -22,6 +22,7 @@ use serde_json::Value;
 
 pub mod arc;
 pub mod fixtures;
+pub mod http;
 pub mod iam;
 pub mod proxy;
 
@@ -266,7 +267,7 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Starts listening on a free loopback port, on the current tokio runtime.
     pub async fn start(statuses: &[u16]) -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind webhook receiver");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -276,31 +277,8 @@ impl WebhookReceiver {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let (b, st) = (b.clone(), st.clone());
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let (header_end, content_length) = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
-                            let len = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                                .unwrap_or(0usize);
-                            break (pos + 4, len);
-                        }
-                    };
-                    while buf.len() < header_end + content_length {
-                        let Ok(n) = sock.read(&mut chunk).await else { return };
-                        if n == 0 {
-                            break;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let body = &buf[header_end..(header_end + content_length).min(buf.len())];
+                    let Ok(request) = http::read_request(&mut sock).await else { return };
+                    let body = request.body.as_slice();
                     b.lock().unwrap().push(serde_json::from_slice(body).unwrap_or(Value::Null));
                     let status = {
                         let mut s = st.lock().unwrap();

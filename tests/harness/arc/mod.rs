@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub use api::Shift;
@@ -137,55 +137,11 @@ struct Request {
     body: Vec<u8>,
 }
 
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
-
-/// Reads one request; `Err` answers 400 (`None`: the peer went away, nothing to answer).
+/// Reads one request and decodes its path and query; `Err` answers 400 (`None`: the peer went away,
+/// nothing to answer).
 async fn read_request(sock: &mut TcpStream) -> Result<Request, Option<String>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = sock.read(&mut chunk).await.map_err(|_| None)?;
-        if n == 0 {
-            return Err(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(Some("request head too large".into()));
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| Some("request head is not UTF-8".to_string()))?;
-    let head = head.to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split(' ');
-    let (Some(method), Some(target), Some(_version), None) = (first.next(), first.next(), first.next(), first.next())
-    else {
-        return Err(Some("malformed request line".into()));
-    };
-    let mut content_length = 0usize;
-    for line in lines {
-        let Some((k, v)) = line.split_once(':') else { return Err(Some("malformed header".into())) };
-        if k.trim().eq_ignore_ascii_case("content-length") {
-            content_length = v.trim().parse().map_err(|_| Some("malformed content-length".to_string()))?;
-        } else if k.trim().eq_ignore_ascii_case("transfer-encoding") {
-            return Err(Some("chunked bodies are not supported".into()));
-        }
-    }
-    if content_length > MAX_BODY {
-        return Err(Some("body too large".into()));
-    }
-    let body_start = head_end + 4;
-    while buf.len() < body_start + content_length {
-        let n = sock.read(&mut chunk).await.map_err(|_| None)?;
-        if n == 0 {
-            return Err(Some("body shorter than content-length".into()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let crate::http::RawRequest { method, target, body } = crate::http::read_request(sock).await?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let bad = |what: &str| Some(format!("malformed {what} encoding"));
     let segments = path
         .split('/')
@@ -200,12 +156,7 @@ async fn read_request(sock: &mut TcpStream) -> Result<Request, Option<String>> {
             Ok((percent_decode(k).ok_or_else(|| bad("query"))?, percent_decode(v).ok_or_else(|| bad("query"))?))
         })
         .collect::<Result<Vec<_>, Option<String>>>()?;
-    Ok(Request {
-        method: method.to_string(),
-        segments,
-        query,
-        body: buf[body_start..body_start + content_length].to_vec(),
-    })
+    Ok(Request { method, segments, query, body })
 }
 
 /// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
