@@ -169,9 +169,18 @@ fn operation_key(cfg: &ConfigBag) -> String {
         // The SDK's service names ("Auto Scaling", "Route 53") without spaces are the IAM prefixes.
         Some(m) => {
             let service: String = m.service().chars().filter(|c| !c.is_whitespace()).collect();
-            format!("{}:{}", service.to_lowercase(), m.name())
+            format!("{}:{}", iam_prefix(&service.to_lowercase()), m.name())
         }
         None => "unknown:unknown".to_string(),
+    }
+}
+
+/// The IAM prefix of an SDK service name whose name is not it already.
+fn iam_prefix(service: &str) -> &str {
+    match service {
+        "arczonalshift" => "arc-zonal-shift",
+        "elasticloadbalancingv2" => "elasticloadbalancing",
+        other => other,
     }
 }
 
@@ -298,6 +307,10 @@ impl CallLog {
 pub struct Aws {
     pub sdk: SdkConfig,
     pub calls: CallLog,
+    /// Per-service endpoints that win over the configuration's (tests point ARC zonal shift, which
+    /// moto does not serve, at the harness's stand-in); deployed, the SDK's own
+    /// `AWS_ENDPOINT_URL_<SERVICE>` variables do this.
+    endpoints: Arc<BTreeMap<&'static str, String>>,
 }
 
 /// The retry and timeout settings every client uses, with the default timeouts.
@@ -328,13 +341,13 @@ impl Aws {
         let (retry, timeout) = resilience_with(timeouts);
         let sdk =
             aws_config::defaults(BehaviorVersion::latest()).retry_config(retry).timeout_config(timeout).load().await;
-        Aws { sdk, calls: CallLog::default() }
+        Aws { sdk, calls: CallLog::default(), endpoints: Arc::default() }
     }
 
     /// The same configuration and call log, in another region (a DR region's clients).
     pub fn in_region(&self, region: &str) -> Aws {
         let sdk = self.sdk.to_builder().region(aws_types::region::Region::new(region.to_string())).build();
-        Aws { sdk, calls: self.calls.clone() }
+        Aws { sdk, calls: self.calls.clone(), endpoints: self.endpoints.clone() }
     }
 
     /// This configuration in `region` when one is named (a replica's or a DR region), else the home
@@ -348,7 +361,18 @@ impl Aws {
 
     /// Wraps an already-built configuration (tests build one pointing at moto).
     pub fn from_sdk_config(sdk: SdkConfig) -> Self {
-        Aws { sdk, calls: CallLog::default() }
+        Aws { sdk, calls: CallLog::default(), endpoints: Arc::default() }
+    }
+
+    /// The same configuration with `service`'s calls sent to `url` (`"arc-zonal-shift"`).
+    pub fn with_endpoint(mut self, service: &'static str, url: impl Into<String>) -> Aws {
+        Arc::make_mut(&mut self.endpoints).insert(service, url.into());
+        self
+    }
+
+    /// The endpoint set for `service` by [`Aws::with_endpoint`].
+    pub fn endpoint_for(&self, service: &str) -> Option<&str> {
+        self.endpoints.get(service).map(String::as_str)
     }
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
@@ -365,7 +389,7 @@ impl Aws {
             .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(credentials))
             .region(aws_types::region::Region::new(region.to_string()))
             .build();
-        Aws { sdk, calls: self.calls.clone() }
+        Aws { sdk, calls: self.calls.clone(), endpoints: self.endpoints.clone() }
     }
 
     pub fn organizations(&self) -> aws_sdk_organizations::Client {
@@ -383,13 +407,13 @@ impl Aws {
         aws_sdk_sns::Client::from_conf(conf)
     }
 
-    #[cfg(any(feature = "healer", feature = "backup"))]
+    #[cfg(any(feature = "healer", feature = "backup", feature = "zone"))]
     pub fn ec2(&self) -> aws_sdk_ec2::Client {
         let conf = aws_sdk_ec2::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
         aws_sdk_ec2::Client::from_conf(conf)
     }
 
-    #[cfg(feature = "healer")]
+    #[cfg(any(feature = "healer", feature = "zone"))]
     pub fn autoscaling(&self) -> aws_sdk_autoscaling::Client {
         let conf = aws_sdk_autoscaling::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
         aws_sdk_autoscaling::Client::from_conf(conf)
@@ -423,6 +447,23 @@ impl Aws {
     pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
         let conf = aws_sdk_cloudwatch::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
         aws_sdk_cloudwatch::Client::from_conf(conf)
+    }
+
+    #[cfg(feature = "zone")]
+    pub fn elbv2(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        let conf =
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_elasticloadbalancingv2::Client::from_conf(conf)
+    }
+
+    /// Route 53 ARC zonal shift (`arc-zonal-shift`); its endpoint may be set apart ([`Aws::with_endpoint`]).
+    #[cfg(feature = "zone")]
+    pub fn arc(&self) -> aws_sdk_arczonalshift::Client {
+        let mut conf = aws_sdk_arczonalshift::config::Builder::from(&self.sdk).interceptor(self.calls.clone());
+        if let Some(url) = self.endpoint_for("arc-zonal-shift") {
+            conf = conf.endpoint_url(url);
+        }
+        aws_sdk_arczonalshift::Client::from_conf(conf.build())
     }
 }
 

@@ -56,6 +56,9 @@ pub mod dns;
 #[cfg(feature = "backup")]
 pub mod backup;
 
+#[cfg(feature = "zone")]
+pub mod zone;
+
 #[cfg(feature = "drill")]
 pub mod drill;
 

@@ -20,7 +20,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("guardrails", &["guardrails", "stand_down"]),
     ("behaviour shared by the functions", &["fleet", "approval"]),
     ("the runtime loop", &["lambda"]),
-    ("the functions", &["notifier", "healer", "db", "dns", "backup"]),
+    ("the functions", &["notifier", "healer", "db", "dns", "backup", "zone"]),
     ("drills over the functions", &["drill"]),
 ];
 

@@ -13,6 +13,7 @@
 //! | open approvals  | `approvals-open#{function}`          | `open`          | tokens the expiry sweep reads |
 //! | marker          | `once#{key}`                         | `once`          | done once, with its progress  |
 //! | audit record    | `audit#{target}`                     | `{time}#{id}`   | what, why, outcome            |
+//! | zone evacuation | `zone-signal#`, `zone-evac#`, `zone-active` | see [`zone`] | AZ evidence and evacuations |
 //!
 //! `{target}` and `{group}` are account-qualified: at the hub's own account and region they are the
 //! resource's id as it always was; in a member account or another region they read
@@ -24,6 +25,7 @@
 mod approvals;
 mod batch;
 mod lease;
+pub mod zone;
 pub mod zone_change;
 
 use std::collections::HashMap;
@@ -39,6 +41,7 @@ use crate::error::{Error, Result};
 pub use approvals::{ApprovalRecord, Settle, APPROVED, AWAITING, EXPIRED, REJECTED};
 pub use batch::{batch_backoff, RunRecord, ShardCount, BATCH_ATTEMPTS, BATCH_WRITE_LIMIT};
 pub use lease::{Lease, LeaseHolder, LeaseKeeper, LeaseResult};
+pub use zone::{ActiveEvacuation, Evacuation, ZoneSignal};
 
 /// How long an in-progress claim blocks redeliveries before it is considered abandoned (a crashed
 /// invocation); longer than Lambda's 15-minute maximum run time.
