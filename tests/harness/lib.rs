@@ -3,7 +3,8 @@
 //! creates the fixtures tests share (a fresh ledger table, SQS queues subscribed to topics, sample events
 //! with real resource ids substituted in). [`iam`] evaluates the AWS calls a test recorded against
 //! the roles in the templates, as IAM would. [`arc`] stands in for the Route 53 ARC zonal shift API,
-//! which moto lacks, over HTTP as `aws-sdk-arczonalshift` calls it.
+//! which moto lacks, over HTTP as `aws-sdk-arczonalshift` calls it (it lives in the dev-only `gameday`
+//! crate, so the local game day can run it as a process too; [`http`] with it).
 //!
 //! Set `SELFHEAL_MOTO_ENDPOINT` to use a server that is already running instead.
 
@@ -20,9 +21,9 @@ use selfheal::config::{CommonConfig, Env};
 use selfheal::Ctx;
 use serde_json::Value;
 
-pub mod arc;
+pub use gameday::{arc, http};
+
 pub mod fixtures;
-pub mod http;
 pub mod iam;
 pub mod proxy;
 

@@ -6,6 +6,9 @@
 //!   request the larger fleet `az-outage` drills) and returns its [`selfheal::drill::Architecture`].
 //! - [`env`]: the environment every function gets in a local game day against it ([`gameday_env`]).
 //! - [`sandbox`]: the sandbox's sample events, one per function (`scripts/sandbox`).
+//! - [`arc`]: a stand-in for the Route 53 ARC zonal shift API (moto has none), served over HTTP as
+//!   `aws-sdk-arczonalshift` calls it; the tests' harness and the local game day both run it ([`http`]
+//!   reads its requests).
 //! - [`clients`]: the S3 and Elastic Load Balancing clients only provisioning calls.
 //! - the `drill-cli` binary (`src/bin/drill-cli.rs`): provisions, runs the scenarios against the Lambda
 //!   runtime emulator and writes the sandbox's events, from a terminal (`scripts/gameday`,
@@ -14,8 +17,10 @@
 //! What a drill does in a real account (inject, deliver, verify, score, report, FIS) stays in the
 //! library, `selfheal::drill`.
 
+pub mod arc;
 pub mod clients;
 pub mod env;
+pub mod http;
 pub mod provision;
 pub mod sandbox;
 
