@@ -381,21 +381,45 @@ impl Healer {
         }
         if let Some(sc) = short_circuit(&peers, id, self.cfg.max_unhealthy_percent, self.cfg.min_unhealthy) {
             let scope_name = group_name.unwrap_or(STANDALONE);
+            let (next, evacuation) = self.evacuation_for(&sc.scope).await?;
             let why = format!(
-                "short-circuit: {} of {} instances in {scope_name} ({}) are unhealthy, above {}%; replacing nothing: \
-                 the cause is likely upstream, a person must look",
+                "short-circuit: {} of {} instances in {scope_name} ({}) are unhealthy, above {}%; replacing nothing: {next}",
                 sc.unhealthy, sc.members, sc.scope, sc.max_percent
             );
             tracing::error!(instance = %id, group = scope_name, unhealthy = sc.unhealthy, members = sc.members, "short-circuit");
-            let env = self
+            let mut env = self
                 .ctx
                 .envelope(req, Outcome::Refused, why)
                 .severity(Severity::Critical)
                 .detail("shortCircuit", &sc)
                 .detail("health", &health);
+            if let Some(e) = evacuation {
+                env = env.detail("evacuation", e);
+            }
             return stop(self.ctx.record(env).await?);
         }
         Ok(Verdict::Go { health, group, unchecked })
+    }
+
+    /// What follows a short-circuit, in words, and the evacuation it leads to: an AZ's short-circuit is
+    /// zone-evacuator's evidence (it takes this decision from the topic) — named by its id when one is
+    /// already in progress for the AZ; a group-wide one is a person's to look at.
+    async fn evacuation_for(&self, scope: &str) -> Result<(String, Option<Value>)> {
+        let Some(az) = scope.strip_prefix("az:").filter(|a| !a.is_empty() && *a != "unknown") else {
+            return Ok(("the cause is likely upstream, a person must look".into(), None));
+        };
+        Ok(match self.ctx.ledger.evacuation(az).await?.filter(|e| e.active) {
+            Some(e) => (
+                format!("the cause is likely {az} itself, which zone-evacuator is evacuating ({})", e.id),
+                Some(
+                    serde_json::json!({"by": "zone-evacuator", "az": az, "azId": e.az_id, "id": e.id, "inProgress": true}),
+                ),
+            ),
+            None => (
+                format!("the cause is likely {az} itself; this decision is zone-evacuator's evidence to evacuate it"),
+                Some(serde_json::json!({"by": "zone-evacuator", "az": az, "inProgress": false})),
+            ),
+        })
     }
 
     /// Another recovery owning the instance, read at decision time ([`stand_down`]): for a group

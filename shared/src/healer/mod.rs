@@ -70,7 +70,9 @@
 //!    `SELFHEAL_HEALER_MIN_UNHEALTHY` (default 2) members are broken by the rule above (the target
 //!    counts as broken) and they are more than `SELFHEAL_HEALER_MAX_UNHEALTHY_PERCENT` (default 40)
 //!    of the members, nothing is replaced and a critical envelope with the evidence pages a human:
-//!    the cause is likely upstream. `force` does not skip this;
+//!    the cause is likely upstream. An AZ's short-circuit is zone-evacuator's evidence: the decision's
+//!    `evacuation` detail names the evacuation in progress for the AZ, or that it is evidence for one
+//!    (see `selfheal::zone`). `force` does not skip this;
 //! 8. cooldown per instance and rate limit per group (the group name, or `standalone`), dry-run
 //!    (describe-only plan): the guardrails of [`crate::guardrails`].
 //!
