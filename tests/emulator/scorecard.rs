@@ -173,14 +173,16 @@ fn sample_reports() -> (Vec<DrillReport>, Vec<Evidence>) {
         total_ms: 5000,
         resources: vec![],
     };
-    let event = |at_ms, function: &str, action: &str, target: &str, lag| LedgerEvent {
+    let decided = |at_ms, function: &str, action: &str, target: &str, outcome: &str, lag| LedgerEvent {
         at_ms,
         function: function.into(),
         action: action.into(),
         target: target.into(),
-        outcome: "acted".into(),
+        outcome: outcome.into(),
         lag_seconds: lag,
     };
+    let event =
+        |at_ms, function: &str, action: &str, target: &str, lag| decided(at_ms, function, action, target, "acted", lag);
     let reports = vec![
         report(
             "lose-instance",
@@ -200,12 +202,26 @@ fn sample_reports() -> (Vec<DrillReport>, Vec<Evidence>) {
                 vec!["db-failover promote-replica db-r1 in hub: acted (r)".into()],
             )],
         ),
+        // The short-circuit and its page, as the drill expects: no recovery.
+        report(
+            "lose-az",
+            vec![step(
+                "instance-healer",
+                300,
+                Some(1200),
+                vec!["instance-healer heal-instance i-2 in hub: refused (a person must look)".into()],
+            )],
+        ),
     ];
     let evidence = vec![
         Evidence { events: vec![event(500, "instance-healer", "heal-instance", "i-1", None)], backup_age_secs: None },
         // A replica 90 s behind: the Hardware RPO (60 s by default) is missed.
         Evidence {
             events: vec![event(400, "db-failover", "promote-replica", "db-r1", Some(90.0))],
+            backup_age_secs: None,
+        },
+        Evidence {
+            events: vec![decided(600, "instance-healer", "heal-instance", "i-2", "refused", None)],
             backup_age_secs: None,
         },
     ];
@@ -276,11 +292,15 @@ fn the_html_report_renders_its_timelines_and_scorecard_in_headless_chromium() {
         "{}\n{dom}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(dom.matches("<tr class=\"score\"").count(), 2, "{dom}");
+    assert_eq!(dom.matches("<tr class=\"score\"").count(), 3, "{dom}");
     assert!(dom.contains("data-scenario=\"lose-instance\" data-rto=\"met\""), "{dom}");
     assert!(dom.contains("data-scenario=\"lose-primary-db\" data-rto=\"met\" data-rpo=\"missed\""), "{dom}");
+    // A page is no recovery: scored as such, and its timeline verifies it without a recovered event.
+    assert!(dom.contains("data-scenario=\"lose-az\" data-rto=\"not-recovered\""), "{dom}");
+    assert!(dom.contains("not recovered: the outcome was a page (refused ×1), not a recovery"), "{dom}");
     let sections: Vec<&str> = dom.split("<section class=\"timeline\"").skip(1).collect();
-    assert_eq!(sections.len(), 2, "{dom}");
+    assert_eq!(sections.len(), 3, "{dom}");
+    assert!(sections[2].contains("<li data-kind=\"verified\"") && !sections[2].contains("data-kind=\"recovered\""));
     for (section, scenario) in sections.iter().zip(["lose-instance", "lose-primary-db"]) {
         assert!(section.starts_with(&format!(" data-scenario=\"{scenario}\"")), "{section}");
         for kind in ["injected", "detected", "action", "recovered"] {

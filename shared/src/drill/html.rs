@@ -3,8 +3,10 @@
 //! action, recovered — drawn against the scenario's RTO target.
 //!
 //! The page is built for people and for tests alike: the scorecard is `table#scorecard`, one
-//! `tr.score[data-scenario][data-rto][data-rpo]` per scenario; each timeline is
-//! `section.timeline[data-scenario]` holding an SVG and `ol.events` with one `li[data-kind]` per event.
+//! `tr.score[data-scenario][data-rto][data-rpo]` per scenario (`met`, `missed`, `not-recovered`,
+//! `not-measured`); each timeline is `section.timeline[data-scenario]` holding an SVG and `ol.events`
+//! with one `li[data-kind]` per event. The `recover` column is the scorecard's: the time until the
+//! service recovered, or `not recovered` when the outcome was a page, a refusal or a park.
 
 use super::report::DrillReport;
 use super::scorecard::{Score, Scorecard, Verdict};
@@ -33,7 +35,7 @@ table{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002;margin
 th,td{padding:7px 12px;border-bottom:1px solid #e3e8ee;text-align:left;font-size:14px}
 th{background:#24313f;color:#fff}
 .met{background:#d8f5df;color:#13622b;font-weight:600}
-.missed{background:#fde0de;color:#9b1c14;font-weight:600}
+.missed,.not-recovered{background:#fde0de;color:#9b1c14;font-weight:600}
 .not-measured{background:#eef1f4;color:#5b6773}
 .pass{color:#13622b;font-weight:700}.fail{color:#9b1c14;font-weight:700}
 section.timeline{background:#fff;box-shadow:0 1px 2px #0002;padding:12px 16px;margin-bottom:18px}
@@ -44,6 +46,11 @@ ol.events li span.t{display:inline-block;min-width:70px;font-variant-numeric:tab
 .budget div{height:100%}
 ";
 
+/// The RTO's cell: its verdict, and the approval wait when there was one.
+fn rto_cell(s: &Score) -> String {
+    format!("<td class=\"{}\">{}</td>", s.rto.word(), escape(&s.rto_text()))
+}
+
 fn cell(v: &Verdict) -> String {
     format!("<td class=\"{}\">{}</td>", v.word(), escape(&v.describe()))
 }
@@ -53,6 +60,7 @@ fn color(kind: &str) -> &'static str {
         "injected" => "#d9480f",
         "detected" => "#f59f00",
         "action" => "#1c7ed6",
+        "verified" => "#5b6773",
         _ => "#2b8a3e",
     }
 }
@@ -164,7 +172,7 @@ fn timeline(score: &Score) -> String {
         pc = if score.passed { "pass" } else { "fail" },
         pw = if score.passed { "PASS" } else { "FAIL" },
         d = score.disruption.map(|d| d.as_str()).unwrap_or("-"),
-        rto = escape(&score.rto.describe()),
+        rto = escape(&score.rto_text()),
         rpo = escape(&score.rpo.describe()),
     )
 }
@@ -194,8 +202,14 @@ pub fn render(card: &Scorecard, reports: &[DrillReport]) -> String {
             pc = if s.passed { "pass" } else { "fail" },
             pw = if s.passed { "PASS" } else { "FAIL" },
             det = fmt(r.and_then(|r| r.detect_ms())),
-            rec = fmt(r.and_then(|r| r.recover_ms())),
-            rto = cell(&s.rto),
+            rec = match &s.rto {
+                Verdict::NotRecovered { .. } => "not recovered".to_string(),
+                Verdict::Met { measured_secs, .. } | Verdict::Missed { measured_secs, lower_bound: false, .. } => {
+                    secs((measured_secs * 1000.0).round() as u64)
+                }
+                Verdict::Missed { lower_bound: true, .. } | Verdict::NotMeasured { .. } => "-".to_string(),
+            },
+            rto = rto_cell(s),
             rpo = cell(&s.rpo),
         ));
     }
@@ -238,6 +252,7 @@ mod tests {
             disruption: Some(Disruption::Hardware),
             target: t.get(Disruption::Hardware),
             rto,
+            approval_wait_secs: None,
             rpo: Verdict::NotMeasured { why: "<stateless>".into() },
             passed: true,
             timeline: vec![
@@ -261,6 +276,7 @@ mod tests {
             ],
         };
         let html = render(&card, &[]);
+        assert!(html.contains("<td>2.10s</td><td class=\"met\">met: 2.1s of 300s</td>"), "{html}");
         assert_eq!(html.matches("<tr class=\"score\"").count(), 2);
         assert_eq!(html.matches("<section class=\"timeline\"").count(), 2);
         assert!(html.contains("data-scenario=\"lose-instance\" data-rto=\"met\" data-rpo=\"not-measured\""), "{html}");
@@ -270,5 +286,51 @@ mod tests {
         for remote in ["http://", "https://", "<script", "<link", "@import", "src="] {
             assert!(!html.replace("http://www.w3.org/2000/svg", "").contains(remote), "{remote} in the page");
         }
+    }
+
+    #[test]
+    fn a_page_is_shown_as_not_recovered_and_an_approval_wait_beside_the_rto() {
+        let t = Targets::defaults();
+        let page = Score {
+            scenario: "lose-az".into(),
+            mode: "live".into(),
+            disruption: Some(Disruption::Az),
+            target: t.get(Disruption::Az),
+            rto: Verdict::NotRecovered { why: "the outcome was a page (refused ×2), not a recovery".into() },
+            approval_wait_secs: None,
+            rpo: Verdict::NotMeasured { why: "stateless".into() },
+            passed: true,
+            timeline: vec![
+                TimelineEvent { at_ms: 0, kind: EventKind::Injected, label: "stopped i-1, i-2".into() },
+                TimelineEvent { at_ms: 1200, kind: EventKind::Verified, label: "a page (refused ×2)".into() },
+            ],
+        };
+        let flip = Score {
+            scenario: "region-failover".into(),
+            disruption: Some(Disruption::Region),
+            target: t.get(Disruption::Region),
+            rto: Verdict::Met { measured_secs: 45.0, target_secs: 3600 },
+            approval_wait_secs: Some(42.0),
+            ..page.clone()
+        };
+        let html = render(&Scorecard { targets: t.clone(), scores: vec![page, flip] }, &[]);
+        assert!(
+            html.contains(
+                "<td>not recovered</td><td class=\"not-recovered\">not recovered: the outcome was a page (refused ×2), \
+                 not a recovery</td>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("data-scenario=\"lose-az\" data-rto=\"not-recovered\""), "{html}");
+        assert!(html.contains(".missed,.not-recovered{"), "the verdict is styled as a failure");
+        assert!(
+            html.contains(
+                "<td>45.00s</td><td class=\"met\">met: 45.0s of 3600s, of which 42.0s waiting for approval</td>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("<li data-kind=\"verified\">"), "{html}");
+        // Nothing claims the page recovered anything.
+        assert!(!html.contains("data-kind=\"recovered\""), "{html}");
     }
 }

@@ -28,6 +28,33 @@ pub struct StepReport {
     pub passed: bool,
 }
 
+/// The outcome a line of [`StepReport::actions`] names: the lines read `function action target in
+/// account: outcome (reason)` (the drill's `steps::describe`), so it is the word after the first `: `
+/// (`acted`, `refused`, `awaiting-approval`, ...); `None` for a line of another shape.
+pub fn outcome_of(action: &str) -> Option<&str> {
+    let (_, rest) = action.split_once(": ")?;
+    rest.split_whitespace().next()
+}
+
+/// How many of each outcome, in the order first seen: `refused ×2, duplicate ×1`.
+pub fn tally<'a>(outcomes: impl IntoIterator<Item = &'a str>) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for o in outcomes {
+        match counts.iter_mut().find(|(w, _)| *w == o) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((o, 1)),
+        }
+    }
+    counts.iter().map(|(w, n)| format!("{w} ×{n}")).collect::<Vec<_>>().join(", ")
+}
+
+impl StepReport {
+    /// The outcomes of the step's decisions, in order (see [`outcome_of`]).
+    pub fn outcomes(&self) -> Vec<&str> {
+        self.actions.iter().filter_map(|a| outcome_of(a)).collect()
+    }
+}
+
 /// One scenario's report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -286,6 +313,29 @@ mod tests {
         assert!(text.contains("GUARDS  ACCOUNTS\n"), "{text}");
         assert!(text.ends_with("1 of 1 scenarios passed\n"));
         assert_eq!(r.headline(), "lose-instance (live): PASS — detected in 0.4s, recovered in 2.1s");
+    }
+
+    #[test]
+    fn a_steps_outcomes_are_read_from_its_decisions_and_tallied() {
+        let step = StepReport {
+            name: "n".into(),
+            function: "instance-healer".into(),
+            expected: "e".into(),
+            observed: "o".into(),
+            detect_ms: None,
+            recover_ms: None,
+            actions: vec![
+                "instance-healer replace i-1 in hub: refused (replacing nothing: a person must look)".into(),
+                "dns-failover failover arn:aws:x:y in 111111111111: awaiting-approval (a region: ask)".into(),
+                "instance-healer replace i-2 in hub: refused (r: with a colon)".into(),
+                "not a decision line".into(),
+            ],
+            accounts: vec![],
+            passed: true,
+        };
+        assert_eq!(step.outcomes(), vec!["refused", "awaiting-approval", "refused"]);
+        assert_eq!(tally(step.outcomes()), "refused ×2, awaiting-approval ×1");
+        assert_eq!(tally([]), "");
     }
 
     #[test]
