@@ -250,6 +250,12 @@ async fn an_unhealthy_share_above_the_threshold_replaces_nothing_and_pages() {
     assert!(d["reason"].as_str().unwrap().contains("short-circuit: 2 of 3"), "{d}");
     let evidence = d["details"]["shortCircuit"]["evidence"].as_object().unwrap();
     assert!(sick.iter().all(|id| evidence.contains_key(id)), "{d}");
+    // A group-wide short-circuit is a person's to look at, not an AZ for zone-evacuator.
+    assert_eq!(d["details"]["shortCircuit"]["scope"], "group", "{d}");
+    assert!(
+        d["details"].get("evacuation").is_none() && d["reason"].as_str().unwrap().contains("a person must look"),
+        "{d}"
+    );
 
     assert_eq!(ids(&e, &name).await, before, "nothing replaced");
     for id in &before {
