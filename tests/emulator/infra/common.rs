@@ -129,7 +129,8 @@ pub(crate) fn role_id(function: &Value) -> String {
 }
 
 /// The functions that act in member accounts, each through its own `selfheal-<function>` role there.
-pub(super) const ACTING: [&str; 4] = ["instance-healer", "db-failover", "dns-failover", "backup-enforcer"];
+pub(super) const ACTING: [&str; 5] =
+    ["instance-healer", "db-failover", "dns-failover", "backup-enforcer", "zone-evacuator"];
 
 pub(crate) fn template_text(rel: &str) -> String {
     std::fs::read_to_string(repo_path(rel)).unwrap()
