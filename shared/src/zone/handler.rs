@@ -373,7 +373,8 @@ impl Evacuator {
         Ok(Some(self.ctx.record(env).await?))
     }
 
-    /// The scheduled re-check: every place with an evacuation in progress is judged again.
+    /// The scheduled re-check: every place with an evacuation in progress is judged again (a quiet
+    /// fleet records nothing: the schedule fires every minute).
     async fn sweep(&self, t: &Trigger, now: DateTime<Utc>) -> Result<Vec<Envelope>> {
         let active = self.ctx.ledger.active_evacuations().await?;
         let mut places: Vec<Scope> =
@@ -388,10 +389,8 @@ impl Evacuator {
             }
         }
         if out.is_empty() {
-            let req =
-                self.request(t, actions::ASSESS, self.az_target("-"), t.event_id.clone(), "scheduled re-check".into());
-            let env = self.ctx.envelope(&req, Outcome::Skipped, "no evacuation in progress anywhere in the fleet");
-            out.push(self.ctx.record(env.severity(Severity::Info)).await?);
+            // Every minute of a quiet fleet: a log line, not a decision published to the topics.
+            tracing::debug!("scheduled re-check: no evacuation in progress anywhere in the fleet");
         }
         Ok(out)
     }
