@@ -201,7 +201,10 @@ impl TriggerKind {
                 let id = e.rds_event_id.as_deref().map(|i| format!(" {i}")).unwrap_or_default();
                 format!("an RDS DB {what} event ({}{id})", e.identifier)
             }
-            TriggerKind::Health(h) => format!("an AWS Health event ({} {})", h.service, h.event_type_code),
+            TriggerKind::Health(h) => match &h.availability_zone {
+                Some(az) => format!("an AWS Health event ({} {} in {az})", h.service, h.event_type_code),
+                None => format!("an AWS Health event ({} {})", h.service, h.event_type_code),
+            },
             TriggerKind::Schedule { rule } => match rule {
                 Some(r) => format!("a scheduled event ({r})"),
                 None => "a scheduled event".to_string(),
@@ -341,6 +344,13 @@ pub struct RdsEvent {
 }
 
 /// An AWS Health event.
+///
+/// The fields follow AWS Health's EventBridge schema ("Reference: AWS Health events Amazon EventBridge
+/// schema", AWS Health User Guide, `aws-health-events-eventbridge-schema`). `availabilityZone` is not
+/// in that page's `detail` table: it is the Health API's `Event.availabilityZone` ("The AWS
+/// Availability Zone of the event. For example, us-east-1a.", Health API Reference `API_Event`), which
+/// events about one AZ carry in `detail`. The three optional fields are read leniently: absent, empty
+/// or not a string is `None`, so no Health event that parsed before fails now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthEvent {
     pub service: String,
@@ -349,6 +359,17 @@ pub struct HealthEvent {
     pub event_arn: String,
     /// The affected resources (instance ids for EC2 events).
     pub affected_entities: Vec<String>,
+    /// The Availability Zone *name* the event is about (`detail.availabilityZone`, e.g. `us-east-1a`;
+    /// names differ between accounts, the AZ ID does not).
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    /// `detail.statusCode`: `open`, `closed` or `upcoming`.
+    #[serde(default)]
+    pub status_code: Option<String>,
+    /// The impacted region (`detail.eventRegion`). The event's own `region` (and so the trigger's
+    /// [`Scope`]) is where the notification was delivered, which need not be the impacted one.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// A manual invocation: an operator or a drill asking a function to act on a named target.
