@@ -1,12 +1,17 @@
 //! EventBridge events: CloudWatch alarm state change, EC2 instance state change, EC2 Auto Scaling,
-//! RDS instance and cluster events, AWS Health, schedules, and (named, as foreign) every other kind.
+//! RDS instance and cluster events, AWS Health, Route 53 ARC zonal shifts (their `detail` is read in
+//! `arc`), schedules, and (named, as foreign) every other kind.
 
 use aws_lambda_events::cloudwatch_events::ec2::InstanceStateChange;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde_json::Value;
 
+use super::arc::zonal_shift_event;
 use super::fields::{alarm_event_id, alarm_from_alarm_data, non_empty_str, required_str, str_field};
-use super::{AutoScalingEvent, Delivery, ForeignEvent, HealthEvent, RdsEvent, RdsSource, Scope, Trigger, TriggerKind};
+use super::{
+    AutoScalingEvent, Delivery, ForeignEvent, HealthEvent, RdsEvent, RdsSource, Scope, Trigger, TriggerKind,
+    ZONAL_SHIFT_DETAIL_TYPES, ZONAL_SHIFT_SOURCE,
+};
 use crate::error::{Error, Result};
 
 pub(super) fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
@@ -86,6 +91,9 @@ pub(super) fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
                 status_code: non_empty_str(detail, "statusCode"),
                 region: non_empty_str(detail, "eventRegion"),
             })
+        }
+        (ZONAL_SHIFT_SOURCE, dt) if ZONAL_SHIFT_DETAIL_TYPES.contains(&dt) => {
+            TriggerKind::ZonalShift(zonal_shift_event(dt, detail, event.resources.as_deref().unwrap_or_default())?)
         }
         ("aws.events", "Scheduled Event") | ("aws.scheduler", "Scheduled Event") => {
             TriggerKind::Schedule { rule: event.resources.as_ref().and_then(|r| r.first().cloned()) }
