@@ -255,6 +255,13 @@ async fn an_event_not_for_the_function_is_skipped_audited_and_published_as_a_war
     aws_s3["detail-type"] = json!("Object Created");
     aws_s3["source"] = json!("aws.s3");
     aws_s3["id"] = json!(uuid::Uuid::new_v4().to_string());
+    // Route 53 ARC zonal shift and AZ-wide Health events (for zone-evacuator) are skipped by every
+    // other function as a foreign event was; each copy gets its own id, so each has its own trail.
+    let fresh = |name: &str| {
+        let mut v = harness::event(name, &[]);
+        v["id"] = json!(uuid::Uuid::new_v4().to_string());
+        v
+    };
     // (function, its context, the response, what the reason must say)
     let cases: Vec<(&str, &selfheal::Ctx, Value, &str)> = vec![
         (
@@ -274,6 +281,41 @@ async fn an_event_not_for_the_function_is_skipped_audited_and_published_as_a_war
             healer.ctx(),
             healer.handle(&cpu_alarm).await.expect("succeeds"),
             "whose metric \"CPUUtilization\" is not one it is configured for (StatusCheckFailed, ",
+        ),
+        (
+            "instance-healer",
+            healer.ctx(),
+            healer.handle(&fresh("arc-autoshift-in-progress.json")).await.expect("succeeds"),
+            "instance-healer does not handle an ARC zonal shift event (\"Autoshift In Progress\" away from use1-az1, 1 \
+             resource): it takes CloudWatch alarms",
+        ),
+        (
+            "instance-healer",
+            healer.ctx(),
+            healer.handle(&fresh("health-az-operational-issue.json")).await.expect("succeeds"),
+            "instance-healer does not handle an AWS Health event (EC2 AWS_EC2_OPERATIONAL_ISSUE in us-east-1a): it \
+             takes CloudWatch alarms",
+        ),
+        (
+            "db-failover",
+            db.ctx(),
+            db.handle(&fresh("arc-practice-run-started.json")).await.expect("succeeds"),
+            "db-failover does not handle an ARC zonal shift event (\"Practice Run Started\" away from use1-az1, 1 \
+             resource): it takes RDS DB instance",
+        ),
+        (
+            "dns-failover",
+            dns.ctx(),
+            dns.handle(&fresh("arc-autoshift-in-progress.json")).await.expect("succeeds"),
+            "dns-failover does not handle an ARC zonal shift event (\"Autoshift In Progress\" away from use1-az1, 1 \
+             resource): it takes CloudWatch alarms on Route 53 health checks",
+        ),
+        (
+            "backup-enforcer",
+            backup.ctx(),
+            backup.handle(&fresh("arc-practice-run-started.json")).await.expect("succeeds"),
+            "backup-enforcer does not handle an ARC zonal shift event (\"Practice Run Started\" away from use1-az1, 1 \
+             resource): it takes schedules",
         ),
         (
             "db-failover",
@@ -456,6 +498,10 @@ fn the_drill_answers_an_event_not_for_it_with_an_error_naming_it() {
         (
             harness::event("schedule-backup-sweep.json", &[]),
             "a scheduled event (arn:aws:events:us-east-1:123456789012:rule/selfheal-backup-sweep)",
+        ),
+        (
+            harness::event("arc-practice-run-started.json", &[]),
+            "an ARC zonal shift event (\"Practice Run Started\" away from use1-az1, 1 resource)",
         ),
     ] {
         let err = selfheal::drill::parse_request(&payload).unwrap_err();

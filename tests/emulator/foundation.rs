@@ -10,8 +10,9 @@ use serde_json::json;
 
 /// The trigger kind a sample must parse to, from its file-name prefix (see events/README.md).
 fn expected_kind(name: &str) -> &'static str {
-    const PREFIXES: [(&str, &str); 9] = [
+    const PREFIXES: [(&str, &str); 10] = [
         ("alarm-", "alarm"),
+        ("arc-", "zonal-shift"),
         ("autoscaling-", "autoscaling"),
         ("ec2-instance-state-change-", "ec2-instance-state-change"),
         ("envelope-", "envelope"),
@@ -76,6 +77,24 @@ fn alarm_fields_are_extracted() {
     let t = parse_event(&event("health-ec2-instance-retirement.json", &[])).unwrap().remove(0);
     let TriggerKind::Health(h) = t.kind else { panic!("not health") };
     assert_eq!(h.affected_entities, vec!["i-0123456789abcdef0"]);
+    assert_eq!(h.availability_zone, None);
+
+    let t = parse_event(&event("health-az-operational-issue.json", &[])).unwrap().remove(0);
+    let TriggerKind::Health(h) = t.kind else { panic!("not health") };
+    assert_eq!(
+        (h.availability_zone.as_deref(), h.status_code.as_deref(), h.region.as_deref()),
+        (Some("us-east-1a"), Some("open"), Some("us-east-1"))
+    );
+
+    let t = parse_event(&event("alarm-eventbridge-az-5xx.json", &[])).unwrap().remove(0);
+    let TriggerKind::Alarm(a) = t.kind else { panic!("not an alarm") };
+    assert_eq!(a.name, "selfheal-az|us-east-1a|5xx|app/web/50dc6c495c0c9188");
+    assert_eq!(a.dimension("AvailabilityZone"), Some("us-east-1a"));
+    assert_eq!(a.dimension("LoadBalancer"), Some("app/web/50dc6c495c0c9188"));
+
+    let t = parse_event(&event("arc-autoshift-in-progress.json", &[])).unwrap().remove(0);
+    let TriggerKind::ZonalShift(z) = t.kind else { panic!("not a zonal shift") };
+    assert_eq!((z.detail_type.as_str(), z.away_from.as_deref()), ("Autoshift In Progress", Some("use1-az1")));
 }
 
 #[test]

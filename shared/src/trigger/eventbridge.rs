@@ -1,12 +1,17 @@
 //! EventBridge events: CloudWatch alarm state change, EC2 instance state change, EC2 Auto Scaling,
-//! RDS instance and cluster events, AWS Health, schedules, and (named, as foreign) every other kind.
+//! RDS instance and cluster events, AWS Health, Route 53 ARC zonal shifts (their `detail` is read in
+//! `arc`), schedules, and (named, as foreign) every other kind.
 
 use aws_lambda_events::cloudwatch_events::ec2::InstanceStateChange;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde_json::Value;
 
-use super::fields::{alarm_event_id, alarm_from_alarm_data, required_str, str_field};
-use super::{AutoScalingEvent, Delivery, ForeignEvent, HealthEvent, RdsEvent, RdsSource, Scope, Trigger, TriggerKind};
+use super::arc::zonal_shift_event;
+use super::fields::{alarm_event_id, alarm_from_alarm_data, non_empty_str, required_str, str_field};
+use super::{
+    AutoScalingEvent, Delivery, ForeignEvent, HealthEvent, RdsEvent, RdsSource, Scope, Trigger, TriggerKind,
+    ZONAL_SHIFT_DETAIL_TYPES, ZONAL_SHIFT_SOURCE,
+};
 use crate::error::{Error, Result};
 
 pub(super) fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
@@ -82,7 +87,13 @@ pub(super) fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
                 category: str_field(detail, "eventTypeCategory").unwrap_or_default().to_string(),
                 event_arn: required_str(detail, "eventArn", H)?,
                 affected_entities: affected,
+                availability_zone: non_empty_str(detail, "availabilityZone"),
+                status_code: non_empty_str(detail, "statusCode"),
+                region: non_empty_str(detail, "eventRegion"),
             })
+        }
+        (ZONAL_SHIFT_SOURCE, dt) if ZONAL_SHIFT_DETAIL_TYPES.contains(&dt) => {
+            TriggerKind::ZonalShift(zonal_shift_event(dt, detail, event.resources.as_deref().unwrap_or_default())?)
         }
         ("aws.events", "Scheduled Event") | ("aws.scheduler", "Scheduled Event") => {
             TriggerKind::Schedule { rule: event.resources.as_ref().and_then(|r| r.first().cloned()) }
@@ -99,7 +110,7 @@ pub(super) fn parse_eventbridge(payload: &Value) -> Result<Trigger> {
 
 #[cfg(test)]
 mod tests {
-    use crate::trigger::parse_event;
+    use crate::trigger::{parse_event, TriggerKind};
     use serde_json::json;
 
     #[test]
@@ -118,6 +129,49 @@ mod tests {
         assert_eq!(parse_event(&spot).unwrap()[0].kind.name(), "foreign");
         let err = parse_event(&json!({"id": "3", "detail-type": "x", "source": "", "detail": {}})).unwrap_err();
         assert!(err.to_string().contains("source is empty"), "{err}");
+    }
+
+    fn sample(name: &str) -> serde_json::Value {
+        let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn a_health_event_naming_an_az_carries_it() {
+        let t = parse_event(&sample("health-az-operational-issue.json")).unwrap().remove(0);
+        let TriggerKind::Health(h) = &t.kind else { panic!("not health: {t:?}") };
+        assert_eq!(h.availability_zone.as_deref(), Some("us-east-1a"));
+        assert_eq!(h.status_code.as_deref(), Some("open"));
+        assert_eq!(h.region.as_deref(), Some("us-east-1"));
+        assert_eq!((h.service.as_str(), h.event_type_code.as_str()), ("EC2", "AWS_EC2_OPERATIONAL_ISSUE"));
+        assert_eq!(h.category, "issue");
+        assert!(h.affected_entities.is_empty());
+        assert_eq!(t.describe(), "an AWS Health event (EC2 AWS_EC2_OPERATIONAL_ISSUE in us-east-1a)");
+    }
+
+    #[test]
+    fn a_health_event_without_an_az_parses_as_before() {
+        let t = parse_event(&sample("health-ec2-instance-retirement.json")).unwrap().remove(0);
+        let TriggerKind::Health(h) = &t.kind else { panic!("not health: {t:?}") };
+        assert_eq!(h.availability_zone, None);
+        assert_eq!(h.status_code, None, "the sample has no statusCode");
+        assert_eq!(h.region, None, "the sample has no eventRegion");
+        assert_eq!(h.affected_entities, vec!["i-0123456789abcdef0"]);
+        assert_eq!(h.category, "scheduledChange");
+        assert_eq!(t.describe(), "an AWS Health event (EC2 AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED)");
+        // Empty or mistyped optional fields are absent, not errors: nothing that parsed before fails now.
+        let mut v = sample("health-az-operational-issue.json");
+        v["detail"]["availabilityZone"] = json!("");
+        v["detail"]["statusCode"] = json!(7);
+        v["detail"]["eventRegion"] = json!(null);
+        let TriggerKind::Health(h) = parse_event(&v).unwrap().remove(0).kind else { panic!("not health") };
+        assert_eq!((h.availability_zone, h.status_code, h.region), (None, None, None));
+        // The required fields are still required.
+        let mut v = sample("health-az-operational-issue.json");
+        v["detail"].as_object_mut().unwrap().remove("eventArn");
+        let err = parse_event(&v).unwrap_err().to_string();
+        assert!(err.contains("malformed AWS Health Event event: missing field eventArn"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub(super) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
+/// A string field that is present and not empty; anything else (absent, empty, another type) is `None`.
+pub(super) fn non_empty_str(v: &Value, key: &str) -> Option<String> {
+    str_field(v, key).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
 pub(super) fn required_str(v: &Value, key: &str, shape: &'static str) -> Result<String> {
     match v.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),

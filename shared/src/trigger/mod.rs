@@ -5,7 +5,8 @@
 //! - a CloudWatch alarm whose action invokes Lambda directly (`source: aws.cloudwatch`, `alarmData`);
 //! - EventBridge events: `CloudWatch Alarm State Change`, `EC2 Instance State-change Notification`,
 //!   EC2 Auto Scaling instance events, `RDS DB Instance Event` / `RDS DB Cluster Event`,
-//!   `AWS Health Event`, and `Scheduled Event`;
+//!   `AWS Health Event`, Route 53 ARC zonal shift events (`aws.arc-zonal-shift`: autoshifts, practice
+//!   runs, FIS experiment autoshifts, manual shifts), and `Scheduled Event`;
 //! - an EventBridge event forwarded through SNS;
 //! - a selfheal notification envelope delivered through SNS (what the notifier consumes);
 //! - a manual invocation by an operator or a drill (`source: selfheal.manual`);
@@ -34,6 +35,7 @@
 //!   invocations and other services' notifications published to a topic);
 //! - `eventbridge`: EventBridge events (alarm state change, EC2, Auto Scaling, RDS, Health,
 //!   schedule, and the kinds no function handles);
+//! - `arc`: the `detail` of Route 53 ARC zonal shift events (what AWS documents of it, and where);
 //! - `alarm_action`: a CloudWatch alarm action that invokes a function directly (`alarmData`);
 //! - `manual`: `selfheal.manual` invocations;
 //! - `records`: `Records` batches of other services, and SQS batches of shard messages;
@@ -41,6 +43,7 @@
 //!   and an alarm state change's identity.
 
 mod alarm_action;
+mod arc;
 mod eventbridge;
 mod fields;
 mod manual;
@@ -68,6 +71,28 @@ pub const MANUAL_SOURCE: &str = "selfheal.manual";
 /// Largest payload the parser accepts; Lambda's own limit for asynchronous invocations is 256 KiB,
 /// synchronous 6 MiB.
 pub const MAX_EVENT_BYTES: usize = 6 * 1024 * 1024;
+
+/// The EventBridge `source` of Route 53 ARC zonal shift events.
+pub const ZONAL_SHIFT_SOURCE: &str = "aws.arc-zonal-shift";
+
+/// The `detail-type`s ARC sends for zonal shifts (EventBridge events reference, "AWS ARC - Zonal Shift
+/// events"; ARC Developer Guide, "Using zonal autoshift with Amazon EventBridge"). Any other
+/// detail-type of [`ZONAL_SHIFT_SOURCE`] (such as CloudTrail's "AWS API Call via CloudTrail") is a
+/// [`TriggerKind::Foreign`] event.
+pub const ZONAL_SHIFT_DETAIL_TYPES: [&str; 12] = [
+    "Autoshift In Progress",
+    "Autoshift Completed",
+    "Practice Run Started",
+    "Practice Run Succeeded",
+    "Practice Run Interrupted",
+    "Practice Run Failed",
+    "FIS Experiment Autoshift In Progress",
+    "FIS Experiment Autoshift Completed",
+    "FIS Experiment Autoshift Canceled",
+    "Manual Shift Started",
+    "Manual Shift Updated",
+    "Manual Shift Canceled",
+];
 
 /// One thing that happened, normalised from whichever shape delivered it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +170,9 @@ pub enum TriggerKind {
     Rds(RdsEvent),
     /// An AWS Health event.
     Health(HealthEvent),
+    /// A Route 53 ARC zonal shift event: an autoshift, a practice run, an FIS experiment's autoshift
+    /// or a manual shift started, updated or ended.
+    ZonalShift(ZonalShiftEvent),
     /// An EventBridge schedule fired.
     Schedule { rule: Option<String> },
     /// An operator or a drill asked for something.
@@ -167,6 +195,7 @@ impl TriggerKind {
             TriggerKind::AutoScaling(_) => "autoscaling",
             TriggerKind::Rds(_) => "rds",
             TriggerKind::Health(_) => "health",
+            TriggerKind::ZonalShift(_) => "zonal-shift",
             TriggerKind::Schedule { .. } => "schedule",
             TriggerKind::Manual(_) => "manual",
             TriggerKind::Envelope(_) => "envelope",
@@ -201,7 +230,11 @@ impl TriggerKind {
                 let id = e.rds_event_id.as_deref().map(|i| format!(" {i}")).unwrap_or_default();
                 format!("an RDS DB {what} event ({}{id})", e.identifier)
             }
-            TriggerKind::Health(h) => format!("an AWS Health event ({} {})", h.service, h.event_type_code),
+            TriggerKind::Health(h) => match &h.availability_zone {
+                Some(az) => format!("an AWS Health event ({} {} in {az})", h.service, h.event_type_code),
+                None => format!("an AWS Health event ({} {})", h.service, h.event_type_code),
+            },
+            TriggerKind::ZonalShift(z) => z.describe(),
             TriggerKind::Schedule { rule } => match rule {
                 Some(r) => format!("a scheduled event ({r})"),
                 None => "a scheduled event".to_string(),
@@ -341,6 +374,13 @@ pub struct RdsEvent {
 }
 
 /// An AWS Health event.
+///
+/// The fields follow AWS Health's EventBridge schema ("Reference: AWS Health events Amazon EventBridge
+/// schema", AWS Health User Guide, `aws-health-events-eventbridge-schema`). `availabilityZone` is not
+/// in that page's `detail` table: it is the Health API's `Event.availabilityZone` ("The AWS
+/// Availability Zone of the event. For example, us-east-1a.", Health API Reference `API_Event`), which
+/// events about one AZ carry in `detail`. The three optional fields are read leniently: absent, empty
+/// or not a string is `None`, so no Health event that parsed before fails now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthEvent {
     pub service: String,
@@ -349,6 +389,121 @@ pub struct HealthEvent {
     pub event_arn: String,
     /// The affected resources (instance ids for EC2 events).
     pub affected_entities: Vec<String>,
+    /// The Availability Zone *name* the event is about (`detail.availabilityZone`, e.g. `us-east-1a`;
+    /// names differ between accounts, the AZ ID does not).
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    /// `detail.statusCode`: `open`, `closed` or `upcoming`.
+    #[serde(default)]
+    pub status_code: Option<String>,
+    /// The impacted region (`detail.eventRegion`). The event's own `region` (and so the trigger's
+    /// [`Scope`]) is where the notification was delivered, which need not be the impacted one.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// A Route 53 ARC zonal shift event (`source: aws.arc-zonal-shift`, one of
+/// [`ZONAL_SHIFT_DETAIL_TYPES`]).
+///
+/// AWS publishes no schema for these events' `detail`, only examples (see the `arc` parser's module
+/// docs for what they show and where they are): `detail.metadata.awayFrom` names the AZ ID, the top
+/// level `resources` the resources, `detail.data` is `""` or an object. Every field here but the
+/// detail-type is therefore optional and read leniently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ZonalShiftEvent {
+    /// The EventBridge `detail-type` ("Autoshift In Progress", "Practice Run Started", ...).
+    pub detail_type: String,
+    /// The AZ ID traffic is shifted away from (`use1-az1`: an ID, not a name), as the event names it
+    /// (`detail.metadata.awayFrom`).
+    pub away_from: Option<String>,
+    /// The resources the event is about: the event's `resources`, then any `resourceIdentifier` in
+    /// `detail` (not documented; the name ARC's API gives a resource's ARN), without duplicates. Empty
+    /// for an autoshift observer notification.
+    pub resources: Vec<String>,
+    /// A `status` the event states (`detail.metadata.status`, `detail.data.status` or
+    /// `detail.status`). No documented example carries one: `None` unless ARC adds it. What happened
+    /// is in the detail-type ([`ZonalShiftEvent::origin`], [`ZonalShiftEvent::phase`]).
+    pub status: Option<String>,
+    /// `detail.metadata.notes`, when not empty.
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// `detail.data.additionalFailureInfo`: why a practice run was interrupted or failed.
+    #[serde(default)]
+    pub failure_info: Option<String>,
+    /// The event's `detail` as it arrived, kept for the audit.
+    pub detail: Value,
+}
+
+/// Who started a zonal shift, from an ARC event's detail-type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZonalShiftOrigin {
+    /// AWS, for an AZ impairment it detected (zonal autoshift).
+    Autoshift,
+    /// ARC's practice run of zonal autoshift (weekly, or on demand).
+    PracticeRun,
+    /// An AWS FIS experiment's simulated autoshift.
+    FisExperiment,
+    /// Someone's `StartZonalShift` (including this suite's own).
+    Manual,
+}
+
+/// Where in its life a zonal shift is, from an ARC event's detail-type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZonalShiftPhase {
+    /// Started: traffic is moving away from the AZ (`... In Progress`, `... Started`).
+    Started,
+    /// A manual shift's expiry or comment changed (`Manual Shift Updated`).
+    Updated,
+    /// Over, however it ended: completed, canceled, or a practice run's outcome (succeeded,
+    /// interrupted, failed).
+    Ended,
+}
+
+impl ZonalShiftEvent {
+    /// Who started the shift; `None` for a detail-type outside [`ZONAL_SHIFT_DETAIL_TYPES`].
+    pub fn origin(&self) -> Option<ZonalShiftOrigin> {
+        let dt = self.detail_type.as_str();
+        if !ZONAL_SHIFT_DETAIL_TYPES.contains(&dt) {
+            return None;
+        }
+        Some(if dt.starts_with("FIS Experiment ") {
+            ZonalShiftOrigin::FisExperiment
+        } else if dt.starts_with("Autoshift ") {
+            ZonalShiftOrigin::Autoshift
+        } else if dt.starts_with("Practice Run ") {
+            ZonalShiftOrigin::PracticeRun
+        } else {
+            ZonalShiftOrigin::Manual
+        })
+    }
+
+    /// Whether the shift started, changed or ended; `None` for a detail-type outside
+    /// [`ZONAL_SHIFT_DETAIL_TYPES`].
+    pub fn phase(&self) -> Option<ZonalShiftPhase> {
+        let dt = self.detail_type.as_str();
+        if !ZONAL_SHIFT_DETAIL_TYPES.contains(&dt) {
+            return None;
+        }
+        Some(if dt.ends_with(" In Progress") || dt.ends_with(" Started") {
+            ZonalShiftPhase::Started
+        } else if dt.ends_with(" Updated") {
+            ZonalShiftPhase::Updated
+        } else {
+            ZonalShiftPhase::Ended
+        })
+    }
+
+    /// "an ARC zonal shift event (\"Autoshift In Progress\" away from use1-az1, 1 resource)".
+    pub fn describe(&self) -> String {
+        let away = self.away_from.as_deref().map(|az| format!(" away from {az}")).unwrap_or_default();
+        let resources = match self.resources.len() {
+            1 => "1 resource".to_string(),
+            n => format!("{n} resources"),
+        };
+        format!("an ARC zonal shift event ({:?}{away}, {resources})", self.detail_type)
+    }
 }
 
 /// A manual invocation: an operator or a drill asking a function to act on a named target.
