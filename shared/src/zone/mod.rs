@@ -5,7 +5,10 @@
 //! - the suite's per-AZ load balancer alarms (`selfheal-az|<az>|<5xx|latency|unhealthy>|<lb>`, kept
 //!   by the readiness sweep for every opted-in ALB/NLB; each compares the AZ with the others, so all
 //!   AZs worse is not one AZ's problem), and any ELB alarm on a per-AZ metric; ALARM impairs, OK clears;
-//! - AWS Health issues naming an AZ (open impairs, closed clears);
+//! - AWS Health issues naming an AZ (open impairs, closed clears; upcoming and other categories are
+//!   recorded as skipped);
+//! - ARC's own zonal shift events (autoshift, practice run, FIS, manual shifts) re-assess the place, so
+//!   the evacuator stands down where ARC has a shift in effect;
 //! - the healer's AZ short-circuit (its envelope), and an operator's `evacuate`.
 //!
 //! One AZ is impaired on a Health issue, the healer's short-circuit or an operator alone, or on

@@ -139,6 +139,38 @@ pub fn intake(t: &Trigger, now: DateTime<Utc>) -> Result<Intake> {
                 }),
             }
         }
+        TriggerKind::Health(h) => match h.availability_zone.as_deref().filter(|a| !a.is_empty()) {
+            Some(az) if h.category.eq_ignore_ascii_case("issue") => {
+                let status = h.status_code.as_deref().unwrap_or("open");
+                if status.eq_ignore_ascii_case("upcoming") {
+                    return Ok(Intake::Ignore {
+                        target: h.event_arn.clone(),
+                        reason: format!("AWS Health {} for {az} is upcoming, not an impairment yet", h.event_type_code),
+                    });
+                }
+                Ok(Intake::Signal(ZoneSignal {
+                    az: az.to_string(),
+                    source: format!("health:{}", h.event_arn),
+                    impaired: !status.eq_ignore_ascii_case("closed"),
+                    at: now,
+                    detail: format!("AWS Health {} ({} {status})", h.event_type_code, h.service),
+                    resource: None,
+                }))
+            }
+            Some(az) => Ok(Intake::Ignore {
+                target: h.event_arn.clone(),
+                reason: format!("AWS Health {} names {az} but is a {}, not an issue", h.event_type_code, h.category),
+            }),
+            None => Err(unsupported(t)),
+        },
+        TriggerKind::ZonalShift(z) => Ok(Intake::Reassess {
+            why: format!(
+                "ARC: {}{}{}",
+                z.detail_type,
+                z.away_from.as_deref().map(|a| format!(" away from {a}")).unwrap_or_default(),
+                if z.resources.is_empty() { String::new() } else { format!(" on {}", z.resources.join(", ")) }
+            ),
+        }),
         TriggerKind::Schedule { .. } => Ok(Intake::Sweep),
         TriggerKind::Manual(m) => manual(m),
         _ => Err(unsupported(t)),
@@ -218,6 +250,40 @@ mod tests {
         assert_eq!(s.az, "us-east-1b");
         let t = alarm("web-errors", "ALARM", json!({"LoadBalancer": "app/web/1"}));
         assert!(matches!(intake(&t, Utc::now()), Err(Error::UnsupportedTrigger { .. })));
+    }
+
+    #[test]
+    fn health_issues_naming_an_az_impair_it_until_closed_and_arc_events_reassess() {
+        let health = |status: &str, category: &str, az: Option<&str>| {
+            let mut detail = json!({
+                "eventArn": "arn:aws:health:us-east-1::event/EC2/AWS_EC2_OPERATIONAL_ISSUE/1",
+                "service": "EC2", "eventTypeCode": "AWS_EC2_OPERATIONAL_ISSUE", "eventTypeCategory": category,
+                "statusCode": status, "startTime": "Sat, 05 Dec 2026 10:00:00 GMT", "eventDescription": [],
+                "affectedEntities": []
+            });
+            if let Some(az) = az {
+                detail["availabilityZone"] = json!(az);
+            }
+            let ev = json!({"version": "0", "id": "h1", "detail-type": "AWS Health Event", "source": "aws.health",
+                "account": "123456789012", "time": "2026-12-05T10:00:00Z", "region": "us-east-1", "resources": [],
+                "detail": detail});
+            intake(&parse_event(&ev).unwrap().remove(0), Utc::now())
+        };
+        let Intake::Signal(s) = health("open", "issue", Some("us-east-1a")).unwrap() else { panic!("signal") };
+        assert!(s.impaired && s.az == "us-east-1a" && s.source.starts_with("health:arn:aws:health"));
+        let Intake::Signal(s) = health("closed", "issue", Some("us-east-1a")).unwrap() else { panic!("signal") };
+        assert!(!s.impaired);
+        assert!(matches!(health("upcoming", "issue", Some("us-east-1a")).unwrap(), Intake::Ignore { .. }));
+        assert!(matches!(health("open", "scheduledChange", Some("us-east-1a")).unwrap(), Intake::Ignore { .. }));
+        assert!(matches!(health("open", "issue", None), Err(Error::UnsupportedTrigger { .. })));
+        let arc = parse_event(
+            &serde_json::from_str::<Value>(include_str!("../../../events/arc-autoshift-in-progress.json")).unwrap(),
+        )
+        .unwrap()
+        .remove(0);
+        assert!(
+            matches!(intake(&arc, Utc::now()).unwrap(), Intake::Reassess { ref why } if why.contains("Autoshift In Progress"))
+        );
     }
 
     #[test]
