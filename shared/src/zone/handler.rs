@@ -86,6 +86,11 @@ impl Evacuator {
                 };
                 &placed
             }
+            // A Health event is delivered to one region and may be about another (`detail.eventRegion`).
+            TriggerKind::Health(h) if h.region.is_some() && h.region != t.scope.region => {
+                placed = Trigger { scope: Scope { region: h.region.clone(), ..t.scope.clone() }, ..t.clone() };
+                &placed
+            }
             _ => t,
         };
         let here = match self.ctx.for_trigger(t).await? {
