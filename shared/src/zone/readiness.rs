@@ -553,9 +553,21 @@ async fn enable_group_zonal_shift(asg: &aws_sdk_autoscaling::Client, group: &str
     Ok(())
 }
 
-/// Runs the readiness sweep in the evacuator's place (`ev` is already placed where the trigger is
-/// about); `fix` is the invocation's `params.fix`.
+/// The handler's entry (kept until the handler calls [`Evacuator::readiness`], which, like the
+/// evacuate and end files' methods, leaves no import cycle between `handler` and this file).
 pub(super) async fn run(ev: &Evacuator, t: &Trigger, fix: bool) -> Result<Vec<Envelope>> {
+    ev.readiness(t, fix).await
+}
+
+impl Evacuator {
+    /// Runs the readiness sweep in this evacuator's place (already placed where the trigger is about);
+    /// `fix` is the invocation's `params.fix`.
+    pub(super) async fn readiness(&self, t: &Trigger, fix: bool) -> Result<Vec<Envelope>> {
+        sweep(self, t, fix).await
+    }
+}
+
+async fn sweep(ev: &Evacuator, t: &Trigger, fix: bool) -> Result<Vec<Envelope>> {
     let aws = &ev.ctx.aws;
     let (elb, asg, ec2, arcc, cw) = (aws.elbv2(), aws.autoscaling(), aws.ec2(), aws.arc(), aws.cloudwatch());
     let thresholds = Thresholds::default();
