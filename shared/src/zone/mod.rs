@@ -34,16 +34,22 @@
 //!   through db-failover's own code and guards ([`writers`]).
 //!
 //! # Also
-//! `readiness`: a fleet-wide sweep of zonal-shift readiness. Triggers and settings: see [`HANDLES`]
-//! and [`ZoneConfig`].
+//! `readiness` ([`readiness`]): the sweep of a place's zonal-shift readiness (zonal shift enabled on
+//! every opted-in load balancer and group, headroom to lose one AZ, the per-AZ alarms ([`alarms`]:
+//! metric-math outlier alarms, 3 min to detect a hard failure, 4 min a gray one), ARC's autoshift and
+//! practice-run configuration) in one report, and the safe fixes when `SELFHEAL_ZONE_READINESS_FIX`
+//! and the request both ask. Triggers and settings: see [`HANDLES`] and [`ZoneConfig`].
 //!
 //! IAM: `ec2:DescribeAvailabilityZones`, `ec2:DescribeSubnets`, `elasticloadbalancing:Describe*` (load
 //! balancers, tags, attributes), `autoscaling:DescribeAutoScalingGroups`,
 //! `autoscaling:UpdateAutoScalingGroup`, `arc-zonal-shift:ListManagedResources`,
 //! `arc-zonal-shift:GetManagedResource`, `arc-zonal-shift:StartZonalShift`,
 //! `arc-zonal-shift:UpdateZonalShift`, `arc-zonal-shift:CancelZonalShift`, db-failover's RDS calls, the
-//! ledger table and topic.
+//! ledger table and topic; readiness adds `elasticloadbalancing:DescribeTargetGroups`,
+//! `elasticloadbalancing:ModifyLoadBalancerAttributes`, `cloudwatch:DescribeAlarms` and
+//! `cloudwatch:PutMetricAlarm`.
 
+pub mod alarms;
 pub mod arc;
 pub mod assess;
 pub mod azs;
@@ -55,7 +61,7 @@ pub mod groups;
 mod handler;
 pub mod lbs;
 pub mod plan;
-mod readiness;
+pub mod readiness;
 pub mod signals;
 pub mod writers;
 
