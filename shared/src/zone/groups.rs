@@ -1,6 +1,7 @@
 //! The place's opted-in Auto Scaling groups as [`Resource`]s (capacity, in-service instances per AZ,
 //! subnets and their AZs, whether zonal shift is enabled on them), and the two changes the evacuator
-//! makes to a group: its desired capacity and its subnets (`UpdateAutoScalingGroup`).
+//! makes to a group: its desired capacity and its subnets (`UpdateAutoScalingGroup`); and readiness's
+//! one: enabling zonal shift in its `AvailabilityZoneImpairmentPolicy`.
 
 use std::collections::BTreeMap;
 
@@ -128,6 +129,23 @@ pub async fn set_subnets(asg: &aws_sdk_autoscaling::Client, group: &str, subnets
     asg.update_auto_scaling_group()
         .auto_scaling_group_name(group)
         .vpc_zone_identifier(subnets.join(","))
+        .send()
+        .await
+        .map_err(|e| Error::aws("autoscaling", "UpdateAutoScalingGroup", e))?;
+    Ok(())
+}
+
+/// The group's `AvailabilityZoneImpairmentPolicy`: zonal shift enabled, unhealthy instances in the
+/// shifted-away AZ left alone.
+pub async fn enable_zonal_shift(asg: &aws_sdk_autoscaling::Client, group: &str) -> Result<()> {
+    use aws_sdk_autoscaling::types::{AvailabilityZoneImpairmentPolicy, ImpairedZoneHealthCheckBehavior};
+    let policy = AvailabilityZoneImpairmentPolicy::builder()
+        .zonal_shift_enabled(true)
+        .impaired_zone_health_check_behavior(ImpairedZoneHealthCheckBehavior::IgnoreUnhealthy)
+        .build();
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .availability_zone_impairment_policy(policy)
         .send()
         .await
         .map_err(|e| Error::aws("autoscaling", "UpdateAutoScalingGroup", e))?;

@@ -229,7 +229,7 @@ impl Evacuator {
                     .detail("assessment", &verdict);
                 Ok(vec![self.ctx.record(env).await?])
             }
-            Intake::Readiness { fix } => super::readiness::run(self, t, fix).await,
+            Intake::Readiness { fix } => self.readiness(t, fix).await,
             Intake::Ignore { target, reason } => {
                 let req = self.request(t, "ignore", Target::new("event", target), t.event_id.clone(), reason.clone());
                 Ok(vec![self.ctx.record(self.ctx.envelope(&req, Outcome::Skipped, reason)).await?])

@@ -1,6 +1,7 @@
 //! The place's opted-in load balancers (ALB and NLB) as [`Resource`]s: `DescribeLoadBalancers`,
 //! `DescribeTags` (opt-in), `DescribeLoadBalancerAttributes` (`zonal_shift.config.enabled`, without
-//! which ARC cannot shift it). A Gateway Load Balancer is named as not shiftable.
+//! which ARC cannot shift it). A Gateway Load Balancer is named as not shiftable. Readiness's reads and
+//! its one change: the target groups (their per-AZ alarms), and enabling zonal shift.
 
 use aws_sdk_elasticloadbalancingv2::types::LoadBalancerTypeEnum;
 
@@ -75,6 +76,34 @@ pub async fn zonal_shift_enabled(elb: &aws_sdk_elasticloadbalancingv2::Client, a
         .await
         .map_err(|e| Error::aws("elasticloadbalancing", "DescribeLoadBalancerAttributes", e))?;
     Ok(attrs.attributes().iter().any(|a| a.key() == Some(ZONAL_SHIFT_ATTRIBUTE) && a.value() == Some("true")))
+}
+
+/// The target groups of a load balancer, as dimensions (`DescribeTargetGroups`).
+pub async fn target_groups(elb: &aws_sdk_elasticloadbalancingv2::Client, lb_arn: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pages = elb.describe_target_groups().load_balancer_arn(lb_arn).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::aws("elasticloadbalancing", "DescribeTargetGroups", e))?;
+        out.extend(
+            page.target_groups()
+                .iter()
+                .filter_map(|g| g.target_group_arn())
+                .filter_map(super::alarms::target_group_dimension),
+        );
+    }
+    Ok(out)
+}
+
+/// `zonal_shift.config.enabled=true` on the load balancer (that attribute only).
+pub async fn enable_zonal_shift(elb: &aws_sdk_elasticloadbalancingv2::Client, arn: &str) -> Result<()> {
+    use aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute;
+    elb.modify_load_balancer_attributes()
+        .load_balancer_arn(arn)
+        .attributes(LoadBalancerAttribute::builder().key(ZONAL_SHIFT_ATTRIBUTE).value("true").build())
+        .send()
+        .await
+        .map_err(|e| Error::aws("elasticloadbalancing", "ModifyLoadBalancerAttributes", e))?;
+    Ok(())
 }
 
 /// The load balancer's ELB dimension (`app/web/50dc6c495c0c9188`), as per-AZ alarms name it.
