@@ -5,11 +5,14 @@
 //!
 //! One file per concern: `replacement.rs` (the healer's replacement of a standalone instance and its
 //! Elastic IP), `backups.rs` (backup-enforcer's snapshots, DR copies and expiry), `trust.rs` (a member
-//! role assumed with its external id). The other tests that record and assert their calls (the game
-//! days in `drill.rs`, the fleet tests in `fleet.rs`) reach the evaluator through the names below.
+//! role assumed with its external id), `zone.rs` (zone-evacuator's zonal shifts, capacity and subnet
+//! changes and writer moves, in the hub and a member account, with the ARC stand-in). The other tests
+//! that record and assert their calls (the game days in `drill.rs`, the fleet tests in `fleet.rs`)
+//! reach the evaluator through the names below.
 
 pub(crate) use harness::iam::{assert_all_allowed, assert_allowed, assert_still_known, record};
 
 mod backups;
 mod replacement;
 mod trust;
+mod zone;

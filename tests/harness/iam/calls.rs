@@ -3,12 +3,25 @@
 //! the tags the observer read before it was sent: the resource tags of what it touches, the request
 //! tags it writes, the implicit `ec2:CreateTags` or `rds:AddTagsToResource` a tag-on-create adds. An
 //! operation it does not model is an error.
+//!
+//! Resource types and condition keys follow the Service Authorization Reference: ARC zonal shift's
+//! `StartZonalShift`, `UpdateZonalShift`, `CancelZonalShift` and `GetManagedResource` are authorized on
+//! its ALB and NLB resource types (the load balancer's ARN) with `arc-zonal-shift:ResourceIdentifier`,
+//! `aws:ResourceTag/*` and `elasticloadbalancing:ResourceTag/*`, and it defines no type for any other
+//! managed resource (an Auto Scaling group), which IAM can then only grant on `*`, with the identifier
+//! as its one key; its `List*` have no resource type. ELB's `ModifyLoadBalancerAttributes` is
+//! authorized on the load balancer (its tags as both tag keys), its `Describe*` on `*`. Auto Scaling's
+//! `UpdateAutoScalingGroup` on the group (its tags as `aws:` and `autoscaling:ResourceTag/*`), with
+//! `autoscaling:LaunchConfigurationName`, `LaunchTemplateVersionSpecified`, `InstanceTypes`, `MinSize`,
+//! `MaxSize` and `VPCZoneIdentifiers` present only when the request sets them. CloudWatch's
+//! `DescribeAlarms` on the alarm type.
 
 use selfheal::clients::CallRecord;
 use serde_json::Value as Json;
 
 use super::conditions::Context;
 use super::form::{percent_decode, Form};
+use super::observer::{arc_resource, is_load_balancer, shift_named};
 use super::policy::Request;
 use super::ORG;
 
@@ -19,12 +32,22 @@ fn tag_context(ctx: &mut Context, prefix: &str, tags: &[(String, String)]) {
 }
 
 fn resource_tags(ctx: &mut Context, tags: &Json) {
+    resource_tags_as(ctx, tags, &["aws:resourcetag"]);
+}
+
+/// A resource's tags under each of `prefixes` (`aws:ResourceTag/*` and a service's own).
+fn resource_tags_as(ctx: &mut Context, tags: &Json, prefixes: &[&str]) {
     if let Some(m) = tags.as_object() {
         let pairs: Vec<(String, String)> =
             m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
-        tag_context(ctx, "aws:resourcetag", &pairs);
+        for p in prefixes {
+            tag_context(ctx, p, &pairs);
+        }
     }
 }
+
+const GROUP_TAGS: [&str; 2] = ["aws:resourcetag", "autoscaling:resourcetag"];
+const ELB_TAGS: [&str; 2] = ["aws:resourcetag", "elasticloadbalancing:resourcetag"];
 
 /// The tags a request writes (`aws:RequestTag/*`, `aws:TagKeys`; absent when it writes none).
 fn request_tags(ctx: &mut Context, tags: &[(String, String)]) {
@@ -122,6 +145,92 @@ impl Call<'_> {
             out.push(Request { action: "rds:AddTagsToResource".into(), resource, context });
         }
         out
+    }
+
+    /// A request on an Auto Scaling group: the group the observer found (`found`: its ARN and tags),
+    /// else an ARN naming it that no tag condition can match.
+    fn group_existing(&self, action: &str, found: Option<&Json>, name: &str) -> Request {
+        let arn = found.and_then(|g| g.get("arn")).and_then(Json::as_str).map(str::to_string).unwrap_or_else(|| {
+            format!(
+                "arn:aws:autoscaling:{}:{}:autoScalingGroup:unknown:autoScalingGroupName/{name}",
+                self.region, self.account
+            )
+        });
+        let mut context = Context::new();
+        if let Some(tags) = found.and_then(|g| g.get("tags")) {
+            resource_tags_as(&mut context, tags, &GROUP_TAGS);
+        }
+        Request { action: action.into(), resource: arn, context }
+    }
+
+    /// The keys `UpdateAutoScalingGroup` sets from its request: each only when the request sets what
+    /// it is about. What else the reference lists keys for (capacity reservations, a mixed instances
+    /// policy's distribution) is refused as not modelled.
+    fn group_update_keys(&self) -> Result<Context, String> {
+        let op = &self.record.operation;
+        let keys = &self.form.0;
+        if let Some(k) = keys.keys().find(|k| {
+            k.starts_with("CapacityReservationSpecification")
+                || k.starts_with("MixedInstancesPolicy.InstancesDistribution")
+        }) {
+            return Err(format!("{op} with {k}: its condition keys are not modelled"));
+        }
+        let mut ctx = Context::new();
+        let mut set = |key: &str, values: Vec<String>| {
+            if !values.is_empty() {
+                ctx.insert(key.to_string(), values);
+            }
+        };
+        set(
+            "autoscaling:launchconfigurationname",
+            self.form.get("LaunchConfigurationName").map(str::to_string).into_iter().collect(),
+        );
+        set("autoscaling:minsize", self.form.get("MinSize").map(str::to_string).into_iter().collect());
+        set("autoscaling:maxsize", self.form.get("MaxSize").map(str::to_string).into_iter().collect());
+        let subnets = self.form.get("VPCZoneIdentifier").unwrap_or_default();
+        set(
+            "autoscaling:vpczoneidentifiers",
+            subnets.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        );
+        // A launch template (its own, or a mixed instances policy's): whether a version other than
+        // $Latest or $Default is named.
+        const MIXED: &str = "MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification.";
+        if keys.keys().any(|k| k.starts_with("LaunchTemplate.") || k.starts_with(MIXED)) {
+            let version = self.form.get("LaunchTemplate.Version").or_else(|| self.form.get(&format!("{MIXED}Version")));
+            let specific = version.is_some_and(|v| !["$Latest", "$Default"].contains(&v));
+            set("autoscaling:launchtemplateversionspecified", vec![specific.to_string()]);
+        }
+        let types: Vec<String> = keys
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("MixedInstancesPolicy.LaunchTemplate.Overrides.") && k.ends_with(".InstanceType")
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
+        set("autoscaling:instancetypes", types);
+        Ok(ctx)
+    }
+
+    /// A request on an existing Application or Network Load Balancer, with its tags as they were.
+    fn elb_existing(&self, action: &str, arn: &str) -> Request {
+        let mut context = Context::new();
+        if let Some(tags) = self.observed(&["elb", arn]) {
+            resource_tags_as(&mut context, tags, &ELB_TAGS);
+        }
+        Request { action: action.into(), resource: arn.to_string(), context }
+    }
+
+    /// An ARC zonal shift request about the managed resource `arn`: on the load balancer (ALB, NLB)
+    /// with its tags, or, for a resource the reference defines no type for, on `*`; with
+    /// `arc-zonal-shift:ResourceIdentifier` either way.
+    fn arc_managed(&self, action: &str, arn: &str) -> Request {
+        let mut r = if is_load_balancer(arn) {
+            self.elb_existing(action, arn)
+        } else {
+            Request { action: action.into(), resource: "*".into(), context: Context::new() }
+        };
+        r.context.insert("arc-zonal-shift:resourceidentifier".into(), vec![arn.to_string()]);
+        r
     }
 
     fn anywhere(&self, action: &str) -> Request {
@@ -243,15 +352,47 @@ impl Call<'_> {
             "autoscaling:SetInstanceHealth" | "autoscaling:TerminateInstanceInAutoScalingGroup" => {
                 let instance = self.form("InstanceId")?;
                 let group = self.observed(&["groups", &instance]);
-                let arn = group.and_then(|g| g.get("arn")).and_then(Json::as_str).map(str::to_string).unwrap_or_else(
-                    || format!("arn:aws:autoscaling:{region}:{account}:autoScalingGroup:unknown:autoScalingGroupName/unknown-group-of-{instance}"),
-                );
-                let mut context = Context::new();
-                if let Some(tags) = group.and_then(|g| g.get("tags")) {
-                    resource_tags(&mut context, tags);
-                }
-                one(Request { action, resource: arn, context })
+                one(self.group_existing(op, group, &format!("unknown-group-of-{instance}")))
             }
+            "autoscaling:UpdateAutoScalingGroup" => {
+                let name = self.form("AutoScalingGroupName")?;
+                let mut r = self.group_existing(op, self.observed(&["group", &name]), &name);
+                r.context.extend(self.group_update_keys()?);
+                one(r)
+            }
+            "elasticloadbalancing:ModifyLoadBalancerAttributes" => {
+                one(self.elb_existing(op, &self.form("LoadBalancerArn")?))
+            }
+            "arc-zonal-shift:StartZonalShift" | "arc-zonal-shift:GetManagedResource" => {
+                let arn = arc_resource(self.record).ok_or_else(|| format!("{op}: no managed resource named"))?;
+                one(self.arc_managed(op, &arn))
+            }
+            "arc-zonal-shift:UpdateZonalShift" | "arc-zonal-shift:CancelZonalShift" => {
+                // Only a shift id in the request: the resource is the one ARC holds for it.
+                let id = shift_named(self.record).ok_or_else(|| format!("{op}: no /zonalshifts/<id> in the URI"))?;
+                let arn = self.observed(&["arcShift", "resource"]).and_then(Json::as_str).ok_or_else(|| {
+                    format!(
+                        "{op}: the resource of zonal shift {id} is unknown (record the calls with record_with_arc, so \
+                         the observer asks ARC)"
+                    )
+                })?;
+                one(self.arc_managed(op, arn))
+            }
+            "cloudwatch:DescribeAlarms" => {
+                // CloudWatch sends Smithy RPC v2 CBOR: the recorded body is text only where CBOR is.
+                if self.record.body.contains("AlarmNames") {
+                    return Err(format!("{op} by alarm names is not modelled (only a listing, by prefix or not)"));
+                }
+                one(Request {
+                    action,
+                    resource: format!("arn:aws:cloudwatch:{region}:{account}:alarm:*"),
+                    context: Context::new(),
+                })
+            }
+            "cloudwatch:PutMetricAlarm" => Err(format!(
+                "{op}: its alarm name, actions (cloudwatch:AlarmActions) and tags are in a CBOR body, which the call \
+                 log keeps as lossy text: not modelled"
+            )),
             "rds:RebootDBInstance" | "rds:PromoteReadReplica" | "rds:ModifyDBInstance" | "rds:StopDBInstance" => {
                 one(self.rds_existing(op, "db", &self.form("DBInstanceIdentifier")?))
             }
@@ -385,17 +526,21 @@ impl Call<'_> {
 
 /// Reads of services whose statements grant reads on `*` only (no read there is scoped to a
 /// resource or conditioned), so any read's resource can stand as `*`: EC2, Auto Scaling and RDS
-/// `Describe*`, RDS `ListTagsForResource`, CloudWatch and AWS Backup listings, AWS Organizations.
-/// Route 53, DynamoDB and AWS Backup's per-resource reads are scoped, and modelled one by one.
+/// `Describe*`, RDS `ListTagsForResource`, CloudWatch and AWS Backup listings, AWS Organizations,
+/// Elastic Load Balancing's `Describe*` and ARC zonal shift's `List*` (the reference gives them no
+/// resource type). Route 53, DynamoDB and AWS Backup's per-resource reads, CloudWatch's
+/// `DescribeAlarms` (the alarm type) and ARC's `GetManagedResource` are scoped, and modelled one by one.
 pub(super) fn reads_anywhere(op: &str) -> bool {
     let (service, name) = op.split_once(':').unwrap_or(("", op));
     let starts = |prefixes: &[&str]| prefixes.iter().any(|p| name.starts_with(p));
     match service {
         "ec2" | "autoscaling" => starts(&["Describe"]) && name != "DescribeInstanceAttribute",
         "rds" => starts(&["Describe"]) || name == "ListTagsForResource",
-        "cloudwatch" => starts(&["Describe", "Get", "List"]),
+        "cloudwatch" => starts(&["Describe", "Get", "List"]) && name != "DescribeAlarms",
         "backup" => starts(&["List"]),
         "organizations" => starts(&["List", "Describe"]),
+        "elasticloadbalancing" => starts(&["Describe"]),
+        "arc-zonal-shift" => starts(&["List"]),
         _ => false,
     }
 }
@@ -478,5 +623,162 @@ mod tests {
             db.last().unwrap(),
             &("rds:AddTagsToResource".to_string(), "arn:aws:rds:us-east-1:111111111111:snapshot:s".to_string())
         );
+    }
+
+    const LB: &str = "arn:aws:elasticloadbalancing:us-east-1:111111111111:loadbalancer/app/web/50dc6c495c0c9188";
+    const GROUP: &str = "arn:aws:autoscaling:us-east-1:111111111111:autoScalingGroup:9d1f:autoScalingGroupName/web";
+
+    fn arc(op: &str, uri: &str, body: &str, observed: Json) -> CallRecord {
+        let mut r = call(op, body, observed);
+        r.uri = format!("http://127.0.0.1:9000{uri}");
+        r
+    }
+
+    fn key<'a>(r: &'a Request, k: &str) -> Option<&'a Vec<String>> {
+        r.context.get(k)
+    }
+
+    #[test]
+    fn arc_zonal_shift_calls_are_judged_on_the_managed_resource_they_are_about() {
+        let tags = json!({"elb": {LB: {"selfheal:enabled": "true", "Team": "web"}}});
+        let start = |arn: &str, observed: Json| {
+            let body = json!({"awayFrom": "use1-az6", "comment": "c", "expiresIn": "60m", "resourceIdentifier": arn});
+            arc("arc-zonal-shift:StartZonalShift", "/zonalshifts", &body.to_string(), observed)
+        };
+        // A load balancer: its ARN (the ALB resource type), its tags under both tag keys, its identifier.
+        let r = requests(&start(LB, tags.clone())).unwrap();
+        assert_eq!((r.len(), r[0].resource.as_str()), (1, LB));
+        assert_eq!(key(&r[0], "aws:resourcetag/selfheal:enabled"), Some(&vec!["true".to_string()]));
+        assert_eq!(key(&r[0], "elasticloadbalancing:resourcetag/team"), Some(&vec!["web".to_string()]));
+        assert_eq!(key(&r[0], "arc-zonal-shift:resourceidentifier"), Some(&vec![LB.to_string()]));
+        // Tags not read (the load balancer is gone, or the observer did not look): none in the context.
+        let bare = requests(&start(LB, json!({}))).unwrap();
+        assert_eq!(bare[0].context.len(), 1, "{bare:#?}");
+        // A group: the reference defines no resource type for it, so "*", and no tag key.
+        let g = requests(&start(GROUP, tags.clone())).unwrap();
+        assert_eq!(g[0].resource, "*");
+        assert_eq!(g[0].context.keys().collect::<Vec<_>>(), ["arc-zonal-shift:resourceidentifier"]);
+        assert!(requests(&arc("arc-zonal-shift:StartZonalShift", "/zonalshifts", "{}", json!({})))
+            .unwrap_err()
+            .contains("no managed resource"));
+        // GetManagedResource: the ARN is one encoded path segment.
+        let encoded = percent_encode(LB);
+        let get = arc("arc-zonal-shift:GetManagedResource", &format!("/managedresources/{encoded}"), "", tags.clone());
+        let r = requests(&get).unwrap();
+        assert_eq!((r[0].resource.as_str(), r[0].context.len()), (LB, 5), "{r:#?}");
+        // Update and Cancel name a shift: its resource is the one ARC holds for it, as the observer read.
+        for op in ["arc-zonal-shift:UpdateZonalShift", "arc-zonal-shift:CancelZonalShift"] {
+            let mut seen = tags.clone();
+            seen["arcShift"] = json!({"id": "s-1", "resource": LB});
+            let r = requests(&arc(op, "/zonalshifts/s-1", r#"{"expiresIn": "60m"}"#, seen)).unwrap();
+            assert_eq!((r[0].action.as_str(), r[0].resource.as_str()), (op, LB));
+            assert_eq!(key(&r[0], "aws:resourcetag/selfheal:enabled"), Some(&vec!["true".to_string()]));
+            let unknown = json!({"arcShift": {"id": "s-1", "resource": null}});
+            let err = requests(&arc(op, "/zonalshifts/s-1", "", unknown)).unwrap_err();
+            assert!(err.contains("zonal shift s-1 is unknown") && err.contains("record_with_arc"), "{err}");
+            assert!(requests(&arc(op, "/zonalshifts", "", json!({}))).unwrap_err().contains("/zonalshifts/<id>"));
+        }
+        for op in ["ListManagedResources", "ListZonalShifts", "ListAutoshifts"] {
+            let list = arc(&format!("arc-zonal-shift:{op}"), "/managedresources", "", json!({}));
+            assert_eq!(resources(&list)[0].1, "*");
+        }
+        assert!(requests(&call("arc-zonal-shift:UpdatePracticeRunConfiguration", "{}", json!({}))).is_err());
+    }
+
+    fn percent_encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_update_carries_the_keys_of_what_it_sets_and_only_those() {
+        let found = json!({"group": {"web": {"arn": GROUP, "tags": {"selfheal:enabled": "true"}}}});
+        let update = |params: &str| {
+            let body = format!("Action=UpdateAutoScalingGroup&AutoScalingGroupName=web{params}");
+            requests(&call("autoscaling:UpdateAutoScalingGroup", &body, found.clone()))
+        };
+        let desired = update("&DesiredCapacity=4").unwrap();
+        assert_eq!(desired[0].resource, GROUP);
+        let keys: Vec<&String> = desired[0].context.keys().collect();
+        assert_eq!(keys, ["autoscaling:resourcetag/selfheal:enabled", "aws:resourcetag/selfheal:enabled"]);
+        let subnets = update("&VPCZoneIdentifier=subnet-1%2Csubnet-2").unwrap();
+        assert_eq!(
+            key(&subnets[0], "autoscaling:vpczoneidentifiers"),
+            Some(&vec!["subnet-1".into(), "subnet-2".into()])
+        );
+        let all = update(
+            "&MinSize=1&MaxSize=9&LaunchConfigurationName=lc&LaunchTemplate.LaunchTemplateId=lt-1&LaunchTemplate.Version=3\
+             &MixedInstancesPolicy.LaunchTemplate.Overrides.member.1.InstanceType=m5.large\
+             &MixedInstancesPolicy.LaunchTemplate.Overrides.member.2.InstanceType=c5.large",
+        )
+        .unwrap();
+        let has = |k: &str| key(&all[0], k).cloned().unwrap_or_default();
+        assert_eq!((has("autoscaling:minsize"), has("autoscaling:maxsize")), (vec!["1".into()], vec!["9".into()]));
+        assert_eq!(has("autoscaling:launchconfigurationname"), ["lc"]);
+        assert_eq!(has("autoscaling:launchtemplateversionspecified"), ["true"]);
+        assert_eq!(has("autoscaling:instancetypes"), ["m5.large", "c5.large"]);
+        for latest in [
+            "&LaunchTemplate.LaunchTemplateId=lt-1&LaunchTemplate.Version=%24Latest",
+            "&LaunchTemplate.LaunchTemplateName=x",
+        ] {
+            let r = update(latest).unwrap();
+            assert_eq!(
+                key(&r[0], "autoscaling:launchtemplateversionspecified"),
+                Some(&vec!["false".into()]),
+                "{latest}"
+            );
+        }
+        let mixed = update("&MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification.Version=2").unwrap();
+        assert_eq!(key(&mixed[0], "autoscaling:launchtemplateversionspecified"), Some(&vec!["true".into()]));
+        for unmodelled in [
+            "&CapacityReservationSpecification.CapacityReservationPreference=none",
+            "&MixedInstancesPolicy.InstancesDistribution.OnDemandBaseCapacity=1",
+        ] {
+            assert!(update(unmodelled).unwrap_err().contains("not modelled"), "{unmodelled}");
+        }
+        // A group the observer did not find: an ARN naming it, no tags.
+        let gone = requests(&call(
+            "autoscaling:UpdateAutoScalingGroup",
+            "AutoScalingGroupName=gone&DesiredCapacity=1",
+            json!({}),
+        ));
+        let gone = gone.unwrap();
+        assert!(gone[0].resource.ends_with(":autoScalingGroupName/gone") && gone[0].context.is_empty(), "{gone:#?}");
+        assert!(requests(&call("autoscaling:UpdateAutoScalingGroup", "DesiredCapacity=1", json!({}))).is_err());
+    }
+
+    #[test]
+    fn load_balancer_attributes_alarms_and_the_evacuator_s_reads() {
+        let modify = call(
+            "elasticloadbalancing:ModifyLoadBalancerAttributes",
+            &format!("Action=ModifyLoadBalancerAttributes&LoadBalancerArn={}&Attributes.member.1.Key=zonal_shift.config.enabled&Attributes.member.1.Value=true", percent_encode(LB)),
+            json!({"elb": {LB: {"selfheal:enabled": "true"}}}),
+        );
+        let r = requests(&modify).unwrap();
+        assert_eq!(r[0].resource, LB);
+        assert_eq!(key(&r[0], "elasticloadbalancing:resourcetag/selfheal:enabled"), Some(&vec!["true".into()]));
+        for op in [
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeTags",
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            "ec2:DescribeAvailabilityZones",
+            "ec2:DescribeSubnets",
+            "autoscaling:DescribeAutoScalingGroups",
+        ] {
+            assert_eq!(resources(&call(op, "Action=x", json!({}))), [(op.to_string(), "*".to_string())]);
+        }
+        assert!(requests(&call("elasticloadbalancing:DeleteLoadBalancer", "", json!({})))
+            .unwrap_err()
+            .contains("does not model"));
+        let listing =
+            requests(&call("cloudwatch:DescribeAlarms", "\u{fffd}oAlarmNamePrefixlselfheal-az|", json!({}))).unwrap();
+        assert_eq!(listing[0].resource, "arn:aws:cloudwatch:us-east-1:111111111111:alarm:*");
+        assert!(requests(&call("cloudwatch:DescribeAlarms", "\u{fffd}jAlarmNames\u{fffd}", json!({}))).is_err());
+        assert!(requests(&call("cloudwatch:PutMetricAlarm", "", json!({}))).unwrap_err().contains("CBOR"));
+        assert_eq!(resources(&call("cloudwatch:GetMetricData", "", json!({})))[0].1, "*");
     }
 }

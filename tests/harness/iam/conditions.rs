@@ -1,6 +1,7 @@
 //! IAM conditions, the subset the templates use: the operators (`StringEquals`, `StringNotEquals`,
 //! `StringLike`, `StringNotLike`, `ArnEquals`, `ArnLike`, `Null`, with the `ForAllValues:` and
-//! `ForAnyValue:` qualifiers), the condition keys, IAM's wildcard matching, and whether a statement's
+//! `ForAnyValue:` qualifiers), the condition keys (a key is known when `calls.rs` puts it in the
+//! context of every request that can carry it), IAM's wildcard matching, and whether a statement's
 //! condition holds in a request's context. An unknown operator or key is an error, never an answer.
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use super::policy::strings;
 /// The request context: condition key (lower case) -> values. A key that is absent is not in it.
 pub(super) type Context = BTreeMap<String, Vec<String>>;
 
-const KNOWN_KEYS: [&str; 9] = [
+const KNOWN_KEYS: &[&str] = &[
     "aws:tagkeys",
     "ec2:createaction",
     "iam:passedtoservice",
@@ -22,8 +23,18 @@ const KNOWN_KEYS: [&str; 9] = [
     "aws:principalarn",
     "aws:principalorgid",
     "sts:externalid",
+    // ARC zonal shift: the managed resource a request names (its ARN).
+    "arc-zonal-shift:resourceidentifier",
+    // Auto Scaling's UpdateAutoScalingGroup: present only when the request sets them.
+    "autoscaling:launchconfigurationname",
+    "autoscaling:launchtemplateversionspecified",
+    "autoscaling:instancetypes",
+    "autoscaling:minsize",
+    "autoscaling:maxsize",
+    "autoscaling:vpczoneidentifiers",
 ];
-const KNOWN_KEY_PREFIXES: [&str; 2] = ["aws:resourcetag/", "aws:requesttag/"];
+const KNOWN_KEY_PREFIXES: &[&str] =
+    &["aws:resourcetag/", "aws:requesttag/", "autoscaling:resourcetag/", "elasticloadbalancing:resourcetag/"];
 const OPERATORS: [&str; 7] =
     ["StringEquals", "StringNotEquals", "StringLike", "StringNotLike", "ArnEquals", "ArnLike", "Null"];
 
@@ -163,6 +174,20 @@ mod tests {
         }
         assert!(known_key("aws:ResourceTag/Name") && known_key("AWS:RequestTag/x") && known_key("sts:ExternalId"));
         assert!(!known_key("aws:RequestTag/") && !known_key("aws:SourceVpc") && !known_key("aws:ResourceTags/x"));
+        for key in [
+            "arc-zonal-shift:ResourceIdentifier",
+            "elasticloadbalancing:ResourceTag/selfheal:enabled",
+            "autoscaling:ResourceTag/team",
+            "autoscaling:MinSize",
+            "autoscaling:LaunchTemplateVersionSpecified",
+        ] {
+            assert!(known_key(key), "{key}");
+        }
+        for key in
+            ["autoscaling:ImageId", "autoscaling:TargetCapacityTypes", "cloudwatch:AlarmActions", "arc-zonal-shift:x"]
+        {
+            assert!(!known_key(key), "not modelled, so not known: {key}");
+        }
         assert_eq!(validate_condition(&json!({"StringEquals": {"aws:TagKeys": "a"}})), Ok(()));
         assert!(validate_condition(&json!({"StringEquals": "aws:TagKeys"})).is_err(), "a block maps keys");
         assert!(validate_condition(&json!(["StringEquals"])).is_err(), "a condition maps blocks");

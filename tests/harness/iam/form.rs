@@ -1,5 +1,6 @@
 //! The request parameters of a recorded call: the query-protocol form bodies EC2, Auto Scaling, RDS,
-//! STS and SNS send (`TagSpecification.N`, `Tags.member.N`, `InstanceId.N`), decoded.
+//! STS, SNS and Elastic Load Balancing send (`TagSpecification.N`, `Tags.member.N`, `InstanceId.N`),
+//! decoded; and the path segments of a REST call's URI (Route 53, AWS Backup, ARC zonal shift).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,15 @@ pub(super) fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The path segments of a request URI, each decoded on its own (an ARN in one segment keeps its
+/// encoded `/`: `/managedresources/arn%3Aaws%3A...%2Fapp%2Fweb%2F1` is two segments).
+pub(super) fn uri_segments(uri: &str) -> Vec<String> {
+    let after_scheme = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+    let path = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("/");
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect()
 }
 
 impl Form {
@@ -116,5 +126,12 @@ mod tests {
         assert!(f.list("Missing").is_empty() && f.tags("Tag").is_empty() && f.tag_specifications().is_empty());
         let ordered = Form::parse("Id.10=j&Id.2=b&Id.1=a&Id=x&IdOther.1=no");
         assert_eq!(ordered.list("Id"), ["x", "a", "b", "j"], "numbered, in order, after the bare key");
+        assert_eq!(
+            uri_segments("http://127.0.0.1:9/managedresources/arn%3Aaws%3Aelasticloadbalancing%3Aus-east-1%3A1%3Aloadbalancer%2Fapp%2Fweb%2F1?x=1"),
+            ["managedresources", "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/web/1"],
+            "an encoded / stays inside its segment"
+        );
+        assert_eq!(uri_segments("https://h/zonalshifts/abc/"), ["zonalshifts", "abc"]);
+        assert!(uri_segments("http://h").is_empty() && uri_segments("/").is_empty());
     }
 }

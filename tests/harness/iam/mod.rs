@@ -9,9 +9,11 @@
 //! ([`selfheal::clients::CallLog::record_requests`]), whose observer sees each request just before it
 //! is first sent; for a mutating call it asks the emulator, with the same credentials and region, for
 //! the tags of what the call names (instances, volumes, snapshots, Elastic IPs, Auto Scaling groups,
-//! databases, clusters and their snapshots) before the call changes or removes them, and where an
-//! `AssumeRole` target sits in the organization. The request itself gives the rest: the resource ids,
-//! the tags written (`TagSpecification`, `Tags`), the external id presented. The credentials that
+//! databases, clusters and their snapshots, load balancers, the load balancer an ARC zonal shift call
+//! is about) before the call changes or removes them, and where an `AssumeRole` target sits in the
+//! organization; [`record_with_arc`] also asks the test's ARC stand-in which resource a shift id names
+//! (`UpdateZonalShift` and `CancelZonalShift` carry nothing else). The request itself gives the rest:
+//! the resource ids, the tags written (`TagSpecification`, `Tags`), the external id presented. The credentials that
 //! signed a call say where it ran: the function's own (the hub role), or those an `AssumeRole` in the
 //! same log returned (that member account's role).
 //!
@@ -19,8 +21,11 @@
 //! `StringNotEquals`, `StringNotLike`, `ArnEquals`, `ArnLike`, `Null`, the `ForAllValues:` and
 //! `ForAnyValue:` qualifiers; the keys `aws:ResourceTag/*`, `aws:RequestTag/*`, `aws:TagKeys`,
 //! `ec2:CreateAction`, `iam:PassedToService`, `aws:ResourceAccount`, `aws:ResourceOrgID`,
-//! `aws:ResourceOrgPaths`, `aws:PrincipalArn`, `aws:PrincipalOrgID`, `sts:ExternalId`) and how each
-//! operation the functions call is authorized (which resources, which implicit `ec2:CreateTags` or
+//! `aws:ResourceOrgPaths`, `aws:PrincipalArn`, `aws:PrincipalOrgID`, `sts:ExternalId`,
+//! `arc-zonal-shift:ResourceIdentifier`, `elasticloadbalancing:ResourceTag/*`,
+//! `autoscaling:ResourceTag/*` and `UpdateAutoScalingGroup`'s `autoscaling:LaunchConfigurationName`,
+//! `LaunchTemplateVersionSpecified`, `InstanceTypes`, `MinSize`, `MaxSize`, `VPCZoneIdentifiers`) and
+//! how each operation the functions call is authorized (which resources, which implicit `ec2:CreateTags` or
 //! `rds:AddTagsToResource` a tag-on-create adds). Anything else (an operator, a key, an intrinsic,
 //! an operation it does not model) is an error, never a silent allow.
 //!
@@ -50,7 +55,7 @@ mod tests;
 pub use conditions::glob;
 pub use evaluate::{evaluate, Deployment, Evaluation};
 pub use known::{assert_all_allowed, assert_allowed, assert_still_known, Known, KNOWN_MISMATCHES};
-pub use observer::record;
+pub use observer::{record, record_with_arc, record_with_shifts, ShiftResolver};
 
 /// The organization every test deployment is in (every account the hub serves belongs to it).
 const ORG: &str = "o-selfhealtest";

@@ -2,6 +2,12 @@
 //! on a call log asks moto, with the call's own credentials and region, for the tags of what a
 //! mutating call names (and for where an `AssumeRole` target sits in the organization), on a thread of
 //! its own, and the call log keeps the answer with the request.
+//!
+//! ARC zonal shift calls are judged on the managed resource they are about: `StartZonalShift` and
+//! `GetManagedResource` name it (the body's `resourceIdentifier`, the path), and for a load balancer
+//! its tags are read from moto. `UpdateZonalShift` and `CancelZonalShift` name only a shift id: the
+//! resource is what ARC holds for that shift, so [`record_with_arc`] asks the test's ARC stand-in
+//! ([`crate::arc::ArcStandIn::shifts`]) before the call; under [`record`] alone they cannot be judged.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -9,19 +15,94 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use selfheal::clients::{CallLog, CallObserver, CallRecord};
 use serde_json::{json, Value as Json};
 
-use super::form::Form;
+use super::form::{uri_segments, Form};
 use super::{ORG, STACK_REGION};
+
+/// The managed resource (ARN) ARC holds for a zonal shift id, as the test's ARC answers it.
+pub type ShiftResolver = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Turns on request recording on `calls`, with the observer that captures tags before each call.
 pub fn record(calls: &CallLog) {
-    let observer: CallObserver = Arc::new(|r: &CallRecord| {
-        let wanted = lookups(r);
-        if wanted.is_empty() {
-            return None;
-        }
-        resolve_blocking(r, wanted)
-    });
+    install(calls, None);
+}
+
+/// [`record`], with the zonal shifts of `arc` resolved to their resource for `UpdateZonalShift` and
+/// `CancelZonalShift` (the stand-in the function under test calls).
+pub fn record_with_arc(calls: &CallLog, arc: &crate::arc::ArcStandIn) {
+    let arc = arc.clone();
+    record_with_shifts(
+        calls,
+        Arc::new(move |id: &str| {
+            arc.shifts().into_iter().find(|s| s.zonal_shift_id == id).map(|s| s.resource_identifier)
+        }),
+    );
+}
+
+/// [`record`], with `shifts` telling the resource of a zonal shift id.
+pub fn record_with_shifts(calls: &CallLog, shifts: ShiftResolver) {
+    install(calls, Some(shifts));
+}
+
+fn install(calls: &CallLog, shifts: Option<ShiftResolver>) {
+    let observer: CallObserver = Arc::new(move |r: &CallRecord| observe(r, shifts.as_ref()));
     calls.record_requests(Some(observer));
+}
+
+/// What the observer keeps for `r`: the lookups' answers, and the resource of the shift it names.
+fn observe(r: &CallRecord, shifts: Option<&ShiftResolver>) -> Option<Json> {
+    let mut wanted = lookups(r);
+    let shift = shift_named(r).map(|id| {
+        let resource = shifts.and_then(|resolve| resolve(&id));
+        if let Some(arn) = resource.as_deref().filter(|a| is_load_balancer(a)) {
+            wanted.push(Lookup::ElbTags(vec![arn.to_string()]));
+        }
+        json!({"id": id, "resource": resource})
+    });
+    if wanted.is_empty() && shift.is_none() {
+        return None;
+    }
+    let mut observed = if wanted.is_empty() { json!({}) } else { resolve_blocking(r, wanted)? };
+    if let Some(s) = shift {
+        observed["arcShift"] = s;
+    }
+    Some(observed)
+}
+
+/// The shift id an `UpdateZonalShift` or `CancelZonalShift` names (`/zonalshifts/{id}`).
+pub(super) fn shift_named(r: &CallRecord) -> Option<String> {
+    if !["arc-zonal-shift:UpdateZonalShift", "arc-zonal-shift:CancelZonalShift"].contains(&r.operation.as_str()) {
+        return None;
+    }
+    match uri_segments(&r.uri).as_slice() {
+        [z, id] if z == "zonalshifts" => Some(id.clone()),
+        _ => None,
+    }
+}
+
+/// The resource an ARC call names itself: `StartZonalShift`'s `resourceIdentifier`,
+/// `GetManagedResource`'s path (`/managedresources/{arn}`).
+pub(super) fn arc_resource(r: &CallRecord) -> Option<String> {
+    match r.operation.as_str() {
+        "arc-zonal-shift:StartZonalShift" => serde_json::from_str::<Json>(&r.body)
+            .ok()?
+            .get("resourceIdentifier")
+            .and_then(Json::as_str)
+            .map(str::to_string),
+        "arc-zonal-shift:GetManagedResource" => match uri_segments(&r.uri).as_slice() {
+            [m, arn] if m == "managedresources" => Some(arn.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An Application or Network Load Balancer's ARN (ARC's ALB and NLB resource types).
+pub(super) fn is_load_balancer(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let service = parts.nth(2);
+    let resource = parts.nth(2).unwrap_or_default();
+    service == Some("elasticloadbalancing")
+        && (resource.starts_with("loadbalancer/app/") || resource.starts_with("loadbalancer/net/"))
 }
 
 /// What the observer asks the emulator before a call.
@@ -35,6 +116,10 @@ enum Lookup {
     Rds(&'static str, String),
     /// Where an account sits in the organization.
     OrgPath(String),
+    /// Tags of Elastic Load Balancing resources, by ARN.
+    ElbTags(Vec<String>),
+    /// An Auto Scaling group by name: its ARN and tags.
+    Group(String),
 }
 
 pub(super) fn is_ec2_id(v: &str) -> bool {
@@ -67,6 +152,21 @@ fn lookups(r: &CallRecord) -> Vec<Lookup> {
         }
         "autoscaling" if selfheal::clients::is_mutating(op) => {
             out.extend(form.get("InstanceId").map(|i| Lookup::GroupOf(i.to_string())));
+            out.extend(form.get("AutoScalingGroupName").map(|g| Lookup::Group(g.to_string())));
+        }
+        "elasticloadbalancing" if selfheal::clients::is_mutating(op) => {
+            let arns: Vec<String> = ["LoadBalancerArn", "ResourceArns.member"]
+                .iter()
+                .flat_map(|k| form.list(k))
+                .filter(|a| a.starts_with("arn:"))
+                .collect();
+            if !arns.is_empty() {
+                out.push(Lookup::ElbTags(arns));
+            }
+        }
+        // Reads too: IAM judges GetManagedResource on the load balancer's tags as well.
+        "arc-zonal-shift" => {
+            out.extend(arc_resource(r).filter(|a| is_load_balancer(a)).map(|a| Lookup::ElbTags(vec![a])));
         }
         "rds" if selfheal::clients::is_mutating(op) => {
             for (key, kind) in [
@@ -158,6 +258,8 @@ async fn resolve(
     let mut groups = serde_json::Map::new();
     let mut rds = serde_json::Map::new();
     let mut org_path = Json::Null;
+    let mut elb_tags = serde_json::Map::new();
+    let mut by_name = serde_json::Map::new();
     for w in wanted {
         match w {
             Lookup::Ec2Tags(in_region, ids) => {
@@ -236,6 +338,29 @@ async fn resolve(
                     rds.insert(format!("{kind}/{id}"), json!({"arn": arn, "tags": tags}));
                 }
             }
+            Lookup::ElbTags(arns) => {
+                for arn in arns {
+                    let in_region =
+                        arn.split(':').nth(3).filter(|r| !r.is_empty()).unwrap_or(region.as_str()).to_string();
+                    let elb = aws_sdk_elasticloadbalancingv2::Client::new(
+                        &sdk_for(endpoint, configs, &key, &in_region).await,
+                    );
+                    let Ok(out) = elb.describe_tags().resource_arns(arn).send().await else { continue };
+                    for d in out.tag_descriptions().iter().filter(|d| d.resource_arn() == Some(arn.as_str())) {
+                        elb_tags.insert(arn.clone(), tag_map(d.tags().iter().map(|t| (t.key(), t.value()))));
+                    }
+                }
+            }
+            Lookup::Group(name) => {
+                let asg = aws_sdk_autoscaling::Client::new(&sdk_for(endpoint, configs, &key, &region).await);
+                let Ok(g) = asg.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await else {
+                    continue;
+                };
+                if let Some(g) = g.auto_scaling_groups().first() {
+                    let tags = tag_map(g.tags().iter().map(|t| (t.key(), t.value())));
+                    by_name.insert(name.clone(), json!({"arn": g.auto_scaling_group_arn(), "tags": tags}));
+                }
+            }
             Lookup::OrgPath(account) => {
                 let org = aws_sdk_organizations::Client::new(&sdk_for(endpoint, configs, &key, &region).await);
                 let mut path = Vec::new();
@@ -257,7 +382,7 @@ async fn resolve(
             }
         }
     }
-    json!({"ec2": ec2_tags, "groups": groups, "rds": rds, "orgPath": org_path})
+    json!({"ec2": ec2_tags, "groups": groups, "group": by_name, "rds": rds, "elb": elb_tags, "orgPath": org_path})
 }
 
 #[cfg(test)]
@@ -285,5 +410,42 @@ mod tests {
         let assume = of("sts:AssumeRole", "RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2Fr");
         assert_eq!(assume, [Lookup::OrgPath("111111111111".into())]);
         assert!(of("dynamodb:PutItem", r#"{"TableName": "t"}"#).is_empty());
+        let lb = "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/web/1";
+        let modify = of(
+            "elasticloadbalancing:ModifyLoadBalancerAttributes",
+            "LoadBalancerArn=arn%3Aaws%3Aelasticloadbalancing%3Aus-east-1%3A1%3Aloadbalancer%2Fapp%2Fweb%2F1",
+        );
+        assert_eq!(modify, [Lookup::ElbTags(vec![lb.into()])]);
+        assert!(of("elasticloadbalancing:DescribeTags", "ResourceArns.member.1=arn%3Ax").is_empty());
+        let update = of("autoscaling:UpdateAutoScalingGroup", "AutoScalingGroupName=web&DesiredCapacity=3");
+        assert_eq!(update, [Lookup::Group("web".into())]);
+    }
+
+    #[test]
+    fn an_arc_call_looks_up_the_load_balancer_it_is_about_and_a_shift_id_is_asked_of_arc() {
+        let lb = "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/net/db/2";
+        let group = "arn:aws:autoscaling:us-east-1:1:autoScalingGroup:u:autoScalingGroupName/web";
+        let start = |arn: &str| {
+            let body = json!({"resourceIdentifier": arn, "awayFrom": "use1-az1", "expiresIn": "1h", "comment": "c"});
+            lookups(&call("arc-zonal-shift:StartZonalShift", &body.to_string(), json!({})))
+        };
+        assert_eq!(start(lb), [Lookup::ElbTags(vec![lb.into()])]);
+        assert!(start(group).is_empty(), "a group's tags are no key of ARC's");
+        let mut get = call("arc-zonal-shift:GetManagedResource", "", json!({}));
+        get.uri = "http://127.0.0.1:1/managedresources/arn%3Aaws%3Aelasticloadbalancing%3Aus-east-1%3A1%3Aloadbalancer%2Fnet%2Fdb%2F2".into();
+        assert_eq!(lookups(&get), [Lookup::ElbTags(vec![lb.into()])]);
+        assert!(is_load_balancer(lb) && !is_load_balancer(group));
+        assert!(!is_load_balancer("arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/gwy/g/3"), "no ARC type");
+        assert!(!is_load_balancer("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/app/x"));
+        // Cancel names a shift: the resolver (ARC) says whose; a group needs nothing from moto.
+        let mut cancel = call("arc-zonal-shift:CancelZonalShift", "", json!({}));
+        cancel.uri = "http://127.0.0.1:1/zonalshifts/s-9".into();
+        let arc: ShiftResolver = Arc::new(move |id: &str| (id == "s-9").then(|| group.to_string()));
+        assert_eq!(observe(&cancel, Some(&arc)), Some(json!({"arcShift": {"id": "s-9", "resource": group}})));
+        assert_eq!(observe(&cancel, None), Some(json!({"arcShift": {"id": "s-9", "resource": null}})));
+        cancel.uri = "http://127.0.0.1:1/zonalshifts/s-8".into();
+        assert_eq!(observe(&cancel, Some(&arc)), Some(json!({"arcShift": {"id": "s-8", "resource": null}})));
+        let list = call("arc-zonal-shift:ListZonalShifts", "", json!({}));
+        assert_eq!(observe(&list, Some(&arc)), None, "nothing to look up");
     }
 }

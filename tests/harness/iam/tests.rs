@@ -286,3 +286,157 @@ fn the_evaluation_catches_the_two_historical_bugs_and_a_wrong_trust() {
     let unknown = call("ec2:DeleteVolume", "Action=DeleteVolume&VolumeId=vol-1", json!({}));
     assert!(evaluate(&healer, &[unknown]).unwrap_err().contains("does not model"));
 }
+
+/// An ARC zonal shift call as the SDK sends it (restJson: the path names the shift or resource).
+fn arc_call(op: &str, path: &str, body: Json, observed: Json) -> CallRecord {
+    let mut r = call(op, &body.to_string(), observed);
+    r.uri = format!("http://127.0.0.1:9000{path}");
+    r
+}
+
+#[test]
+fn the_zone_evacuator_s_role_shifts_and_changes_only_what_is_opted_in_in_its_own_account() {
+    let hub = deployment("zone-evacuator");
+    let lb = |account: &str, name: &str| {
+        format!("arn:aws:elasticloadbalancing:us-east-1:{account}:loadbalancer/app/{name}/1")
+    };
+    let group =
+        |account: &str| format!("arn:aws:autoscaling:us-east-1:{account}:autoScalingGroup:u:autoScalingGroupName/web");
+    let (web, other) = (lb(DEFAULT_HUB, "web"), lb(DEFAULT_HUB, "other"));
+    let tags = json!({"elb": {&web: {"selfheal:enabled": "true"}, &other: {"selfheal:enabled": "false"}}});
+    let start = |arn: &str| {
+        let body = json!({"resourceIdentifier": arn, "awayFrom": "use1-az6", "expiresIn": "60m", "comment": "c"});
+        arc_call("arc-zonal-shift:StartZonalShift", "/zonalshifts", body, tags.clone())
+    };
+    let verdict = |records: &[CallRecord]| evaluate(&hub, records).unwrap_or_else(|e| panic!("{e}"));
+    let allowed_by = |r: CallRecord, sid: &str| {
+        let e = verdict(&[r]);
+        assert!(e.denials.is_empty(), "{:#?}", e.denials);
+        assert!(e.by_statement.keys().any(|k| k.starts_with(&format!("hub/{sid} "))), "{sid}: {}", e.summary());
+    };
+    // Shifts: an opted-in load balancer by its tag, a group of this account and region by its identifier.
+    allowed_by(start(&web), "ShiftOptedInLoadBalancers");
+    allowed_by(start(&group(DEFAULT_HUB)), "ShiftAutoScalingGroups");
+    let d = denials(&hub, &[start(&other)]);
+    assert!(d.len() == 1 && d[0].contains("aws:ResourceTag/selfheal:enabled"), "not opted in: {d:#?}");
+    assert!(d[0].contains("ShiftAutoScalingGroups"), "nor is it a group: {d:#?}");
+    assert_eq!(denials(&hub, &[start(&lb("222222222222", "web"))]).len(), 1, "another account's");
+    assert_eq!(denials(&hub, &[start(&group("222222222222"))]).len(), 1, "another account's group");
+    assert_eq!(
+        denials(&hub, &[start("arn:aws:eks:us-east-1:123456789012:cluster/c")]).len(),
+        1,
+        "not a kind it shifts"
+    );
+    // Update and Cancel: on the resource ARC holds for the shift.
+    for (op, arn, sid) in [
+        ("arc-zonal-shift:UpdateZonalShift", web.clone(), "ShiftOptedInLoadBalancers"),
+        ("arc-zonal-shift:CancelZonalShift", group(DEFAULT_HUB), "ShiftAutoScalingGroups"),
+    ] {
+        let mut seen = tags.clone();
+        seen["arcShift"] = json!({"id": "s-1", "resource": arn});
+        allowed_by(arc_call(op, "/zonalshifts/s-1", json!({"expiresIn": "60m"}), seen), sid);
+    }
+    let mut seen = tags.clone();
+    seen["arcShift"] = json!({"id": "s-2", "resource": other});
+    assert_eq!(
+        denials(&hub, &[arc_call("arc-zonal-shift:CancelZonalShift", "/zonalshifts/s-2", json!({}), seen)]).len(),
+        1
+    );
+    // Reads: a managed resource of this account by its identifier; the listings anywhere.
+    let get = |arn: &str| {
+        let encoded: String = arn
+            .chars()
+            .map(|c| if c == ':' || c == '/' { format!("%{:02X}", c as u8) } else { c.to_string() })
+            .collect();
+        arc_call(
+            "arc-zonal-shift:GetManagedResource",
+            &format!("/managedresources/{encoded}"),
+            json!(null),
+            tags.clone(),
+        )
+    };
+    allowed_by(get(&other), "ReadManagedResources");
+    assert_eq!(denials(&hub, &[get("arn:aws:eks:us-east-1:123456789012:cluster/c")]).len(), 1);
+    for op in [
+        "arc-zonal-shift:ListManagedResources",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "ec2:DescribeAvailabilityZones",
+    ] {
+        allowed_by(call(op, "", json!({})), "ReadOnly");
+    }
+    allowed_by(call("cloudwatch:DescribeAlarms", "AlarmNamePrefix", json!({})), "ReadAlarms");
+    // The readiness fix, on an opted-in load balancer only.
+    let modify = |arn: &str| {
+        call("elasticloadbalancing:ModifyLoadBalancerAttributes", &format!("LoadBalancerArn={arn}"), tags.clone())
+    };
+    allowed_by(modify(&web), "OptedInLoadBalancers");
+    assert_eq!(denials(&hub, &[modify(&other)]).len(), 1);
+    // Groups: desired capacity and subnets of an opted-in group; never its size limits or launch template.
+    let update = |params: &str, enabled: &str| {
+        let seen = json!({"group": {"web": {"arn": group(DEFAULT_HUB), "tags": {"selfheal:enabled": enabled}}}});
+        call("autoscaling:UpdateAutoScalingGroup", &format!("AutoScalingGroupName=web{params}"), seen)
+    };
+    allowed_by(update("&DesiredCapacity=5", "true"), "OptedInGroups");
+    allowed_by(update("&VPCZoneIdentifier=subnet-1%2Csubnet-2", "true"), "OptedInGroups");
+    allowed_by(update("&AvailabilityZoneImpairmentPolicy.ZonalShiftEnabled=true", "true"), "OptedInGroups");
+    assert_eq!(denials(&hub, &[update("&DesiredCapacity=5", "false")]).len(), 1, "not opted in");
+    for (params, key) in [
+        ("&MinSize=0", "autoscaling:MinSize"),
+        ("&MaxSize=50", "autoscaling:MaxSize"),
+        ("&LaunchConfigurationName=lc", "autoscaling:LaunchConfigurationName"),
+        (
+            "&LaunchTemplate.LaunchTemplateId=lt-1&LaunchTemplate.Version=%24Latest",
+            "autoscaling:LaunchTemplateVersionSpecified",
+        ),
+        (
+            "&MixedInstancesPolicy.LaunchTemplate.Overrides.member.1.InstanceType=p5.48xlarge",
+            "autoscaling:InstanceTypes",
+        ),
+    ] {
+        let d = denials(&hub, &[update(&format!("&DesiredCapacity=5{params}"), "true")]);
+        assert!(d.len() == 1 && d[0].contains(key), "{params}: {d:#?}");
+    }
+
+    // In a member account, through its member role: that account's resources, not the hub's.
+    let mut fleet = deployment("zone-evacuator");
+    fleet.member_accounts = vec!["111111111111".into()];
+    let mut assumed = call(
+        "sts:AssumeRole",
+        "Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A111111111111%3Arole%2Fselfheal-zone-evacuator&RoleSessionName=s",
+        json!({"orgPath": null}),
+    );
+    assumed.response = Some(
+        "<AssumeRoleResult><Credentials><AccessKeyId>ASIAZONE</AccessKeyId></Credentials><AssumedRoleUser>\
+         <Arn>arn:aws:sts::111111111111:assumed-role/selfheal-zone-evacuator/s</Arn></AssumedRoleUser></AssumeRoleResult>"
+            .into(),
+    );
+    let member_lb = lb("111111111111", "web");
+    let in_member = |arn: &str, enabled: &str| {
+        let body = json!({"resourceIdentifier": arn, "awayFrom": "use1-az1", "expiresIn": "60m", "comment": "c"});
+        let mut r = arc_call(
+            "arc-zonal-shift:StartZonalShift",
+            "/zonalshifts",
+            body,
+            json!({"elb": {arn: {"selfheal:enabled": enabled}}}),
+        );
+        r.access_key_id = Some("ASIAZONE".into());
+        r
+    };
+    let e =
+        evaluate(&fleet, &[assumed.clone(), in_member(&member_lb, "true"), in_member(&group("111111111111"), "true")])
+            .unwrap();
+    assert!(e.denials.is_empty(), "{:#?}", e.denials);
+    assert_eq!((e.member_calls, e.trusts), (2, 1));
+    assert!(
+        e.by_statement.contains_key("member/ShiftOptedInLoadBalancers arc-zonal-shift:StartZonalShift"),
+        "{}",
+        e.summary()
+    );
+    assert!(
+        e.by_statement.contains_key("member/ShiftAutoScalingGroups arc-zonal-shift:StartZonalShift"),
+        "{}",
+        e.summary()
+    );
+    let e = evaluate(&fleet, &[assumed.clone(), in_member(&member_lb, "false"), in_member(&web, "true")]).unwrap();
+    assert_eq!(e.denials.len(), 2, "not opted in, and the hub's own load balancer: {:#?}", e.denials);
+}
