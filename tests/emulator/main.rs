@@ -21,3 +21,4 @@ mod sandbox;
 mod scorecard;
 mod stand_down;
 mod sweep_fanout;
+mod zone;
