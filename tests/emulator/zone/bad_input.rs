@@ -89,3 +89,28 @@ async fn a_group_deleted_after_it_opted_in_crashes_nothing() {
     }
     assert_eq!(the(&ds, actions::END, &rig.id(BAD)).outcome, Outcome::Acted);
 }
+
+#[tokio::test]
+async fn a_group_whose_shift_arc_refuses_gets_its_raised_capacity_back_and_nothing_is_left_recorded() {
+    let rig = Rig::hub(&[]).await;
+    let (lb1, lb2) = (rig.ready_lb().await, rig.ready_lb().await);
+    let group = rig.place.group(&[(NAMES[0], 2), (NAMES[1], 2), (NAMES[2], 2)], 12, true).await;
+    // ARC manages the group, but knows it in the two other AZs only: it refuses a shift away from this one.
+    rig.register(&group.arn, &group.name, &[NAMES[1].to_string(), NAMES[2].to_string()], false);
+    let mut ds = Vec::new();
+    for lb in [&lb1, &lb2] {
+        ds.extend(rig.deliver(&rig.alarm(BAD, "5xx", lb, "ALARM")).await);
+    }
+    none_failed(&ds);
+
+    let d = the(&ds, actions::SHIFT, &group.arn);
+    assert_eq!((d.outcome, d.severity), (Outcome::Refused, Severity::Critical), "{}", d.reason);
+    assert!(d.reason.contains("InvalidAz") && d.reason.contains("desired capacity put back to 6"), "{}", d.reason);
+    let starts = rig.starts();
+    assert_eq!(starts[&group.arn].iter().map(|r| r.status).collect::<Vec<_>>(), [Some(400)]);
+    assert!(rig.shifts_of(&group.arn).is_empty());
+    assert_eq!(rig.place.group_now(&group).await.unwrap().0, 6, "the raise is undone");
+    let evac = rig.ev.ctx().ledger.evacuation(BAD).await.unwrap().unwrap();
+    assert!(!evac.resources.contains_key(&group.arn), "nothing for the end to undo: {evac:?}");
+    assert_eq!(evac.resources.len(), 2, "the load balancers' shifts: {evac:?}");
+}

@@ -9,11 +9,11 @@ use chrono::Utc;
 use selfheal::zone::actions;
 use selfheal::Outcome;
 
-use super::common::{about, none_failed, summaries, the, Rig, BAD};
+use super::common::{about, deliver, none_failed, summaries, the, Rig, BAD};
 
 const HYSTERESIS_SECONDS: u64 = 3;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shifts_are_extended_while_the_az_is_impaired_and_cancelled_after_the_hysteresis() {
     let hysteresis = HYSTERESIS_SECONDS.to_string();
     let rig = Rig::hub(&[("SELFHEAL_ZONE_HYSTERESIS_SECONDS", &hysteresis)]).await;
@@ -65,9 +65,19 @@ async fn shifts_are_extended_while_the_az_is_impaired_and_cancelled_after_the_hy
     assert!(rig.stand_in.requests_for("CancelZonalShift").is_empty(), "cancelled within the hysteresis");
     assert!(rig.stand_in.shifts().iter().all(|s| s.status == "ACTIVE"));
 
-    // Past the hysteresis: shifts cancelled, capacity lowered back, the evacuation ended.
+    // Past the hysteresis: shifts cancelled, capacity lowered back, the evacuation ended — once, though
+    // five overlapping re-checks run at the same time.
     tokio::time::sleep(Duration::from_millis(HYSTERESIS_SECONDS * 1000 + 200)).await;
-    let ds = rig.deliver(&rig.schedule()).await;
+    let runs: Vec<_> = (0..5)
+        .map(|_| {
+            let (ev, event) = (rig.ev.clone(), rig.schedule());
+            tokio::spawn(async move { deliver(&ev, &event).await })
+        })
+        .collect();
+    let mut ds = Vec::new();
+    for run in futures::future::join_all(runs).await {
+        ds.extend(run.expect("the invocation did not panic"));
+    }
     none_failed(&ds);
     assert_eq!(rig.stand_in.requests_for("CancelZonalShift").len(), 3);
     assert!(rig.stand_in.shifts().iter().all(|s| s.status == "CANCELED"), "{:#?}", rig.stand_in.shifts());
