@@ -325,6 +325,19 @@ async fn a_shift_past_its_expiry_reads_expired_and_frees_the_resource() {
 }
 
 #[tokio::test]
+async fn a_rewound_clock_starts_shifts_earlier_and_advancing_as_much_puts_it_right() {
+    let (stand_in, client, arn) = rig(false).await;
+    stand_in.rewind(Duration::from_secs(45 * 60));
+    let out = start(&client, &arn, "use1-az1", "1h", "started a while ago").await.expect("start");
+    let left = |expiry: &aws_sdk_arczonalshift::primitives::DateTime| expiry.secs() - chrono::Utc::now().timestamp();
+    assert!((14 * 60..=15 * 60).contains(&left(out.expiry_time())), "{out:?}");
+    stand_in.advance(Duration::from_secs(45 * 60));
+    let up = client.update_zonal_shift().zonal_shift_id(out.zonal_shift_id()).expires_in("1h").send().await;
+    let up = up.expect("still active");
+    assert!((59 * 60..=60 * 60).contains(&left(up.expiry_time())), "{up:?}");
+}
+
+#[tokio::test]
 async fn a_lost_start_answer_is_retried_by_the_sdk_into_a_conflict_naming_the_shift_it_made() {
     let (stand_in, client, arn) = rig(false).await;
     stand_in.lose_next("StartZonalShift", 1);

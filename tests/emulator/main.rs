@@ -21,4 +21,5 @@ mod sandbox;
 mod scorecard;
 mod stand_down;
 mod sweep_fanout;
+mod zone;
 mod zone_readiness;

@@ -200,7 +200,7 @@ impl Evacuator {
                 let env = self.ctx.envelope(&rq, Outcome::Refused, why).severity(Severity::Critical);
                 Ok(Some(self.ctx.record(stamp(env)).await?))
             }
-            Move::NotShiftable { why } | Move::Refuse { why } => {
+            Move::NotShiftable { why } | Move::Refuse { why } | Move::NoHeadroom { why, .. } => {
                 let key =
                     if matches!(m, Move::NotShiftable { .. }) { "not-shiftable".to_string() } else { why.clone() };
                 if !self.once(evac, &r.arn, &key, dry_run).await? {
@@ -214,7 +214,12 @@ impl Evacuator {
                     _ => format!("not shifting {name} away from {az} ({az_id}): {why}"),
                 };
                 let rq = req(actions::SHIFT, evac.id.clone(), format!("evacuate {az}"));
-                let env = self.ctx.envelope(&rq, Outcome::Refused, text).severity(Severity::Critical);
+                let mut env = self.ctx.envelope(&rq, Outcome::Refused, text).severity(Severity::Critical);
+                if let Move::NoHeadroom { desired, in_service_in_az, needs, max, .. } = &m {
+                    let numbers =
+                        json!({"desired": desired, "inServiceInAz": in_service_in_az, "needs": needs, "max": max});
+                    env = env.detail("capacity", numbers);
+                }
                 Ok(Some(self.ctx.record(stamp(env)).await?))
             }
             Move::Extend { shift_id } => {

@@ -47,7 +47,10 @@ pub enum Move {
     RemoveSubnets { remove: Vec<String>, keep: Vec<String> },
     /// ARC cannot shift this load balancer: named in the decision, nothing done.
     NotShiftable { why: String },
-    /// Refused, with the numbers or the reason.
+    /// Capacity first, and the group's maximum leaves the other AZs no room for its share: refused
+    /// with the numbers (`why` says them in words).
+    NoHeadroom { why: String, desired: i32, in_service_in_az: i32, needs: i32, max: i32 },
+    /// Refused, with the reason.
     Refuse { why: String },
 }
 
@@ -97,12 +100,16 @@ pub fn plan(r: &Resource, az: &str, az_id: &str, cfg: &ZoneConfig, now: DateTime
             }
             let to = g.desired + lost;
             if to > g.max {
-                return Move::Refuse {
+                return Move::NoHeadroom {
                     why: format!(
                         "capacity: {} needs desired {to} ({} + {lost} in-service in {az}) for the other AZs to carry \
                          the load, but its maximum is {}; raise the maximum to at least {to}",
                         r.name, g.desired, g.max
                     ),
+                    desired: g.desired,
+                    in_service_in_az: lost,
+                    needs: to,
+                    max: g.max,
                 };
             }
             Move::Shift { raise: Some(Raise { from: g.desired, to, lost, max: g.max }) }
@@ -217,8 +224,13 @@ mod tests {
             plan(&group(6, 9, true), "az-a", "id-a", &cfg(), now),
             Move::Shift { raise: Some(Raise { from: 6, to: 8, lost: 2, max: 9 }) }
         );
-        let Move::Refuse { why } = plan(&group(6, 7, true), "az-a", "id-a", &cfg(), now) else { panic!("refuse") };
+        let Move::NoHeadroom { why, desired, in_service_in_az, needs, max } =
+            plan(&group(6, 7, true), "az-a", "id-a", &cfg(), now)
+        else {
+            panic!("refuse")
+        };
         assert!(why.contains("needs desired 8") && why.contains("maximum is 7"), "{why}");
+        assert_eq!((desired, in_service_in_az, needs, max), (6, 2, 8, 7));
     }
 
     #[test]

@@ -66,8 +66,15 @@ fn unsupported(t: &Trigger) -> Error {
     Error::UnsupportedTrigger { function: FUNCTION, event: t.kind.describe(), handles: HANDLES }
 }
 
+/// When the alarm changed state: CloudWatch writes `2026-12-05T10:00:00.000+0000` (EventBridge's
+/// `state.timestamp`, SNS's `StateChangeTime`), which is not RFC 3339; the time of handling only when
+/// neither form parses. (Falling back for CloudWatch's own form made a late ALARM look newer than the
+/// OK that followed it, and impair the AZ again.)
 fn changed_at(a: &Alarm, fallback: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(&a.changed_at).map(|t| t.with_timezone(&Utc)).unwrap_or(fallback)
+    DateTime::parse_from_rfc3339(&a.changed_at)
+        .or_else(|_| DateTime::parse_from_str(&a.changed_at, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(fallback)
 }
 
 /// The AZ and load balancer of an alarm: from the suite's name, or from an ELB per-AZ metric's
@@ -235,6 +242,7 @@ mod tests {
         let t = alarm("selfheal-az|us-east-1a|5xx|app/web/50dc", "ALARM", json!({}));
         let Intake::Signal(s) = intake(&t, now).unwrap() else { panic!("not a signal") };
         assert_eq!((s.az.as_str(), s.impaired, s.resource.as_deref()), ("us-east-1a", true, Some("app/web/50dc")));
+        assert_eq!(s.at.to_rfc3339(), "2026-12-05T10:00:00+00:00", "the state change's own time, not now");
         assert_eq!(s.source, "alarm:selfheal-az|us-east-1a|5xx|app/web/50dc");
         let t = alarm("selfheal-az|us-east-1a|5xx|app/web/50dc", "OK", json!({}));
         let Intake::Signal(s) = intake(&t, now).unwrap() else { panic!("not a signal") };

@@ -172,6 +172,10 @@ impl State {
         self.offset += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::zero());
     }
 
+    pub(super) fn rewind(&mut self, by: Duration) {
+        self.offset -= chrono::Duration::from_std(by).unwrap_or(chrono::Duration::zero());
+    }
+
     /// Shifts past their expiry become `EXPIRED` (a practice run that ran its course `SUCCEEDED`).
     fn refresh(&mut self) {
         let now = self.now();

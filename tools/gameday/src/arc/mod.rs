@@ -108,6 +108,13 @@ impl ArcStandIn {
         self.state().advance(by);
     }
 
+    /// Moves the stand-in's clock back: shifts started now start (and expire) that much earlier, as if
+    /// they had been started `by` ago; [`ArcStandIn::advance`] by as much puts the clock right again.
+    /// (A client judges a shift's expiry by its own clock, which the stand-in cannot move.)
+    pub fn rewind(&self, by: Duration) {
+        self.state().rewind(by);
+    }
+
     /// Every zonal shift (customer and practice run), statuses as of now.
     pub fn shifts(&self) -> Vec<Shift> {
         self.state().snapshot()
