@@ -56,7 +56,7 @@ impl Evacuator {
                 }
                 if rec.subnets.is_some() || rec.capacity.is_some() {
                     match groups::current(&asg, name).await? {
-                        None => refused.push(format!("the group {name} is gone: nothing to restore")),
+                        None => done.push(format!("the group {name} is gone: nothing to restore")),
                         Some((subnets, desired)) => {
                             if let Some(sr) = &rec.subnets {
                                 match restore_subnets(&subnets, sr) {

@@ -279,12 +279,19 @@ impl Evacuator {
 
         // A region event: two impaired AZs, or one besides an evacuation in progress.
         let second = matches!(&verdict, Verdict::One { impaired } if evacs.iter().any(|e| e.az != impaired.az));
-        if matches!(verdict, Verdict::Many { .. }) || second {
+        let region_event = matches!(verdict, Verdict::Many { .. }) || second;
+        if region_event {
             if let Some(env) = self.region_event(t, &verdict, &evacs, now).await? {
                 out.push(env);
             }
         }
         for e in &evacs {
+            if verdict.is_impaired(&e.az) && region_event {
+                // Nothing automatic in a region event: an evacuation in progress is held (no new shift,
+                // no extension); its shifts end at their own expiry unless a person extends them.
+                tracing::warn!(az = %e.az, evacuation = %e.id, "region event: the evacuation is held");
+                continue;
+            }
             if verdict.is_impaired(&e.az) {
                 if e.clear_since.is_some() && !self.dry_run(t) {
                     self.ctx.ledger.set_clear_since(&e.az, &e.id, None).await?;
@@ -362,7 +369,8 @@ impl Evacuator {
         );
         let why = format!(
             "{} AZs of {} are impaired ({}): a region event, not one AZ's, so nothing automatic — the region failover, with \
-             its approval, is the path; {}",
+             its approval, is the path; {} (held: no new shift and no extension; its shifts expire at their own time \
+             unless a person extends them)",
             azs.len(),
             self.place_name(),
             azs.join(", "),

@@ -14,7 +14,8 @@
 //! One AZ is impaired on a Health issue, the healer's short-circuit or an operator alone, or on
 //! alarms of at least `SELFHEAL_ZONE_MIN_SIGNALS` distinct resources. Two or more impaired AZs (or a
 //! second while one is evacuated) are a region event: nothing automatic, a critical page — the
-//! region failover, with its approval, is the path.
+//! region failover, with its approval, is the path. An evacuation in progress is then held: no new
+//! shift, no extension; its shifts end at their own expiry unless a person extends them.
 //!
 //! # Evacuation ([`plan`], the `evacuate` and `end` files)
 //! Per opted-in ALB/NLB and Auto Scaling group in the AZ, through the guardrails (opt-in, dry-run,

@@ -83,6 +83,7 @@ async fn a_group_deleted_after_it_opted_in_crashes_nothing() {
     none_failed(&ds);
     let d = the(&ds, actions::CANCEL, &during.arn);
     assert!(d.reason.contains("is gone"), "{}", d.reason);
+    assert_eq!(d.outcome, Outcome::Acted, "nothing left to restore is not a refusal: {}", d.reason);
     assert_eq!(rig.shifts_of(&during.arn)[0].status, "CANCELED", "its shift still cancelled");
     for lb in [&lb1, &lb2] {
         assert_eq!(the(&ds, actions::CANCEL, &lb.arn).outcome, Outcome::Acted);
