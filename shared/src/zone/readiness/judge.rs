@@ -19,8 +19,6 @@ pub const ENABLE_ZONAL_SHIFT: &str = "enable-zonal-shift";
 /// The action of a fix that creates a load balancer's missing per-AZ alarms.
 pub const CREATE_ALARMS: &str = "create-az-alarms";
 
-/// How many resources are read or fixed at once.
-
 /// What was read, or why it could not be.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seen<T> {
