@@ -64,15 +64,21 @@ fn drill_with_healer(aws: &Aws, arch: &Architecture, healer_vars: &[(&str, &str)
 #[tokio::test]
 async fn provisioning_builds_the_whole_reference_architecture() {
     let (aws, arch) = setup().await;
-    // Web tier: six instances over three AZs, behind an ALB whose target group the ASG registers into.
+    // Web tier: six instances over three AZs, behind an ALB whose target group has them as targets.
     let group =
         aws.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&arch.asg_name).send().await.unwrap();
     let group = &group.auto_scaling_groups()[0];
     let azs: std::collections::HashSet<_> = group.instances().iter().filter_map(|i| i.availability_zone()).collect();
     assert_eq!((group.instances().len(), azs.len()), (6, 3), "{group:?}");
     let tg = arch.target_group_arn.clone().expect("a target group");
-    assert_eq!(group.target_group_arns(), std::slice::from_ref(&tg));
     let elb = aws.elbv2();
+    let health = elb.describe_target_health().target_group_arn(&tg).send().await.unwrap();
+    let mut targets: Vec<&str> =
+        health.target_health_descriptions().iter().filter_map(|t| t.target().and_then(|t| t.id())).collect();
+    let mut members: Vec<&str> = group.instances().iter().filter_map(|i| i.instance_id()).collect();
+    targets.sort();
+    members.sort();
+    assert_eq!(targets, members);
     let lb = elb.describe_load_balancers().load_balancer_arns(arch.load_balancer_arn.clone().unwrap()).send().await;
     let lb = lb.unwrap();
     assert_eq!(lb.load_balancers()[0].availability_zones().len(), 3);
@@ -82,6 +88,18 @@ async fn provisioning_builds_the_whole_reference_architecture() {
     assert_eq!(action.target_group_arn(), Some(tg.as_str()));
     let tgs = elb.describe_target_groups().target_group_arns(&tg).send().await.unwrap();
     assert_eq!(tgs.target_groups()[0].health_check_path(), Some("/health"));
+    // Ready for an AZ evacuation: ARC may shift the load balancer.
+    let attrs = elb
+        .describe_load_balancer_attributes()
+        .load_balancer_arn(arch.load_balancer_arn.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attrs.attributes().iter().any(|a| a.key() == Some("zonal_shift.config.enabled") && a.value() == Some("true")),
+        "{attrs:?}"
+    );
+    assert_eq!(arch.opt_in_value.as_deref(), Some("true"));
 
     // Static content: a versioned bucket with the index page.
     let bucket = arch.static_bucket.clone().expect("a bucket");

@@ -26,5 +26,5 @@ pub mod provision;
 pub mod sandbox;
 
 pub use clients::ProvisioningClients;
-pub use env::{gameday_env, rate_limit};
+pub use env::{function_env, gameday_env, rate_limit};
 pub use provision::ProvisionOptions;
