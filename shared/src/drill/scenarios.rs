@@ -18,9 +18,8 @@
 //! which the others do not. `two-az` runs when named, and is not in `all` because its outcome is a
 //! race today: zone-evacuator judges each signal as it records it, so when the two AZs' alarms arrive
 //! together one invocation can still see one AZ impaired and evacuate it while another sees both and
-//! pages (seen in process and under the runtime emulator). The drill then fails the scenario and says
-//! which resource was shifted, and ends that evacuation after it; the standard game day stays a
-//! measure of the suite, not of that race.
+//! pages (seen in process). The drill then fails the scenario, says which resource was shifted, and
+//! ends that evacuation after it; the standard game day stays a measure of the suite, not of that race.
 //!
 //! The zone scenarios expect what [`super::evacuation`] works out from the resources. Moto launches a
 //! group's new members into its first subnet (us-east-1a's) whatever ARC says, so a raised capacity is
