@@ -6,6 +6,10 @@
 //! decision, which the ledger's audit trail holds once), the others untouched, the database record left
 //! on its own database, and each group as the maxUnhealthy rule says.
 //!
+//! And the AZ evacuated: the web group's short-circuit, relayed to the real zone-evacuator as the
+//! suite's topic would, shifts the load balancer and every group away from the AZ's ID at the ARC
+//! stand-in, once each, with their capacity raised first.
+//!
 //! The scenario's 1.5× spread criterion is a timing, judged by the game day (`scripts/gameday
 //! --scenario az-outage`) and measured by `scripts/bench-az-outage`, not asserted here: this test
 //! only checks that the promotions ran side by side.
@@ -15,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gameday::ProvisionOptions;
+use harness::arc::ArcStandIn;
 use harness::on_big_stack;
 use harness::{sdk_config, unique};
 use selfheal::clients::Aws;
@@ -24,6 +29,7 @@ use selfheal::drill::az_outage::LOST_AZ;
 use selfheal::drill::deliver::{BoxFuture, Deliverer};
 use selfheal::drill::{self, Architecture, Drill, DrillConfig, DrillRequest, Mode, Scenario};
 use selfheal::healer::{Healer, HealerConfig};
+use selfheal::zone::{Evacuator, ZoneConfig};
 use selfheal::Ctx;
 use serde_json::Value;
 
@@ -33,6 +39,10 @@ const DATABASES: usize = 30;
 
 fn vars(arch: &Architecture) -> Env {
     Env::from_map(gameday::gameday_env(arch).into_iter().collect())
+}
+
+fn function_vars(arch: &Architecture, function: &str) -> Env {
+    Env::from_map(gameday::function_env(arch, function).into_iter().collect())
 }
 
 struct Db {
@@ -67,15 +77,20 @@ fn az_outage_promotes_each_failed_database_once_side_by_side_and_each_group_as_d
         let aws = Aws::from_sdk_config(sdk.clone());
         let prefix = unique("az");
         let options = ProvisionOptions { accounts: 1, fleet_databases: Some(DATABASES) };
+        // An opt-in value of its own: zone-evacuator acts on every opted-in load balancer and group of the
+        // account, and other tests share this moto.
         let arch = gameday::provision::provision_with(
             &aws,
             &prefix,
             &format!("{prefix}-ledger"),
-            ("selfheal:enabled", "true"),
+            ("selfheal:enabled", &prefix),
             options,
         )
         .await
         .unwrap();
+        let arc = ArcStandIn::start().await;
+        let registered = gameday::provision::register_with_arc(&aws, &arch, &arc.endpoint()).await.unwrap();
+        assert_eq!(registered.len(), 5, "the load balancer and four groups: {registered:?}");
         let fleet = arch.fleet.clone().expect("the fleet was provisioned");
         assert_eq!(fleet.databases.len(), DATABASES);
         let before = databases(&aws).await;
@@ -110,13 +125,22 @@ fn az_outage_promotes_each_failed_database_once_side_by_side_and_each_group_as_d
                 .with_lag_source(Arc::new(StaticLag::new(Vec::<(String, f64)>::new()).with_default(2.0))),
         );
         e.finish().unwrap();
-        let (h, d) = (healer.clone(), db.clone());
+        let mut e = function_vars(&arch, selfheal::zone::FUNCTION);
+        let ctx = Ctx::new(
+            CommonConfig::read(&mut e, selfheal::zone::FUNCTION),
+            own().with_endpoint("arc-zonal-shift", arc.endpoint()),
+        );
+        let (zone_cfg, db_cfg) = (ZoneConfig::read(&mut e), DbConfig::read(&mut e));
+        e.finish().unwrap();
+        let zone = Arc::new(Evacuator::new(ctx.clone(), zone_cfg, DbFailover::new(ctx, db_cfg)));
+        let (h, d, z) = (healer.clone(), db.clone(), zone.clone());
         let deliverer = Deliverer::InProcess(Arc::new(move |function: String, event: Value| -> BoxFuture {
-            let (h, d) = (h.clone(), d.clone());
+            let (h, d, z) = (h.clone(), d.clone(), z.clone());
             Box::pin(async move {
                 match function.as_str() {
                     "instance-healer" => h.handle(&event).await,
                     "db-failover" => d.handle(&event).await,
+                    "zone-evacuator" => z.handle(&event).await,
                     other => Err(selfheal::Error::Precondition(format!("no {other} in this test"))),
                 }
             })
@@ -127,7 +151,8 @@ fn az_outage_promotes_each_failed_database_once_side_by_side_and_each_group_as_d
         e.finish().unwrap();
         cfg.recovery_timeout = Duration::from_secs(60);
         cfg.poll_interval = Duration::from_millis(200);
-        let drill = Drill { ctx: Ctx::new(common, own()), cfg, deliverer };
+        let drill =
+            Drill { ctx: Ctx::new(common, own().with_endpoint("arc-zonal-shift", arc.endpoint())), cfg, deliverer };
 
         let started = std::time::Instant::now();
         let reports =
@@ -189,7 +214,16 @@ fn az_outage_promotes_each_failed_database_once_side_by_side_and_each_group_as_d
             let victims = &lost[&g.name];
             assert_eq!(victims.len(), g.per_az[0] as usize, "{}", g.name);
             for v in victims {
-                let trail = drill.ctx.ledger.audit_trail(v).await.unwrap();
+                // The healer's decisions (zone-evacuator records the ones it ignores, relayed to it, too).
+                let trail: Vec<_> = drill
+                    .ctx
+                    .ledger
+                    .audit_trail(v)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.function == "instance-healer")
+                    .collect();
                 let scope = trail
                     .iter()
                     .find_map(|r| r.envelope.details.get("shortCircuit").and_then(|s| s["scope"].as_str()))
@@ -221,6 +255,33 @@ fn az_outage_promotes_each_failed_database_once_side_by_side_and_each_group_as_d
                 .collect();
             assert!(in_service.len() >= g.desired() as usize, "{}: {in_service:?}", g.name);
         }
+        // The AZ evacuated once: the load balancer and the four groups each shifted once away from the
+        // lost AZ's ID (the healer's three AZ short-circuits relayed, one evacuation), still in place.
+        let zones = aws.ec2().describe_availability_zones().send().await.unwrap();
+        let lost_id = zones.availability_zones().iter().find(|z| z.zone_name() == Some(LOST_AZ)).unwrap().zone_id();
+        let mut shifted: Vec<String> = arc
+            .requests_for("StartZonalShift")
+            .into_iter()
+            .filter(|q| q.status == Some(201))
+            .inspect(|q| assert_eq!(q.body["awayFrom"].as_str(), lost_id, "{q:?}"))
+            .map(|q| q.body["resourceIdentifier"].as_str().unwrap().to_string())
+            .collect();
+        shifted.sort();
+        let mut want = registered.clone();
+        want.sort();
+        assert_eq!(shifted, want, "{text}");
+        assert!(arc.shifts().iter().all(|s| s.status == "ACTIVE"), "{:?}", arc.shifts());
+        let evacuation = r.steps.iter().find(|s| s.name.starts_with("evacuate")).unwrap_or_else(|| panic!("{text}"));
+        assert!(evacuation.passed && evacuation.recover_ms.is_some(), "{text}");
+        // Every group's step recovered: held or replaced, and its share carried by the other AZs.
+        for step in r.steps.iter().filter(|s| s.name.ends_with("maxUnhealthy as documented")) {
+            assert!(step.recover_ms.is_some(), "{}: {text}", step.name);
+            assert!(
+                step.actions.iter().any(|a| a.starts_with("zone-evacuator shift-away") && a.contains(": acted")),
+                "{text}"
+            );
+        }
+
         // The report carries each resource and the distribution.
         assert_eq!(r.resources.iter().filter(|t| t.kind == "database").count(), affected.len());
         let dist = r.distribution("database", true).expect("recovery times");

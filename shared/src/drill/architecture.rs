@@ -1,6 +1,6 @@
 //! The reference architecture as the drill knows it: the ids of everything a game day created
 //! ([`Architecture`], which the deployed drill reads from `SELFHEAL_DRILL_ARCHITECTURE`), which account
-//! each tier lives in, the `az-outage` fleet's description ([`Fleet`], [`FLEET_GROUPS`]), the tag live
+//! each tier lives in (and the opt-in tag it was provisioned with), the `az-outage` fleet's description ([`Fleet`], [`FLEET_GROUPS`]), the tag live
 //! drills require of every target ([`DRILL_TAG`]), the AZs ([`AZS`]) and the hub account a one-account
 //! game day names ([`DEFAULT_HOME_ACCOUNT`]).
 //!
@@ -67,6 +67,14 @@ pub struct Architecture {
     /// The larger fleet `az-outage` drills, when provisioned (`None`: the default, small architecture).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<Fleet>,
+    /// The opt-in tag every resource was provisioned with (`selfheal:enabled`), and its value (`true`,
+    /// or a value of its own where several game days share one emulator, so that the functions of one
+    /// see none of the others' resources: zone-evacuator acts on every opted-in load balancer and group
+    /// of an account). `None`: the functions' defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_in_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_in_value: Option<String>,
 }
 
 /// The fleet the `az-outage` scenario drills: Auto Scaling groups over the three AZs (in the web tier's
@@ -136,6 +144,18 @@ impl Architecture {
     /// The member account of the data tier, if it is not the hub's.
     pub fn db_member(&self) -> Option<&str> {
         self.member(self.db_account.as_ref())
+    }
+
+    /// The load balancer's ELB dimension (`app/<name>/<id>`), as its per-AZ alarms name it.
+    pub fn load_balancer_dimension(&self) -> Option<&str> {
+        self.load_balancer_arn.as_deref().and_then(crate::zone::lbs::dimension)
+    }
+
+    /// Every Auto Scaling group of the web tier: the reference architecture's and the fleet's.
+    pub fn group_names(&self) -> Vec<String> {
+        let mut v = vec![self.asg_name.clone()];
+        v.extend(self.fleet.iter().flat_map(|f| f.groups.iter().map(|g| g.name.clone())));
+        v
     }
 
     /// The member account of backup volume `i`, if it is not the hub's.

@@ -29,8 +29,19 @@
 //! | `fleet-api` | 1/1/1 | 1 | the member replaced through its group | 1 of 3 is 33 % (under 40 %) and 1 is below the minimum of 2: nothing trips |
 //! | `fleet-batch` | 2/1/1 | 2 | short-circuit `group`: nothing replaced, a person paged | 2 of 4 is 50 %, over 40 %, and 2 ≥ 2: the group rule trips (before the per-AZ rule) |
 //!
+//! - **the AZ evacuated** (issue #28): the web group's short-circuit is the healer's AZ signal, which the
+//!   suite's topic carries to zone-evacuator (the drill relays it, as moto's SNS invokes no local
+//!   function): every load balancer and group of the web tier's account (the reference architecture's
+//!   and the three fleet groups, whatever the healer did about each) shifted away from the AZ's ID in
+//!   ARC, each group's desired capacity raised first by its in-service members there, and the Multi-AZ
+//!   writers in the AZ (the reference architecture's, when the data tier shares the account) failed
+//!   over. That is what recovers the service of a group the short-circuit holds: each group's step
+//!   needs its shift and its capacity, and the AZ's own step the load balancer's and the writers'.
+//!
 //! The short-circuited groups' instances are started again after the drill. The failed writers stay
-//! stopped: their promoted replicas replace them.
+//! stopped (their promoted replicas replace them), and the evacuation stays in place: the fleet is
+//! drilled once (a second run wants a fresh fleet), and ending it would have moto scale each group
+//! back in by its oldest members, the very instances the drill restarted.
 //!
 //! **Measured**, per resource: time to detect (the delivery to the function's first decision about it)
 //! and time to recover (to the decision that healed it, confirmed on the resource); the report shows
@@ -42,7 +53,8 @@
 //! issue #18's.
 //!
 //! **Dry run**: nothing is injected; each database whose writer is in the AZ and each fleet instance
-//! there gets a manual dry-run request (all at once) and must answer `dry-run` with nothing changed.
+//! there gets a manual dry-run request (all at once) and must answer `dry-run` with nothing changed;
+//! and zone-evacuator a dry-run `evacuate` of the AZ, which must shift nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -51,11 +63,14 @@ use serde_json::{json, Value};
 
 use super::architecture::{Fleet, AZS, DRILL_TAG};
 use super::deliver::Deliverer;
+use super::evacuation::{survey, Plan};
 use super::events::{alarm_event_in, ec2_alarm, manual_in, rds_event_in};
 use super::report::{Distribution, DrillReport, ResourceTiming, StepReport};
 use super::resources::require_drill_tag_ec2;
-use super::resources::{group_members, in_service, in_service_by_az, start_instances, stop_instances};
-use super::steps::{account_label, aws_in, describe, in_account, problem, run_step, Step, Verify};
+use super::resources::{
+    arc_view, capacity, group_members, in_service, in_service_by_az, start_instances, stop_instances,
+};
+use super::steps::{account_label, aws_in, describe, in_account, problem, relay, run_step, verify, Step, Verify};
 use super::{Architecture, Drill, Mode};
 use crate::clients::Aws;
 use crate::db::{PROMOTED_BY_TAG, PROMOTED_FROM_TAG};
@@ -70,6 +85,7 @@ pub const MAX_SPREAD: f64 = 1.5;
 
 const DB_FUNCTION: &str = crate::db::FUNCTION;
 const HEALER_FUNCTION: &str = crate::healer::FUNCTION;
+const ZONE_FUNCTION: &str = crate::zone::FUNCTION;
 
 /// What the maxUnhealthy rule means for a group that loses every member in one AZ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +148,7 @@ pub fn expected_group_outcome(
 /// One fleet group as the drill found it, and what it expects.
 struct GroupPlan {
     name: String,
+    arn: String,
     members: Vec<String>,
     victims: Vec<String>,
     expect: GroupOutcome,
@@ -201,7 +218,8 @@ async fn survey_groups(drill: &Drill, aws: &Aws, fleet: &Fleet) -> Result<Vec<Gr
             drill.cfg.max_unhealthy_percent,
             drill.cfg.min_unhealthy,
         );
-        out.push(GroupPlan { name: g.name.clone(), members, victims, expect, why });
+        let arn = capacity(aws, &g.name).await?.arn;
+        out.push(GroupPlan { name: g.name.clone(), arn, members, victims, expect, why });
     }
     Ok(out)
 }
@@ -314,9 +332,10 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
     let dbs = survey_databases(fleet, &before)?;
     let affected: Vec<&DbPlan> = dbs.iter().filter(|d| d.affected).collect();
     let victims: Vec<String> = groups.iter().flat_map(|g| g.victims.iter().cloned()).collect();
+    let plan = survey(drill, arch, LOST_AZ).await?;
 
     if mode == Mode::DryRun {
-        return dry_run(drill, arch, &groups, &affected, report).await;
+        return dry_run(drill, arch, &groups, &affected, &plan, report).await;
     }
 
     // Inject: the AZ goes down.
@@ -387,6 +406,8 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
     let t0 = chrono::Utc::now();
     let since = t0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let clock = Instant::now();
+    // The healer's decisions reach zone-evacuator through the suite's topic, as they are made.
+    let relaying = relay(drill, HEALER_FUNCTION, ZONE_FUNCTION, &since);
     // (what the event was about, the problem its delivery had)
     let answers: Vec<(&str, String)> = drill
         .deliverer
@@ -396,6 +417,10 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
         .zip(about)
         .filter_map(|(a, id)| problem(a).map(|p| (id, format!("event about {id}: {p}"))))
         .collect();
+    let relay_problems = match relaying {
+        Some(r) => r.finish().await,
+        None => vec![],
+    };
     let answers_about = |ids: &[&str]| -> Vec<String> {
         answers.iter().filter(|(id, _)| ids.contains(id)).map(|(_, p)| p.clone()).collect()
     };
@@ -413,13 +438,14 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
             .audit_since(&since)
             .await?
             .into_iter()
-            .filter(|r| r.function == DB_FUNCTION || r.function == HEALER_FUNCTION)
+            .filter(|r| [DB_FUNCTION, HEALER_FUNCTION, ZONE_FUNCTION].contains(&r.function.as_str()))
             .collect();
         let decided = |function: &str, id: &str, outcome: Option<&str>| {
             records.iter().any(|r| r.function == function && r.target == id && outcome.is_none_or(|o| r.outcome == o))
         };
         let done = affected.iter().all(|d| decided(DB_FUNCTION, &d.primary, Some("acted")))
-            && victims.iter().all(|v| decided(HEALER_FUNCTION, v, None));
+            && victims.iter().all(|v| decided(HEALER_FUNCTION, v, None))
+            && plan.resources().iter().all(|arn| decided(ZONE_FUNCTION, arn, Some("acted")));
         if synchronous || Instant::now() >= deadline {
             break records;
         }
@@ -437,6 +463,53 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
             report.guards_fired.push(describe(drill, r));
         }
     }
+
+    // The AZ evacuated: confirmed on ARC and the groups (within the window: through a topic the
+    // evacuation lands after the healer's decisions).
+    let zone_records: Vec<&AuditRecord> = records.iter().filter(|r| r.function == ZONE_FUNCTION).collect();
+    let evacuation = plan.verify();
+    let (evacuated, evacuation_seen) = loop {
+        let (ok, seen) = verify(drill, &evacuation, &t0).await?;
+        if ok || Instant::now() >= deadline {
+            break (ok, seen);
+        }
+        tokio::time::sleep(drill.cfg.poll_interval.min(Duration::from_secs(5))).await;
+    };
+    // A resource's evacuation time: its acted decision (its shift, or the writer's failover).
+    let evacuated_at = |target: &str| {
+        zone_records
+            .iter()
+            .filter(|r| r.target == target && r.outcome == "acted")
+            .filter_map(|r| ms_since(&t0, r))
+            .max()
+    };
+    let az_targets: Vec<String> = plan.load_balancers.iter().chain(&plan.writers).cloned().collect();
+    let mut observed = format!("decisions {}; {evacuation_seen}", tally(zone_records.iter().copied()));
+    if !relay_problems.is_empty() {
+        observed.push_str(&format!("; {}", relay_problems.join("; ")));
+    }
+    report.steps.push(StepReport {
+        name: format!("evacuate {LOST_AZ}: traffic shifted away, capacity raised, writers moved"),
+        function: ZONE_FUNCTION.into(),
+        expected: format!(
+            "the web group's short-circuit on {LOST_AZ} reaches zone-evacuator through the suite's topic: {}",
+            plan.describe()
+        ),
+        observed,
+        detect_ms: zone_records.iter().filter_map(|r| ms_since(&t0, r)).min(),
+        recover_ms: if evacuated {
+            az_targets.iter().map(|t| evacuated_at(t)).chain([evacuated_at(&plan.az_id)]).flatten().max()
+        } else {
+            None
+        },
+        actions: zone_records
+            .iter()
+            .filter(|r| !groups.iter().any(|g| g.arn == r.target))
+            .map(|r| describe(drill, r))
+            .collect(),
+        accounts: labels(drill, &zone_records),
+        passed: evacuated && relay_problems.is_empty(),
+    });
 
     // The databases: each failed one promoted exactly once, the others untouched.
     let after = db_facts(&db).await?;
@@ -558,16 +631,22 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
         passed: all_recovered && recover.is_some_and(|r| r.spread() <= MAX_SPREAD),
     });
 
-    // The groups: each as the maxUnhealthy rule says.
+    // The groups: each as the maxUnhealthy rule says, and shifted away with its capacity raised.
     let healer_records: Vec<&AuditRecord> = records.iter().filter(|r| r.function == HEALER_FUNCTION).collect();
     let mut held = Vec::new();
     let mut instance_timings = Vec::new();
     for g in &groups {
-        let mine: Vec<&AuditRecord> =
+        let mut mine: Vec<&AuditRecord> =
             healer_records.iter().copied().filter(|r| g.victims.contains(&r.target)).collect();
         let now_members = group_members(&web, &g.name).await?;
         let now_in_service = in_service(&web, &g.name).await?;
         let mut problems = Vec::new();
+        let (shifted, raised) = group_evacuated(&web, &plan, &g.name, &g.arn).await?;
+        if !shifted.is_empty() {
+            problems.push(shifted);
+        }
+        let evacuated_ms = if problems.is_empty() { evacuated_at(&g.arn) } else { None };
+        mine.extend(zone_records.iter().copied().filter(|r| r.target == g.arn));
         let mut last_ms = None;
         let mut first_ms = None;
         for v in &g.victims {
@@ -588,14 +667,15 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
                     let kept = now_members.contains(v);
                     let ok = tripped && !acted && kept;
                     let outcome = if ok {
-                        format!("held by the short-circuit ({scope}), as expected")
+                        format!("held by the short-circuit ({scope}), as expected; {raised}")
                     } else {
                         format!(
                             "expected the short-circuit ({scope}): decisions {}, still in the group: {kept}",
                             tally(decisions.iter().copied())
                         )
                     };
-                    (ok, outcome, None)
+                    // Its share carried by the group's other AZs once the group is evacuated.
+                    (ok, outcome, if ok { evacuated_ms } else { None })
                 }
                 GroupOutcome::Replaced => {
                     let acted = decisions.iter().find(|r| r.outcome == "acted");
@@ -615,7 +695,8 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
                             !gone
                         )
                     };
-                    (ok, outcome, if ok { acted.and_then(|r| ms_since(&t0, r)) } else { None })
+                    let replaced = acted.and_then(|r| ms_since(&t0, r));
+                    (ok, outcome, if ok { replaced.max(evacuated_ms).filter(|_| evacuated_ms.is_some()) } else { None })
                 }
             };
             if !ok {
@@ -654,10 +735,16 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
                 (format!("{} replaced: {}", members_lost(g.victims.len()), g.why), ok)
             }
         };
+        let expected = format!(
+            "{expected}; and, {LOST_AZ} evacuated, the group shifted away from {} with its desired capacity raised \
+             first ({})",
+            plan.az_id,
+            plan.groups.iter().find(|r| r.name == g.name).map(|r| format!("{} → {}", r.from, r.to)).unwrap_or_default()
+        );
         let passed = problems.is_empty() && capacity_ok;
         let group_answers = answers_about(&g.victims.iter().map(String::as_str).collect::<Vec<_>>());
         let mut observed = format!(
-            "{} of {} members lost; decisions {}; {} in service now",
+            "{} of {} members lost; decisions {}; {} in service now; {raised}",
             g.victims.len(),
             g.members.len(),
             tally(mine.iter().copied()),
@@ -672,7 +759,9 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
             expected,
             observed,
             detect_ms: first_ms,
-            recover_ms: if passed { last_ms.or(Some(wait_ms)) } else { None },
+            // The group's service is back when it is evacuated (its lost share carried elsewhere), and
+            // its own reaction (the replacement, the page) is in.
+            recover_ms: if passed { evacuated_ms.max(last_ms).or(Some(wait_ms)) } else { None },
             actions: mine.iter().map(|r| describe(drill, r)).collect(),
             accounts: labels(drill, &mine),
             passed,
@@ -687,6 +776,26 @@ pub(super) async fn run(drill: &Drill, mode: Mode, arch: &Architecture, report: 
     Ok(())
 }
 
+/// Whether a group of the evacuation is shifted away from the AZ in ARC with its capacity raised:
+/// `("", what)` when it is, `(the problem, what)` otherwise.
+async fn group_evacuated(web: &Aws, plan: &Plan, name: &str, arn: &str) -> Result<(String, String)> {
+    let Some(raise) = plan.groups.iter().find(|r| r.name == name) else {
+        return Ok((format!("{name} is not in the evacuation's plan"), String::new()));
+    };
+    let shifted = arc_view(web, arn).await?.is_some_and(|v| v.shifted_away_from(&plan.az_id));
+    let c = capacity(web, name).await?;
+    let what = format!(
+        "{} away from {} in ARC, desired {} → {} ({} in service)",
+        if shifted { "shifted" } else { "NOT shifted" },
+        plan.az_id,
+        raise.from,
+        c.desired,
+        c.total()
+    );
+    let ok = shifted && c.desired >= raise.to && c.total() >= raise.to as usize;
+    Ok((if ok { String::new() } else { format!("not evacuated as planned (want desired {}): {what}", raise.to) }, what))
+}
+
 /// Dry run: a manual dry-run request for each failed-to-be database and each instance in the AZ, all at
 /// once; each must answer `dry-run`, and nothing changes.
 async fn dry_run(
@@ -694,6 +803,7 @@ async fn dry_run(
     arch: &Architecture,
     groups: &[GroupPlan],
     affected: &[&DbPlan],
+    plan: &Plan,
     report: &mut DrillReport,
 ) -> Result<()> {
     let web_account = arch.web_member();
@@ -715,6 +825,7 @@ async fn dry_run(
                 account: owned(db_account),
                 replicas: affected.iter().flat_map(|d| d.replicas.iter().cloned()).collect(),
             },
+            ..Step::default()
         },
         report,
     )
@@ -742,10 +853,12 @@ async fn dry_run(
                     })
                     .collect(),
             ),
+            ..Step::default()
         },
         report,
     )
-    .await
+    .await?;
+    run_step(drill, plan.dry_run_step(drill), report).await
 }
 
 #[cfg(test)]

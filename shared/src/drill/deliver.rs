@@ -64,6 +64,14 @@ impl Deliverer {
         Deliverer::Topic { sns: sns.clone(), topic_arn: topic_arn.to_string() }
     }
 
+    /// Whether the suite's own topic carries one function's decisions to the functions subscribed to
+    /// them (the healer's AZ short-circuit to zone-evacuator): in a real account, yes; under the
+    /// runtime emulator (moto's SNS invokes no local function) and in process, no, and the drill
+    /// relays them itself ([`super::steps::Relay`]).
+    pub fn topic_delivers_decisions(&self) -> bool {
+        matches!(self, Deliverer::Topic { .. })
+    }
+
     /// Delivers every `(function, event)` at once, each on its own task, and waits for all; the
     /// answers come back in the same order. (Over HTTP, how many run at once is the runtime emulator's
     /// concurrency; in process, the handlers run side by side on the runtime's workers.)

@@ -1,5 +1,6 @@
-//! The events a drill delivers, shaped the way AWS delivers them (a CloudWatch alarm through SNS, an
-//! RDS event and a schedule through EventBridge, a manual invocation), from the account they name.
+//! The events a drill delivers, shaped the way AWS delivers them (a CloudWatch alarm through SNS or
+//! EventBridge, an RDS event and a schedule through EventBridge, a manual invocation, a selfheal
+//! decision through the suite's topic), from the account they name.
 
 use serde_json::{json, Value};
 
@@ -61,6 +62,70 @@ pub fn alarm_event_in(
             "TreatMissingData": "missing", "EvaluateLowSampleCountPercentile": ""}
     });
     sns_wrap(topic, &message)
+}
+
+/// A CloudWatch alarm's state change as EventBridge delivers it (`aws.cloudwatch`, "CloudWatch Alarm
+/// State Change"), from an alarm in `account` on one metric with `dims`.
+pub fn alarm_state_change_in(
+    account: &str,
+    name: &str,
+    state: &str,
+    metric: &str,
+    namespace: &str,
+    dims: &[(&str, &str)],
+) -> Value {
+    let dimensions: serde_json::Map<String, Value> = dims.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let previous = if state == "ALARM" { "OK" } else { "ALARM" };
+    json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch", "account": account,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "region": "us-east-1",
+        "resources": [format!("arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}")],
+        "detail": {
+            "alarmName": name,
+            "state": {"value": state, "reason": format!("drill: {metric} crossed its threshold"), "timestamp": now_cw()},
+            "previousState": {"value": previous, "reason": "drill", "timestamp": now_cw()},
+            "configuration": {"description": "selfheal drill", "metrics": [{"id": "m1", "returnData": true,
+                "metricStat": {"metric": {"namespace": namespace, "name": metric, "dimensions": dimensions},
+                    "period": 60, "stat": "Sum"}}]}
+        }
+    })
+}
+
+/// A per-AZ load balancer alarm of the suite (`selfheal-az|<az>|<signal>|<lb dimension>`, signal `5xx`
+/// or `latency`) changing to `state`, as EventBridge delivers it from the web tier's account: the
+/// evidence of a gray failure in `az` (targets failing or slow while their health checks pass).
+/// `None` when the architecture has no load balancer.
+pub fn per_az_alarm(arch: &Architecture, az: &str, signal: &str, state: &str) -> Option<Value> {
+    let lb = arch.load_balancer_dimension()?;
+    let name = crate::zone::signals::AlarmName { az: az.into(), signal: signal.into(), load_balancer: lb.into() };
+    let metric = if signal == "latency" { "TargetResponseTime" } else { "HTTPCode_Target_5XX_Count" };
+    Some(alarm_state_change_in(
+        &arch.account_id(arch.web_account.as_ref()),
+        &name.render(),
+        state,
+        metric,
+        "AWS/ApplicationELB",
+        &[("LoadBalancer", lb), ("AvailabilityZone", az)],
+    ))
+}
+
+/// A selfheal decision as the suite's topic delivers it to a subscribed function: SNS, the envelope as
+/// the message, with the message attributes the subscriptions filter on (`function`, `action`, ...).
+pub fn envelope_notification(topic: &str, envelope: &crate::envelope::Envelope) -> Value {
+    let attributes: serde_json::Map<String, Value> = envelope
+        .message_attributes()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, json!({"Type": "String", "Value": v.string_value()?}))))
+        .collect();
+    let mut v = sns_wrap(topic, &Value::Null);
+    if let Some(sns) = v.pointer_mut("/Records/0/Sns") {
+        sns["Message"] = json!(envelope.to_json());
+        sns["Subject"] = json!(format!("selfheal {} {}", envelope.function, envelope.action));
+        sns["MessageAttributes"] = Value::Object(attributes);
+    }
+    v
 }
 
 /// The status-check alarm of a web instance, from the account the web tier lives in.

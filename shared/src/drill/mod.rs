@@ -11,8 +11,10 @@
 //!   sample events and `drill-cli` are the dev-only `gameday` crate's (`tools/gameday`), which nothing
 //!   deployed depends on.
 //! - [`scenarios`]: the scenarios, their injections and their expected outcomes; [`az_outage`]: the
-//!   largest one, a whole AZ of a larger fleet lost at once and healed in parallel; [`steps`]: the
-//!   step machinery both build on (deliver a step's events, follow the ledger, verify the resources).
+//!   largest one, a whole AZ of a larger fleet lost at once and healed in parallel; `evacuation`: the
+//!   AZ evacuation the zone scenarios expect of zone-evacuator; [`steps`]: the step machinery they all
+//!   build on (deliver a step's events, relay one function's decisions to another as the suite's topic
+//!   would, follow the ledger, verify the resources).
 //! - [`events`]: the events a drill delivers, shaped the way AWS delivers them.
 //! - [`deliver`]: how events reach the functions (the Lambda runtime emulator over HTTP, an SNS topic
 //!   in a real account, or in-process handlers in tests).
@@ -32,6 +34,7 @@
 pub mod architecture;
 pub mod az_outage;
 pub mod deliver;
+mod evacuation;
 pub mod events;
 pub mod fis;
 pub mod html;
@@ -95,6 +98,9 @@ pub struct DrillConfig {
     /// group follows from them. A game day gives every function the same environment.
     pub max_unhealthy_percent: u32,
     pub min_unhealthy: u32,
+    /// zone-evacuator's settings (`SELFHEAL_ZONE_*`, read as it reads them): how many load balancers'
+    /// per-AZ alarms call an AZ impaired, how long the hysteresis before an evacuation ends.
+    pub zone: crate::zone::ZoneConfig,
 }
 
 impl DrillConfig {
@@ -110,12 +116,14 @@ impl DrillConfig {
             },
         };
         let healer = crate::healer::HealerConfig::read(env);
+        let zone = crate::zone::ZoneConfig::read(env);
         DrillConfig {
             recovery_timeout: env.seconds("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS", 180, 1, 3600),
             poll_interval: Duration::from_millis(env.number("SELFHEAL_DRILL_POLL_MS", 500u64, 10, 60_000)),
             architecture,
             max_unhealthy_percent: healer.max_unhealthy_percent,
             min_unhealthy: healer.min_unhealthy,
+            zone,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The local game day's environment: what every function (the drill too) gets when it runs under the
 //! Lambda runtime emulator against an architecture provisioned in moto ([`gameday_env`], written to
 //! the env file `cargo lambda watch` reads), with the compressed time and raised rate limit a game day
-//! needs ([`rate_limit`]).
+//! needs ([`rate_limit`]); and what one function gets differently, as the template sets it for that
+//! function alone ([`function_overrides`], [`function_env`]).
 
 use selfheal::drill::Architecture;
 
@@ -42,7 +43,18 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         ("SELFHEAL_DNS_RECORDS".into(), format!("{}/{}/A", arch.zone_id, arch.app_record)),
         ("SELFHEAL_DNS_INSYNC_POLL_SECONDS".into(), "1".into()),
         ("SELFHEAL_DNS_INSYNC_TIMEOUT_SECONDS".into(), "30".into()),
+        // zone-evacuator (the drill reads the same to know what to expect). The reference architecture
+        // has one load balancer, so its per-AZ alarms are one resource's: one is enough to call an AZ
+        // impaired here (the default, 2, wants two load balancers' alarms). A short hysteresis, so the
+        // end of an evacuation is seen; the healer's AZ signal counts for the least the setting allows.
+        ("SELFHEAL_ZONE_MIN_SIGNALS".into(), "1".into()),
+        ("SELFHEAL_ZONE_HYSTERESIS_SECONDS".into(), "3".into()),
+        ("SELFHEAL_ZONE_SIGNAL_TTL_SECONDS".into(), "60".into()),
     ];
+    if let (Some(tag), Some(value)) = (&arch.opt_in_tag, &arch.opt_in_value) {
+        v.push(("SELFHEAL_OPT_IN_TAG".into(), tag.clone()));
+        v.push(("SELFHEAL_OPT_IN_VALUE".into(), value.clone()));
+    }
     // An architecture over several accounts: every function (the drill too) serves the members and
     // acts there through their member role.
     let members = arch.member_accounts();
@@ -50,10 +62,56 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         v.push(("SELFHEAL_HOME_ACCOUNT".into(), arch.home().to_string()));
         v.push(("SELFHEAL_ACCOUNTS".into(), members.join(",")));
     }
-    for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "RUST_LOG"] {
+    // AWS_ENDPOINT_URL_ARC_ZONAL_SHIFT: the ARC stand-in (moto has no ARC); the SDK sends only that
+    // service's calls there.
+    for key in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_ARC_ZONAL_SHIFT",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "RUST_LOG",
+    ] {
         if let Ok(val) = std::env::var(key) {
             v.push((key.into(), val));
         }
     }
     v
+}
+
+/// What `function` gets besides [`gameday_env`], as the template sets it for that function alone:
+/// zone-evacuator runs with no cooldown (its flap guard is the hysteresis; a cooldown would hold the
+/// end of an evacuation on the resources its start just acted on).
+pub fn function_overrides(function: &str) -> Vec<(String, String)> {
+    match function {
+        "zone-evacuator" => vec![("SELFHEAL_COOLDOWN_SECONDS".into(), "0".into())],
+        _ => vec![],
+    }
+}
+
+/// The functions that have [`function_overrides`].
+pub const OVERRIDDEN: [&str; 1] = ["zone-evacuator"];
+
+/// Everything `function` gets in a local game day against `arch`: [`gameday_env`] with its overrides.
+pub fn function_env(arch: &Architecture, function: &str) -> Vec<(String, String)> {
+    let mut v = gameday_env(arch);
+    for (k, val) in function_overrides(function) {
+        v.retain(|(key, _)| *key != k);
+        v.push((k, val));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_evacuator_alone_has_no_cooldown() {
+        assert_eq!(function_overrides("zone-evacuator"), [("SELFHEAL_COOLDOWN_SECONDS".to_string(), "0".to_string())]);
+        assert!(function_overrides("instance-healer").is_empty());
+        for f in OVERRIDDEN {
+            assert!(!function_overrides(f).is_empty(), "{f}");
+        }
+    }
 }

@@ -12,7 +12,8 @@
 //! - [`clients`]: the S3 and Elastic Load Balancing clients only provisioning calls.
 //! - the `drill-cli` binary (`src/bin/drill-cli.rs`): provisions, runs the scenarios against the Lambda
 //!   runtime emulator and writes the sandbox's events, from a terminal (`scripts/gameday`,
-//!   `scripts/sandbox`).
+//!   `scripts/sandbox`); the `arc-standin` binary (`src/bin/arc-standin.rs`): the ARC stand-in as a
+//!   process, for the local game day.
 //!
 //! What a drill does in a real account (inject, deliver, verify, score, report, FIS) stays in the
 //! library, `selfheal::drill`.
@@ -25,5 +26,5 @@ pub mod provision;
 pub mod sandbox;
 
 pub use clients::ProvisioningClients;
-pub use env::{gameday_env, rate_limit};
+pub use env::{function_env, gameday_env, rate_limit};
 pub use provision::ProvisionOptions;

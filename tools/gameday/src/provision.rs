@@ -1,13 +1,17 @@
 //! Provisions the reference architecture (`../shared/seed-ha-architecture.txt`) for a local game day:
 //! a VPC with one subnet in each of three AZs, a launch template and an Auto Scaling group spread over
-//! them behind an Application Load Balancer (a target group with an HTTP health check, attached to the
-//! group), an RDS Multi-AZ primary with two read replicas, a Route 53 zone with an application failover
+//! them behind an Application Load Balancer (a target group with an HTTP health check, the group's
+//! members its targets), an RDS Multi-AZ primary with two read replicas, a Route 53 zone with an application failover
 //! record pair (each side with a health check) and a database CNAME, a versioned S3 bucket with the
 //! static content, backup-tagged EBS volumes, the suite's SNS topic and the ledger table. Every
 //! resource is opted in and drill-tagged.
 //!
-//! The suite acts on neither the load balancer nor the bucket; they are there so the game day runs
-//! against the whole reference architecture.
+//! The load balancer and every group are ready for an AZ evacuation: the ALB has
+//! `zonal_shift.config.enabled`, each group an `AvailabilityZoneImpairmentPolicy` with zonal shift on,
+//! both carry the opt-in tag, and [`register_with_arc`] tells the ARC stand-in about them with the AZ
+//! IDs the emulator reports (moto: us-east-1a is `use1-az6`), as ARC knows the resources of an account
+//! by itself. The suite acts on the bucket nowhere; it is there so the game day runs against the whole
+//! reference architecture.
 //!
 //! [`provision_accounts`] spreads it over several accounts of one organization: the hub keeps the
 //! ledger, the topic and the DNS (zone, records, health checks); the web tier (VPC, subnets, launch
@@ -374,7 +378,79 @@ pub async fn provision_with(
         db_account,
         volume_accounts,
         fleet,
+        opt_in_tag: Some(opt_in.0.to_string()),
+        opt_in_value: Some(opt_in.1.to_string()),
     })
+}
+
+/// Registers the web tier's load balancer and Auto Scaling groups with the ARC zonal shift stand-in at
+/// `endpoint` (`POST /_standin/register`, the stand-in's own route outside ARC's API), each with its AZs
+/// as `(name, ID)` from `ec2:DescribeAvailabilityZones` in the web tier's account, zonal autoshift off.
+/// Returns the ARNs registered. Against the real ARC there is nothing to do: it knows every load
+/// balancer and group of an account by itself.
+pub async fn register_with_arc(aws: &Aws, arch: &Architecture, endpoint: &str) -> Result<Vec<String>> {
+    let web = match arch.web_member() {
+        Some(account) => assume_in(aws, account).await?,
+        None => aws.clone(),
+    };
+    let zones =
+        web.ec2().describe_availability_zones().send().await.map_err(aws_err("ec2", "DescribeAvailabilityZones"))?;
+    let id_of: std::collections::BTreeMap<String, String> = zones
+        .availability_zones()
+        .iter()
+        .filter_map(|z| Some((z.zone_name()?.to_string(), z.zone_id()?.to_string())))
+        .collect();
+    let pairs = |names: Vec<String>| -> Result<Vec<(String, String)>> {
+        names
+            .into_iter()
+            .map(|n| {
+                let id = id_of.get(&n).cloned().ok_or_else(|| missing(&format!("AZ ID for {n}")))?;
+                Ok((n, id))
+            })
+            .collect()
+    };
+    // (ARN, name, its AZs as (name, ID))
+    type Managed = (String, String, Vec<(String, String)>);
+    let mut resources: Vec<Managed> = Vec::new();
+    if let Some(arn) = &arch.load_balancer_arn {
+        let lbs = web
+            .elbv2()
+            .describe_load_balancers()
+            .load_balancer_arns(arn)
+            .send()
+            .await
+            .map_err(aws_err("elasticloadbalancing", "DescribeLoadBalancers"))?;
+        let lb = lbs.load_balancers().first().ok_or_else(|| missing(&format!("load balancer {arn}")))?;
+        let azs = lb.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect();
+        resources.push((arn.clone(), lb.load_balancer_name().unwrap_or(arn).to_string(), pairs(azs)?));
+    }
+    let groups = web
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .set_auto_scaling_group_names(Some(arch.group_names()))
+        .send()
+        .await
+        .map_err(aws_err("autoscaling", "DescribeAutoScalingGroups"))?;
+    for g in groups.auto_scaling_groups() {
+        let arn = g.auto_scaling_group_arn().ok_or_else(|| missing("Auto Scaling group ARN"))?;
+        let mut azs: Vec<String> = g.availability_zones().to_vec();
+        azs.sort();
+        resources.push((arn.to_string(), g.auto_scaling_group_name().unwrap_or(arn).to_string(), pairs(azs)?));
+    }
+    let client = reqwest::Client::new();
+    let url = format!("{}/_standin/register", endpoint.trim_end_matches('/'));
+    let mut out = Vec::new();
+    for (arn, name, azs) in resources {
+        let body = serde_json::json!({"arn": arn, "name": name, "azs": azs, "autoshift": false});
+        let failed = |e: String| Error::Delivery { channel: url.clone(), message: format!("registering {arn}: {e}") };
+        let resp = client.post(&url).json(&body).send().await.map_err(|e| failed(e.to_string()))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(failed(format!("{status}: {}", resp.text().await.unwrap_or_default())));
+        }
+        out.push(arn);
+    }
+    Ok(out)
 }
 
 /// An Auto Scaling group over `subnets` (one per AZ, in [`AZS`] order) with `per_az[i]` members in
@@ -448,11 +524,20 @@ async fn provision_group(
         .send()
         .await
         .map_err(aws_err("autoscaling", "AttachInstances"))?;
+    // Ready for an AZ evacuation: zonal shift on (ARC may shift the group), and the members of an
+    // impaired AZ left alone rather than replaced there.
+    let policy = aws_sdk_autoscaling::types::AvailabilityZoneImpairmentPolicy::builder()
+        .zonal_shift_enabled(true)
+        .impaired_zone_health_check_behavior(
+            aws_sdk_autoscaling::types::ImpairedZoneHealthCheckBehavior::IgnoreUnhealthy,
+        )
+        .build();
     autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name(name)
         .min_size(desired)
         .desired_capacity(desired)
+        .availability_zone_impairment_policy(policy)
         .send()
         .await
         .map_err(aws_err("autoscaling", "UpdateAutoScalingGroup"))?;
@@ -521,8 +606,14 @@ async fn provision_fleet_databases(
 }
 
 /// The web tier's front: an internet-facing ALB over the three subnets, a target group whose HTTP
-/// health check takes failing instances out of rotation, a listener, and the group attached to the
-/// Auto Scaling group so replacements register themselves. Returns (load balancer ARN, target group ARN).
+/// health check takes failing instances out of rotation, a listener, and the group's members
+/// registered as its targets. Returns (load balancer ARN, target group ARN).
+///
+/// The members are registered here rather than by attaching the target group to the Auto Scaling
+/// group: moto re-registers every member of an attached group on each change of its capacity and
+/// refuses when one is stopped ("not in a running state"; AWS registers only the new members), so an
+/// evacuation raising a group whose members in the lost AZ are stopped (`lose-az`) would fail there
+/// and nowhere else.
 async fn provision_load_balancer(
     aws: &Aws,
     prefix: &str,
@@ -533,7 +624,7 @@ async fn provision_load_balancer(
     tags: &[(&str, &str)],
 ) -> Result<(String, String)> {
     use aws_sdk_elasticloadbalancingv2::types::{
-        Action, ActionTypeEnum, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag,
+        Action, ActionTypeEnum, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum, Tag, TargetDescription,
     };
     let elb = aws.elbv2();
     let elb_tags = || tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Vec<_>>();
@@ -554,6 +645,18 @@ async fn provision_load_balancer(
         .and_then(|l| l.load_balancer_arn())
         .ok_or_else(|| missing("load balancer ARN"))?
         .to_string();
+    // Ready for an AZ evacuation: without this attribute ARC cannot shift the load balancer.
+    elb.modify_load_balancer_attributes()
+        .load_balancer_arn(&lb_arn)
+        .attributes(
+            aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+                .key(selfheal::zone::lbs::ZONAL_SHIFT_ATTRIBUTE)
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(aws_err("elasticloadbalancing", "ModifyLoadBalancerAttributes"))?;
     let tg = elb
         .create_target_group()
         .name(format!("{prefix}-web"))
@@ -583,13 +686,26 @@ async fn provision_load_balancer(
         .send()
         .await
         .map_err(aws_err("elasticloadbalancing", "CreateListener"))?;
-    aws.autoscaling()
-        .attach_load_balancer_target_groups()
-        .auto_scaling_group_name(asg_name)
-        .target_group_arns(&tg_arn)
+    let group = aws
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg_name)
         .send()
         .await
-        .map_err(aws_err("autoscaling", "AttachLoadBalancerTargetGroups"))?;
+        .map_err(aws_err("autoscaling", "DescribeAutoScalingGroups"))?;
+    let targets: Vec<TargetDescription> = group
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(|g| g.instances())
+        .filter_map(|i| i.instance_id())
+        .map(|id| TargetDescription::builder().id(id).port(80).build())
+        .collect();
+    elb.register_targets()
+        .target_group_arn(&tg_arn)
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .map_err(aws_err("elasticloadbalancing", "RegisterTargets"))?;
     Ok((lb_arn, tg_arn))
 }
 

@@ -332,6 +332,8 @@ impl State {
             }
             ("GET", ["managedresources", arn]) => ("GetManagedResource", self.get_managed_resource(arn)),
             ("GET", ["autoshifts"]) => ("ListAutoshifts", self.list_autoshifts(q)),
+            // The stand-in's own administration, outside ARC's API (no SDK operation has this path).
+            ("POST", ["_standin", "register"]) => ("StandInRegister", self.admin_register(body)),
             _ => {
                 let e = ApiError {
                     status: 404,
@@ -343,6 +345,37 @@ impl State {
                 ("Unknown", Err(e))
             }
         }
+    }
+
+    /// `POST /_standin/register` with `{"arn", "name", "azs": [[name, id], ...], "autoshift": bool}`: what
+    /// ARC learns by itself of the resources in an account (the game day's provisioning registers its
+    /// load balancer and groups this way, since the stand-in has no ELB or Auto Scaling to look at).
+    fn admin_register(&mut self, body: &[u8]) -> Answer {
+        let b = body_object(body)?;
+        let (arn, name) = (req_str(&b, "arn")?, req_str(&b, "name")?);
+        if !arn.starts_with("arn:") {
+            return Err(ApiError::validation(Some("InvalidResourceIdentifier"), "arn must be an ARN."));
+        }
+        let bad = || ApiError::validation(None, "azs must be a list of [AZ name, AZ ID] pairs.");
+        let azs = match b.get("azs") {
+            Some(Value::Array(pairs)) if !pairs.is_empty() => pairs
+                .iter()
+                .map(|p| match p.as_array().map(Vec::as_slice) {
+                    Some([Value::String(n), Value::String(i)]) if !n.is_empty() && !i.is_empty() => {
+                        Ok((n.clone(), i.clone()))
+                    }
+                    _ => Err(bad()),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(bad()),
+        };
+        let autoshift = match b.get("autoshift") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(v)) => *v,
+            Some(_) => return Err(ApiError::validation(None, "autoshift must be a boolean.")),
+        };
+        self.register(&arn, &name, azs, autoshift);
+        Ok((200, json!({"registered": arn})))
     }
 
     fn resource(&self, arn: &str) -> Result<&Resource, ApiError> {

@@ -7,7 +7,9 @@
 //! the `x-amzn-errortype` header and a JSON body with `message`, `reason` and `zonalShiftId`, as the SDK
 //! tells them apart.
 //!
-//! The test registers managed resources, can start ARC's own autoshift away from an AZ (it applies to
+//! The test registers managed resources ([`ArcStandIn::register`], or over HTTP with `POST
+//! /_standin/register`, a route outside ARC's API that no SDK operation reaches: how the local game
+//! day's provisioning tells the `arc-standin` process what ARC would know), can start ARC's own autoshift away from an AZ (it applies to
 //! every registered resource in that AZ with zonal autoshift enabled, appears in `autoshifts` on the
 //! resource and in `ListAutoshifts`, never in `ListZonalShifts`) or a practice run on a resource (a
 //! `PRACTICE_RUN` zonal shift, listed by `ListZonalShifts`), move the stand-in's clock, and have the
@@ -50,10 +52,16 @@ pub struct ArcStandIn {
 }
 
 impl ArcStandIn {
-    /// Starts listening on a free loopback port, on the current tokio runtime.
+    /// Starts listening on a free loopback port, on the current tokio runtime (tests: a port that
+    /// cannot be bound is a broken test machine).
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind ARC stand-in");
-        let endpoint = format!("http://{}", listener.local_addr().expect("ARC stand-in addr"));
+        Self::bind(0).await.expect("bind ARC stand-in")
+    }
+
+    /// Starts listening on loopback port `port` (0: a free one), on the current tokio runtime.
+    pub async fn bind(port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State::default()));
         let st = state.clone();
         tokio::spawn(async move {
@@ -62,7 +70,7 @@ impl ArcStandIn {
                 tokio::spawn(async move { serve(sock, st).await });
             }
         });
-        ArcStandIn { endpoint, state }
+        Ok(ArcStandIn { endpoint, state })
     }
 
     /// `http://127.0.0.1:PORT`, for `endpoint_url`.

@@ -2,13 +2,16 @@
 //! `functions/drill`).
 //!
 //! ```text
-//! drill-cli provision --out architecture.json --env-file functions.env [--accounts N]
-//!                     [--fleet] [--fleet-databases N]
+//! drill-cli provision --out architecture.json --env-file functions.env [--function-env-dir DIR]
+//!                     [--accounts N] [--fleet] [--fleet-databases N] [--opt-in-value V]
 //!     creates the reference architecture (in whatever AWS_ENDPOINT_URL points at) and writes the
-//!     functions' environment for it; with N >= 2 spread over the hub and N-1 member accounts
-//!     (web tier in 111111111111, data tier in 222222222222, backup volumes round-robin); with
-//!     --fleet also the larger fleet az-outage drills (three more Auto Scaling groups, and 60
-//!     databases with two replicas each, or --fleet-databases N)
+//!     functions' environment for it (and, with --function-env-dir, DIR/<function>.env with what a
+//!     function gets differently, as the template sets it); with N >= 2 spread over the hub and N-1
+//!     member accounts (web tier in 111111111111, data tier in 222222222222, backup volumes
+//!     round-robin); with --fleet also the larger fleet az-outage drills (three more Auto Scaling
+//!     groups, and 60 databases with two replicas each, or --fleet-databases N); every resource opted
+//!     in with selfheal:enabled=true (or =V). With AWS_ENDPOINT_URL_ARC_ZONAL_SHIFT set (the ARC
+//!     stand-in, arc-standin), registers the load balancer and groups with it.
 //! drill-cli run --architecture architecture.json --lambda http://127.0.0.1:9000
 //!               [--scenario all|NAME] [--mode dry-run|live] [--confirm] [--json FILE]
 //!               [--html FILE] [--targets FILE | --policy-arn ARN]
@@ -26,7 +29,8 @@ use std::process::ExitCode;
 use selfheal::drill::{self, Architecture, Deliverer, Drill, DrillConfig, DrillRequest, Mode, Scenario};
 
 const USAGE: &str = "usage:
-  drill-cli provision --out FILE --env-file FILE [--accounts N] [--fleet] [--fleet-databases N]
+  drill-cli provision --out FILE --env-file FILE [--function-env-dir DIR] [--accounts N] [--fleet]
+                      [--fleet-databases N] [--opt-in-value V]
   drill-cli run --architecture FILE --lambda URL [--scenario all|NAME] [--mode dry-run|live] [--confirm]
                 [--json FILE] [--html FILE] [--targets FILE | --policy-arn ARN]
   drill-cli sandbox-events --architecture FILE --out DIR";
@@ -53,17 +57,39 @@ async fn provision(args: &[String]) -> Result<(), String> {
         None if args.iter().any(|a| a == "--fleet") => Some(gameday::provision::DEFAULT_FLEET_DATABASES),
         None => None,
     };
+    let opt_in_value = flag(args, "--opt-in-value").unwrap_or_else(|| "true".to_string());
+    if opt_in_value.is_empty() || !opt_in_value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return Err(format!("--opt-in-value must be letters, digits and -_.: only, got {opt_in_value:?}\n{USAGE}"));
+    }
     let aws = selfheal::clients::Aws::from_env().await;
     let prefix = format!("gameday-{}", &uuid_like()[..8]);
     let ledger = format!("{prefix}-ledger");
     let options = gameday::ProvisionOptions { accounts, fleet_databases };
-    let arch = gameday::provision::provision_with(&aws, &prefix, &ledger, ("selfheal:enabled", "true"), options)
+    let arch = gameday::provision::provision_with(&aws, &prefix, &ledger, ("selfheal:enabled", &opt_in_value), options)
         .await
         .map_err(|e| format!("provisioning failed: {e}"))?;
     let json = serde_json::to_string_pretty(&arch).map_err(|e| e.to_string())?;
     std::fs::write(&out, json).map_err(|e| format!("{out}: {e}"))?;
-    let env: String = gameday::gameday_env(&arch).into_iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
-    std::fs::write(&env_file, env).map_err(|e| format!("{env_file}: {e}"))?;
+    let render =
+        |vars: Vec<(String, String)>| -> String { vars.into_iter().map(|(k, v)| format!("{k}='{v}'\n")).collect() };
+    std::fs::write(&env_file, render(gameday::gameday_env(&arch))).map_err(|e| format!("{env_file}: {e}"))?;
+    if let Some(dir) = flag(args, "--function-env-dir") {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
+        for function in gameday::env::OVERRIDDEN {
+            let path = std::path::Path::new(&dir).join(format!("{function}.env"));
+            std::fs::write(&path, render(gameday::env::function_overrides(function)))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    match std::env::var("AWS_ENDPOINT_URL_ARC_ZONAL_SHIFT") {
+        Ok(arc) if !arc.is_empty() => {
+            let registered = gameday::provision::register_with_arc(&aws, &arch, &arc)
+                .await
+                .map_err(|e| format!("registering with the ARC stand-in at {arc}: {e}"))?;
+            println!("registered {} resources with the ARC stand-in at {arc}", registered.len());
+        }
+        _ => println!("AWS_ENDPOINT_URL_ARC_ZONAL_SHIFT is not set: no ARC stand-in to register the resources with"),
+    }
     println!(
         "provisioned {prefix}: ALB + ASG {} ({} instances over 3 AZs), RDS {} + {} replicas, zone {}, bucket {}",
         arch.asg_name,
