@@ -47,7 +47,8 @@ use crate::telemetry::Metric;
 pub fn disruption(scenario: &str) -> Option<Disruption> {
     Some(match scenario {
         "lose-instance" => Disruption::Hardware,
-        "lose-az" | "az-outage" => Disruption::Az,
+        // `two-az` is scored too: its honest outcome is a page (a region event), so "not recovered".
+        "lose-az" | "az-outage" | "gray-az" | "two-az" => Disruption::Az,
         "lose-primary-db" => Disruption::Hardware,
         "region-failover" => Disruption::Region,
         "stale-backups" => Disruption::Software,
@@ -63,7 +64,8 @@ enum Course {
     InTurn,
     /// In turn, and the service is back at the first step that acts; the steps after it are the way
     /// back (`region-failover`: the flip is the recovery; the standby replica's promotion is scored by
-    /// the RPO, the failback is the return home).
+    /// the RPO, the failback is the return home; `gray-az`: the evacuation is the recovery, its end
+    /// after the hysteresis is the return home).
     UntilFirstAction,
     /// Every step a view of one delivery, timed from it (`az-outage`): the slowest step's time.
     AtOnce,
@@ -71,7 +73,7 @@ enum Course {
 
 fn course(scenario: &str) -> Course {
     match scenario {
-        "region-failover" => Course::UntilFirstAction,
+        "region-failover" | "gray-az" => Course::UntilFirstAction,
         "az-outage" => Course::AtOnce,
         _ => Course::InTurn,
     }
