@@ -1,6 +1,7 @@
 //! Evacuating one AZ of a place: the evacuation itself (created once, whoever gets there first), then
 //! per opted-in load balancer and group the move [`super::plan`] decides, each under the guardrails,
-//! and the writers moved through db-failover.
+//! and the writers moved through db-failover. One invocation at a time makes that pass over an
+//! evacuation (the evacuation's lease): the others stand down and say who is moving it.
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -15,12 +16,19 @@ use super::{actions, groups, lbs, writers};
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::Result;
 use crate::guardrails::ActionReport;
-use crate::ledger::Evacuation;
+use crate::ledger::{Evacuation, LeaseKeeper, LeaseResult};
 use crate::stand_down::StandDown;
 use crate::trigger::{parse_event, Trigger};
 
-/// How many resources are moved at once.
-const PARALLEL: usize = 16;
+/// How many resources are moved at once: a place of up to 64 in one wave (at 16, the 34 of the
+/// benchmark's account went in three, and the last shift waited for the first two). Throttling beyond
+/// that is the SDK's adaptive retry's.
+const PARALLEL: usize = 64;
+
+/// The lease target of the pass over an evacuation of `az` (the ledger qualifies it by place).
+fn pass_lease(az: &str) -> String {
+    format!("zone-evacuation/{az}")
+}
 
 impl Evacuator {
     /// Every opted-in load balancer and group of the place, with the shifts ARC has in effect on each.
@@ -122,12 +130,69 @@ impl Evacuator {
             out.push(self.ctx.record(env).await?);
         }
 
-        let resources = self.resources().await?;
+        // One pass at a time over the evacuation. The signals of an impaired AZ come in storms (every
+        // per-AZ alarm of every load balancer there, in the same minute), and each invocation would
+        // otherwise list the place and plan every resource again, only to find each one claimed by the
+        // first pass and record (and publish) a duplicate decision for it. A pass that dies leaves its
+        // lease to expire; the next signal or the schedule's re-check takes it over.
+        let lease = if dry_run {
+            None
+        } else {
+            // Unique per attempt: a duplicate delivery of the same event must not share the pass.
+            let attempt = format!("{} {}", t.event_id, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            let cfg = &self.ctx.config;
+            match self
+                .ctx
+                .ledger
+                .take_lease(&pass_lease(az), &cfg.function, actions::EVACUATE, &attempt, cfg.lease)
+                .await?
+            {
+                LeaseResult::Taken(lease) => Some(lease),
+                LeaseResult::Held(holder) => {
+                    tracing::info!(az, evacuation = %evac.id, holder = %holder.describe(), "evacuation pass in progress elsewhere");
+                    let req = self.request(t, actions::EVACUATE, self.az_target(&az_id), t.event_id.clone(), reason);
+                    let why = format!(
+                        "the evacuation of {az} ({az_id}) of {} is being carried out by {}: this signal is recorded, \
+                         the moves are left to that pass",
+                        self.place_name(),
+                        holder.describe()
+                    );
+                    let env = self
+                        .ctx
+                        .envelope(&req, Outcome::Skipped, why)
+                        .severity(Severity::Info)
+                        .detail("evacuation", &evac.id)
+                        .detail("azId", &az_id)
+                        .detail("azName", az)
+                        .detail("leaseHolder", holder.describe());
+                    out.push(self.ctx.record(env).await?);
+                    return Ok(out);
+                }
+            }
+        };
+        let keeper = lease.clone().map(|l| LeaseKeeper::start(self.ctx.ledger.clone(), l, self.ctx.config.lease));
+        let moved = self.pass(t, &evac, dry_run, now).await;
+        let lost = keeper.map(LeaseKeeper::stop).unwrap_or(false);
+        if let Some(lease) = &lease {
+            if lost {
+                tracing::warn!(az, evacuation = %evac.id, "the evacuation pass's lease expired mid-pass and was taken over");
+            } else if let Err(e) = self.ctx.ledger.release_lease(lease).await {
+                tracing::warn!(az, evacuation = %evac.id, error = %e, "evacuation pass lease not released: it expires on its own");
+            }
+        }
+        out.extend(moved?);
+        Ok(out)
+    }
+
+    /// One pass over the evacuation: every resource's move, then the writers.
+    async fn pass(&self, t: &Trigger, evac: &Evacuation, dry_run: bool, now: DateTime<Utc>) -> Result<Vec<Envelope>> {
+        let mut out = Vec::new();
+        let mut resources = self.resources().await?;
+        // Groups first: theirs is the longer way to a shift (the capacity raise comes before it), and
+        // the instances the raise launches take minutes, so they start as early as possible.
+        resources.sort_by_key(|r| r.kind != Kind::AutoScalingGroup);
         let moved: Vec<Result<Option<Envelope>>> = stream::iter(resources)
-            .map(|r| {
-                let evac = &evac;
-                async move { Box::pin(self.move_resource(t, evac, r, dry_run, now)).await }
-            })
+            .map(|r| async move { Box::pin(self.move_resource(t, evac, r, dry_run, now)).await })
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
@@ -137,7 +202,7 @@ impl Evacuator {
             }
         }
         if self.cfg.move_writers {
-            out.extend(self.move_writers(t, &evac, dry_run).await?);
+            out.extend(self.move_writers(t, evac, dry_run).await?);
         }
         Ok(out)
     }
@@ -262,9 +327,22 @@ impl Evacuator {
                     }
                     let mut rec = Record { kind: Some(kind), name: name.to_string(), ..Record::default() };
                     if let Some(x) = raise {
-                        groups::set_desired(&asg, name, x.to).await?;
+                        // The raise and its record at once (one wait fewer before the shift): a record
+                        // of a raise that did not happen lowers nothing at the end, as the group's
+                        // desired capacity is not the raised one; it is forgotten all the same.
                         rec.capacity = Some(x);
-                        ledger.note_evacuated(az, &evac.id, &arn, &to_json(&rec)).await?;
+                        let record = to_json(&rec);
+                        let (raised, noted) = futures::join!(
+                            groups::set_desired(&asg, name, x.to),
+                            ledger.note_evacuated(az, &evac.id, &arn, &record)
+                        );
+                        if let Err(e) = raised {
+                            if noted.is_ok() {
+                                ledger.forget_evacuated(az, &evac.id, &arn).await?;
+                            }
+                            return Err(e);
+                        }
+                        noted?;
                     }
                     match arc::start(&arcc, &arn, az_id, &expires_in, &comment).await? {
                         Started::New { id, expiry } => {

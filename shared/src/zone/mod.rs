@@ -19,8 +19,9 @@
 //!
 //! # Evacuation ([`plan`], the `evacuate` and `end` files)
 //! Per opted-in ALB/NLB and Auto Scaling group in the AZ, through the guardrails (opt-in, dry-run,
-//! a lease per resource, claims per evacuation so a storm of duplicate signals acts once, audit and
-//! notification naming account and region):
+//! one pass at a time over an evacuation (its lease: a storm of signals makes one pass, the others
+//! say who is making it), a lease per resource, claims per evacuation so duplicates act once, audit
+//! and notification naming account and region):
 //! - a `StartZonalShift` away from the AZ's **ID** (mapped from its name in that account, [`azs`])
 //!   with `SELFHEAL_ZONE_SHIFT_EXPIRY_MINUTES` and a comment naming the evacuation; extended while the
 //!   AZ stays impaired; cancelled once it has been clear for `SELFHEAL_ZONE_HYSTERESIS_SECONDS`;

@@ -454,9 +454,9 @@ pub async fn register_with_arc(aws: &Aws, arch: &Architecture, endpoint: &str) -
 }
 
 /// An Auto Scaling group over `subnets` (one per AZ, in [`AZS`] order) with `per_az[i]` members in
-/// subnet `i`. The instances are launched per subnet and attached, because an emulator that launches a
-/// group's capacity in one call puts it all in one AZ.
-async fn provision_group(
+/// subnet `i`, at most twice that many. The instances are launched per subnet and attached, because an
+/// emulator that launches a group's capacity in one call puts it all in one AZ.
+pub async fn provision_group(
     aws: &Aws,
     name: &str,
     launch_template_id: &str,
