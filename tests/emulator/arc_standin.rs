@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_arczonalshift::error::SdkError;
 use aws_sdk_arczonalshift::operation::cancel_zonal_shift::CancelZonalShiftError;
 use aws_sdk_arczonalshift::operation::get_managed_resource::{GetManagedResourceError, GetManagedResourceOutput};
+use aws_sdk_arczonalshift::operation::start_practice_run::StartPracticeRunError;
 use aws_sdk_arczonalshift::operation::start_zonal_shift::{StartZonalShiftError, StartZonalShiftOutput};
 use aws_sdk_arczonalshift::operation::update_zonal_shift::UpdateZonalShiftError;
 use aws_sdk_arczonalshift::types::{AppliedStatus, AutoshiftAppliedStatus, AutoshiftExecutionStatus};
@@ -307,6 +308,53 @@ async fn a_practice_run_is_a_listed_zonal_shift_and_a_customer_shift_interrupts_
     let plain = alb_arn(&plain_name);
     stand_in.register(&plain, &plain_name, AZS, false);
     assert!(stand_in.start_practice_run(&plain, "use1-az1").is_err(), "no practice run configuration");
+}
+
+#[tokio::test]
+async fn start_practice_run_through_the_sdk_applies_a_practice_run_and_refuses_as_arc_does() {
+    let (_stand_in, client, arn) = rig(true).await;
+    let started = client
+        .start_practice_run()
+        .resource_identifier(&arn)
+        .away_from("use1-az2")
+        .comment("game day")
+        .send()
+        .await
+        .expect("StartPracticeRun");
+    assert_eq!((started.resource_identifier(), started.away_from()), (arn.as_str(), "use1-az2"));
+    assert_eq!((started.status(), started.comment()), (&ZonalShiftStatus::Active, "game day"));
+    assert_eq!(started.expiry_time().secs() - started.start_time().secs(), 1800);
+    let listed = client.list_zonal_shifts().resource_identifier(&arn).send().await.expect("ListZonalShifts");
+    assert_eq!(listed.items().len(), 1);
+    let item = &listed.items()[0];
+    assert_eq!(item.zonal_shift_id(), started.zonal_shift_id());
+    assert_eq!(item.shift_type(), Some(&ShiftType::PracticeRun));
+    assert_eq!(item.practice_run_outcome(), Some(&PracticeRunOutcome::Pending));
+    let r = resource(&client, &arn).await;
+    assert_eq!((weight(&r, "use1-az2"), weight(&r, "use1-az1")), (Some(0.0), Some(1.0)));
+
+    // A second one while the first is in effect: a conflict naming the shift.
+    let again = client.start_practice_run().resource_identifier(&arn).away_from("use1-az1").comment("again");
+    let err = again.send().await.expect_err("a practice run over another").into_service_error();
+    let StartPracticeRunError::ConflictException(c) = err else { panic!("{err:?}") };
+    assert_eq!(c.reason(), &ConflictExceptionReason::ZonalShiftAlreadyExists);
+    assert_eq!(c.zonal_shift_id(), Some(started.zonal_shift_id()));
+
+    // An AZ the resource is not in: a validation error, nothing started.
+    let (_s, client, arn) = rig(true).await;
+    let wrong = client.start_practice_run().resource_identifier(&arn).away_from("use1-az9").comment("x");
+    let err = wrong.send().await.expect_err("an AZ it is not in").into_service_error();
+    let StartPracticeRunError::ValidationException(v) = err else { panic!("{err:?}") };
+    assert_eq!(v.reason(), &ValidationExceptionReason::InvalidAz);
+
+    // Autoshift not enabled: no practice run configuration.
+    let (stand_in, client, arn) = rig(false).await;
+    let plain = client.start_practice_run().resource_identifier(&arn).away_from("use1-az1").comment("x");
+    let err = plain.send().await.expect_err("no configuration").into_service_error();
+    let StartPracticeRunError::ConflictException(c) = err else { panic!("{err:?}") };
+    assert_eq!(c.reason(), &ConflictExceptionReason::PracticeConfigurationDoesNotExist);
+    assert!(stand_in.shifts().is_empty(), "nothing started");
+    assert_eq!(stand_in.requests_for("StartPracticeRun").len(), 1);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod iam_conditions;
 mod infra;
 mod lease;
 mod notifier;
+mod practice_run;
 mod resilience;
 mod sandbox;
 mod scorecard;

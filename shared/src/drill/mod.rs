@@ -20,7 +20,8 @@
 //!   in a real account, or in-process handlers in tests).
 //! - [`report`]: the report and its rendering.
 //! - [`targets`], [`scorecard`], [`html`]: RTO/RPO targets per disruption type, each result scored
-//!   against them, and the self-contained HTML report; [`fis`]: drills started as AWS FIS experiments.
+//!   against them, and the self-contained HTML report; [`fis`]: drills started as AWS FIS experiments;
+//!   [`practice_run`]: drills started as ARC zonal autoshift practice runs.
 //!
 //! Live drills refuse unless the invocation carries the confirmation phrase [`CONFIRM_PHRASE`] and
 //! every target carries the drill tag ([`DRILL_TAG`]` = true`); dry-run drills inject
@@ -38,6 +39,7 @@ mod evacuation;
 pub mod events;
 pub mod fis;
 pub mod html;
+pub mod practice_run;
 pub mod report;
 mod resources;
 pub mod scenarios;
@@ -141,6 +143,18 @@ pub struct DrillRequest {
 /// Reads and validates a drill request: `{"source":"selfheal.manual","action":"drill",
 /// "params":{"scenario":"lose-instance"|"all","mode":"dry-run"|"live","confirm":"inject real faults"}}`.
 pub fn parse_request(payload: &Value) -> Result<DrillRequest> {
+    let m = parse_manual(payload)?;
+    let scenario = m
+        .params
+        .get("scenario")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::malformed("drill", "params.scenario is required (a scenario name or \"all\")"))?;
+    let scenarios = if scenario == "all" { Scenario::ALL.to_vec() } else { vec![Scenario::parse(scenario)?] };
+    Ok(DrillRequest { scenarios, mode: parse_mode(&m)? })
+}
+
+/// The manual `drill` invocation in a payload.
+fn parse_manual(payload: &Value) -> Result<crate::trigger::Manual> {
     let mut triggers = parse_event(payload)?;
     let trigger = triggers.pop().ok_or_else(|| Error::malformed("drill", "no trigger"))?;
     let TriggerKind::Manual(m) = trigger.kind else {
@@ -149,12 +163,12 @@ pub fn parse_request(payload: &Value) -> Result<DrillRequest> {
     if m.action != "drill" {
         return Err(Error::malformed("drill", format!("action must be \"drill\", got {:?}", m.action)));
     }
-    let scenario = m
-        .params
-        .get("scenario")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::malformed("drill", "params.scenario is required (a scenario name or \"all\")"))?;
-    let scenarios = if scenario == "all" { Scenario::ALL.to_vec() } else { vec![Scenario::parse(scenario)?] };
+    Ok(m)
+}
+
+/// A drill invocation's mode (`params.mode`, dry-run unless said; `dryRun: true` wins); a live one must
+/// carry the confirmation phrase.
+fn parse_mode(m: &crate::trigger::Manual) -> Result<Mode> {
     let mode = match m.params.get("mode").and_then(Value::as_str) {
         Some(s) => Mode::parse(s)?,
         None => Mode::DryRun,
@@ -165,7 +179,7 @@ pub fn parse_request(payload: &Value) -> Result<DrillRequest> {
             "a live drill injects real faults: set params.confirm to {CONFIRM_PHRASE:?} to proceed"
         )));
     }
-    Ok(DrillRequest { scenarios, mode })
+    Ok(mode)
 }
 
 /// The drill handler: runs scenarios against an architecture and reports.
@@ -204,7 +218,9 @@ impl Drill {
 
     /// Handles a manual drill invocation.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        let req = parse_request(payload)?;
+        // An ARC practice run (issue #28) names its resource and AZ in place of a scenario.
+        let practice = practice_run::plan(payload)?;
+        let req = if practice.is_none() { Some(parse_request(payload)?) } else { None };
         let arch = self.cfg.architecture.clone().ok_or_else(|| Error::Config {
             name: "SELFHEAL_DRILL_ARCHITECTURE".into(),
             problem: "is required: the drill needs to know which resources are its targets".into(),
@@ -214,9 +230,13 @@ impl Drill {
         let targets = targets::TargetSource::read(&mut env);
         let fis_templates = fis::FisTemplates::read(&mut env);
         env.finish()?;
-        let reports = match fis::plan(payload, &req, &fis_templates)? {
-            Some(plan) => fis::run_all(self, &plan).await?,
-            None => self.run(&req, &arch).await?,
+        let reports = match (&practice, &req) {
+            (Some(run), _) => practice_run::run_all(self, run).await?,
+            (None, Some(req)) => match fis::plan(payload, req, &fis_templates)? {
+                Some(plan) => fis::run_all(self, &plan).await?,
+                None => self.run(req, &arch).await?,
+            },
+            (None, None) => vec![],
         };
         let passed = reports.iter().all(|r| r.passed);
         let card = scorecard::assess(self, &reports, &arch, &targets, true).await;

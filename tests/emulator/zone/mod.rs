@@ -6,7 +6,7 @@
 mod arc_owned;
 mod bad_input;
 mod capacity;
-mod common;
+pub(crate) mod common;
 mod dry_run;
 mod healer;
 mod lifecycle;

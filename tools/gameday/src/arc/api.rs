@@ -68,7 +68,7 @@ impl ApiError {
         ApiError { status: 404, code: "ResourceNotFoundException", message, reason: None, zonal_shift_id: None }
     }
     fn conflict(reason: &'static str, id: &str, message: &str) -> Self {
-        let id = Some(id.to_string());
+        let id = (!id.is_empty()).then(|| id.to_string());
         ApiError {
             status: 409,
             code: "ConflictException",
@@ -213,30 +213,60 @@ impl State {
 
     pub(super) fn start_practice_run(&mut self, arn: &str, az: &str) -> Result<String, String> {
         self.refresh();
-        let r = self.resources.iter().find(|r| r.arn == arn).ok_or(format!("{arn} is not registered"))?;
-        if !r.autoshift_enabled {
-            return Err(format!("{arn} has no practice run configuration"));
-        }
+        self.practice_run(arn, az, "Zonal autoshift practice run")
+            .map(|s| s.zonal_shift_id)
+            .map_err(|e| format!("{} ({}): {}", e.code, e.reason.unwrap_or("-"), e.message))
+    }
+
+    /// Starts a practice run (a 30-minute `PRACTICE_RUN` zonal shift) on `arn` away from `az`, as ARC
+    /// refuses one: a resource it does not manage, an AZ the resource is not in, no practice run
+    /// configuration (autoshift not enabled), or another shift in effect.
+    fn practice_run(&mut self, arn: &str, az: &str, comment: &str) -> Result<Shift, ApiError> {
+        let r = self.resource(arn)?;
         if !r.azs.iter().any(|(_, id)| id == az) {
-            return Err(format!("{arn} is not in {az}"));
+            let msg = format!("{az} is not an Availability Zone ID the resource is deployed in.");
+            return Err(ApiError::validation(Some("InvalidAz"), &msg));
         }
-        if let Some(busy) = self.in_effect(r) {
-            return Err(format!("{arn} already has a shift in effect ({busy:?}); the practice run does not start"));
+        if !r.autoshift_enabled {
+            let msg = "The resource has no practice run configuration.";
+            return Err(ApiError::conflict("PracticeConfigurationDoesNotExist", "", msg));
+        }
+        match self.in_effect(r) {
+            Some(Ok(id)) => {
+                let msg = "A zonal shift is already active for this resource.";
+                return Err(ApiError::conflict("ZonalShiftAlreadyExists", &id, msg));
+            }
+            Some(Err(_)) => {
+                let msg = "A zonal autoshift is active for this resource.";
+                return Err(ApiError::conflict("ZonalAutoshiftActive", "", msg));
+            }
+            None => {}
         }
         let now = self.now();
-        let id = uuid::Uuid::new_v4().to_string();
-        self.shifts.push(Shift {
-            zonal_shift_id: id.clone(),
+        let shift = Shift {
+            zonal_shift_id: uuid::Uuid::new_v4().to_string(),
             resource_identifier: arn.into(),
             away_from: az.into(),
             start_time: now,
             expiry_time: now + chrono::Duration::minutes(30),
             status: "ACTIVE".into(),
-            comment: "Zonal autoshift practice run".into(),
+            comment: comment.into(),
             shift_type: "PRACTICE_RUN".into(),
             practice_run_outcome: Some("PENDING".into()),
-        });
-        Ok(id)
+        };
+        self.shifts.push(shift.clone());
+        Ok(shift)
+    }
+
+    /// `StartPracticeRun` (POST /practiceruns, 200): the `StartPracticeRunOutput` shape, a zonal shift
+    /// without its type.
+    fn start_practice_run_api(&mut self, body: &[u8]) -> Answer {
+        let b = body_object(body)?;
+        let (arn, away, comment) =
+            (req_str(&b, "resourceIdentifier")?, req_str(&b, "awayFrom")?, req_str(&b, "comment")?);
+        check_comment(&comment)?;
+        let shift = self.practice_run(&arn, &away, &comment)?;
+        Ok((200, shift_json(&shift, false)))
     }
 
     fn active_autoshifts<'a>(&'a self, r: &'a Resource) -> impl Iterator<Item = &'a Autoshift> + 'a {
@@ -324,6 +354,7 @@ impl State {
         match (method, seg.as_slice()) {
             ("POST", ["zonalshifts"]) => ("StartZonalShift", self.start_zonal_shift(body)),
             ("GET", ["zonalshifts"]) => ("ListZonalShifts", self.list_zonal_shifts(q)),
+            ("POST", ["practiceruns"]) => ("StartPracticeRun", self.start_practice_run_api(body)),
             ("PATCH", ["zonalshifts", id]) => ("UpdateZonalShift", self.update_zonal_shift(id, body)),
             ("DELETE", ["zonalshifts", id]) => ("CancelZonalShift", self.cancel_zonal_shift(id)),
             ("GET", ["managedresources"]) => {

@@ -3,7 +3,8 @@
 //! `protocol_serde/` and `operation/` code): `StartZonalShift` (POST /zonalshifts, 201),
 //! `UpdateZonalShift` (PATCH /zonalshifts/{id}), `CancelZonalShift` (DELETE /zonalshifts/{id}),
 //! `ListZonalShifts` (GET /zonalshifts), `GetManagedResource` (GET /managedresources/{arn}),
-//! `ListManagedResources` (GET /managedresources) and `ListAutoshifts` (GET /autoshifts). Errors carry
+//! `ListManagedResources` (GET /managedresources), `ListAutoshifts` (GET /autoshifts) and
+//! `StartPracticeRun` (POST /practiceruns, 200). Errors carry
 //! the `x-amzn-errortype` header and a JSON body with `message`, `reason` and `zonalShiftId`, as the SDK
 //! tells them apart.
 //!
