@@ -33,6 +33,10 @@ pub struct ZoneConfig {
     pub move_writers: bool,
     /// `SELFHEAL_ZONE_READINESS_FIX` (default false): the readiness sweep may make its safe fixes.
     pub readiness_fix: bool,
+    /// `SELFHEAL_ZONE_SETTLE_SECONDS` (default 0, 0..=60): before a new evacuation starts, wait this
+    /// long and judge again, so the signals of a region event delivered together (every AZ's alarms in
+    /// the same breath) are all seen first and page instead of evacuating whichever AZ came first.
+    pub settle: Duration,
 }
 
 impl ZoneConfig {
@@ -50,6 +54,7 @@ impl ZoneConfig {
             subnet_fallback: env.bool("SELFHEAL_ZONE_SUBNET_FALLBACK", true),
             move_writers: env.bool("SELFHEAL_ZONE_MOVE_WRITERS", true),
             readiness_fix: env.bool("SELFHEAL_ZONE_READINESS_FIX", false),
+            settle: env.seconds("SELFHEAL_ZONE_SETTLE_SECONDS", 0, 0, 60),
         };
         if cfg.extend_before.as_secs() >= u64::from(cfg.shift_expiry_minutes) * 60 {
             env.problem(

@@ -273,8 +273,17 @@ impl Evacuator {
         sig: Option<&ZoneSignal>,
         signals: Vec<ZoneSignal>,
     ) -> Result<Vec<Envelope>> {
-        let verdict = assess(&signals, now, &self.cfg);
-        let evacs: Vec<Evacuation> = self.ctx.ledger.evacuations().await?.into_iter().filter(|e| e.active).collect();
+        let mut verdict = assess(&signals, now, &self.cfg);
+        let mut evacs: Vec<Evacuation> =
+            self.ctx.ledger.evacuations().await?.into_iter().filter(|e| e.active).collect();
+        if matches!(verdict, Verdict::One { .. }) && evacs.is_empty() && !self.cfg.settle.is_zero() && !self.dry_run(t)
+        {
+            // About to start an evacuation: let the signals delivered with this one land, and judge again.
+            tokio::time::sleep(self.cfg.settle).await;
+            let signals = self.ctx.ledger.zone_signals().await?;
+            verdict = assess(&signals, Utc::now(), &self.cfg);
+            evacs = self.ctx.ledger.evacuations().await?.into_iter().filter(|e| e.active).collect();
+        }
         let mut out = Vec::new();
 
         // A region event: two impaired AZs, or one besides an evacuation in progress.

@@ -50,6 +50,9 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         ("SELFHEAL_ZONE_MIN_SIGNALS".into(), "1".into()),
         ("SELFHEAL_ZONE_HYSTERESIS_SECONDS".into(), "3".into()),
         ("SELFHEAL_ZONE_SIGNAL_TTL_SECONDS".into(), "60".into()),
+        // The drill delivers both AZs' alarms of `two-az` at once: judged again after 2 s, they are one
+        // region event, never whichever AZ's alarm landed first.
+        ("SELFHEAL_ZONE_SETTLE_SECONDS".into(), "2".into()),
     ];
     if let (Some(tag), Some(value)) = (&arch.opt_in_tag, &arch.opt_in_value) {
         v.push(("SELFHEAL_OPT_IN_TAG".into(), tag.clone()));
