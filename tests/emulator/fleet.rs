@@ -603,7 +603,11 @@ async fn a_member_accounts_database_over_the_blast_radius_waits_for_approval_sen
     let sdk_a = in_account(MEMBER_A).await;
     let (first, _) = failed_primary_with_replica(&sdk_a).await;
     let (second, second_replica) = failed_primary_with_replica(&sdk_a).await;
-    let vars = [("SELFHEAL_ACCOUNTS", MEMBER_A), ("SELFHEAL_APPROVAL_AFTER", "1")];
+    let vars = [
+        ("SELFHEAL_ACCOUNTS", MEMBER_A),
+        ("SELFHEAL_APPROVAL_AFTER", "1"),
+        ("SELFHEAL_APPROVERS", "arn:aws:iam::123456789012:role/Oncall"),
+    ];
     let ctx = harness::ctx("db-failover", &vars).await;
     let mut env = harness::env(&[("SELFHEAL_DB_POLL_SECONDS", "1"), ("SELFHEAL_DB_WAIT_SECONDS", "30")]);
     let cfg = DbConfig::read(&mut env);
@@ -620,10 +624,13 @@ async fn a_member_accounts_database_over_the_blast_radius_waits_for_approval_sen
     let rds_a = aws_sdk_rds::Client::new(&sdk_a);
     assert!(rds_a.stop_db_instance().db_instance_identifier(&second_replica).send().await.is_err(), "not promoted yet");
 
-    // The approval names no account: the token finds the decision, which is handled in account A.
+    // An approver of the hub approves at the hub's URL; the approval names no account: the token finds
+    // the decision, which is handled in account A.
     let token = d2.details["approval"]["token"].as_str().unwrap().to_string();
-    let approve = json!({"source": "selfheal.manual", "action": "approve", "token": token});
-    let d3 = decisions(&h.handle(&approve).await.unwrap()).remove(0);
+    let approver = "arn:aws:sts::123456789012:assumed-role/Oncall/alice";
+    let approve = gameday::approve::function_url_request(approver, &json!({"action": "approve", "token": token}));
+    let answer = h.handle(&approve).await.unwrap();
+    let d3 = decisions(&gameday::approve::response_decisions(&answer)).remove(0);
     assert_eq!(d3.outcome, Outcome::Acted, "{}", d3.reason);
     assert_eq!(d3.target.account.as_deref(), Some(MEMBER_A));
     assert_eq!(d3.details["newWriter"], second_replica.as_str());
@@ -632,5 +639,6 @@ async fn a_member_accounts_database_over_the_blast_radius_waits_for_approval_sen
     // The member's audit trail of the second database tells the whole story.
     let trail = h.ctx().ledger.at(MEMBER_A, "us-east-1").audit_trail(&second).await.unwrap();
     let outcomes: Vec<&str> = trail.iter().map(|r| r.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["awaiting-approval", "acted"], "{outcomes:?}");
+    assert_eq!(outcomes, ["awaiting-approval", "observed", "acted"], "{outcomes:?}");
+    assert!(trail[1].envelope.reason.contains(approver), "the approval names its approver: {:?}", trail[1].envelope);
 }

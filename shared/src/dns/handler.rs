@@ -20,6 +20,33 @@ use super::{FUNCTION, TARGET_KIND};
 pub const HANDLES: &str = "CloudWatch alarms on Route 53 health checks (a HealthCheckId dimension), schedules (the \
      failback sweep), and manual \"failover\" / \"failback\" invocations";
 
+/// What a trigger asks of dns-failover, read without a call: the health check an alarm is about, a
+/// manual request, or the failback sweep (a schedule).
+#[derive(Debug)]
+pub enum Intake<'a> {
+    Alarm { alarm: &'a Alarm, health_check: &'a str },
+    Manual(&'a Manual),
+    Sweep,
+}
+
+/// Reads a trigger into what it asks; `Err` ([`Error::UnsupportedTrigger`]) for one dns-failover does
+/// not take, such as an alarm without a `HealthCheckId` dimension. Pure.
+pub fn intake(t: &Trigger) -> Result<Intake<'_>> {
+    match &t.kind {
+        TriggerKind::Alarm(a) => match a.dimension("HealthCheckId") {
+            Some(hc) => Ok(Intake::Alarm { alarm: a, health_check: hc }),
+            None => Err(Error::UnsupportedTrigger {
+                function: FUNCTION,
+                event: format!("{}, which has no HealthCheckId dimension", t.describe()),
+                handles: HANDLES,
+            }),
+        },
+        TriggerKind::Manual(m) => Ok(Intake::Manual(m)),
+        TriggerKind::Schedule { .. } => Ok(Intake::Sweep),
+        _ => Err(Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES }),
+    }
+}
+
 impl DnsFailover {
     /// Lambda entry: parse, decide, act, record; errors when any action failed.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
@@ -33,11 +60,10 @@ impl DnsFailover {
         if let Some(refusal) = self.ctx.refuse_unless_served(t).await? {
             return Ok(vec![refusal]);
         }
-        match &t.kind {
-            TriggerKind::Alarm(a) => self.on_alarm(t, a).await,
-            TriggerKind::Manual(m) => Ok(vec![self.on_manual(t, m).await?]),
-            TriggerKind::Schedule { .. } => self.sweep_failbacks(t).await,
-            _ => Err(Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES }),
+        match intake(t)? {
+            Intake::Alarm { alarm, health_check } => self.on_alarm(t, alarm, health_check).await,
+            Intake::Manual(m) => Ok(vec![self.on_manual(t, m).await?]),
+            Intake::Sweep => self.sweep_failbacks(t).await,
         }
     }
 
@@ -54,14 +80,7 @@ impl DnsFailover {
         self.run_flip(record, direction, trigger, dry_run, FlipOptions::default()).await
     }
 
-    async fn on_alarm(&self, t: &Trigger, a: &Alarm) -> Result<Vec<Envelope>> {
-        let Some(hc) = a.dimension("HealthCheckId") else {
-            return Err(Error::UnsupportedTrigger {
-                function: FUNCTION,
-                event: format!("{}, which has no HealthCheckId dimension", t.describe()),
-                handles: HANDLES,
-            });
-        };
+    async fn on_alarm(&self, t: &Trigger, a: &Alarm, hc: &str) -> Result<Vec<Envelope>> {
         let r53 = self.ctx.aws.route53();
         let mut found = None;
         for r in &self.cfg.records {

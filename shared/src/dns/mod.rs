@@ -68,6 +68,7 @@ mod route53;
 
 pub use config::{normalise_name, DnsConfig, RecordRef};
 pub use failover::DnsFailover;
+pub use handler::{intake, Intake};
 pub use health::{effective_health, HealthReading};
 pub use history::{last_flip, RecordedFlip};
 pub use plan::{change_batch, plan_failover, traffic_shift, Direction, Plan, PlannedChange};

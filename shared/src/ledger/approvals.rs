@@ -1,5 +1,7 @@
 //! Parked decisions awaiting a human's approval: one item per one-time token, and per function the set
-//! of tokens still open (what the periodic expiry reads).
+//! of tokens still open (what the periodic expiry reads). Each approver's approval is one attribute of
+//! the token's item (`approver#<ARN>`: when), added by a conditional write, so the same principal twice
+//! counts once and the count a write returns is exact whoever else approves at the same time.
 //!
 //! Keys are not qualified by account or region: a token is unique across the fleet, and an approval
 //! sent to the hub finds its decision wherever the resource lives (the item records the place).
@@ -41,7 +43,26 @@ pub struct ApprovalRecord {
     /// When and by which invocation it was settled.
     pub settled_at: Option<String>,
     pub settled_by: Option<String>,
+    /// How many distinct approvers it needs.
+    pub required: u32,
+    /// Who approved it so far, as AWS verified them, and when (RFC 3339), oldest first.
+    pub approvers: Vec<(String, String)>,
 }
+
+/// What trying to add an approver found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Approve {
+    /// Counted now: the record with every approver so far.
+    Counted(Box<ApprovalRecord>),
+    /// This principal had approved before: counted once (the record as it is).
+    Repeat(Box<ApprovalRecord>),
+    /// It was no longer awaiting (the record as it is).
+    Already(Box<ApprovalRecord>),
+    /// It came after the expiry.
+    Expired,
+}
+
+const APPROVER_PREFIX: &str = "approver#";
 
 /// What trying to settle a parked decision found.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +95,15 @@ fn record(item: &Item) -> Option<ApprovalRecord> {
         expires: DateTime::<Utc>::from_timestamp(get_n(item, "expires")?, 0)?,
         settled_at: opt("settled_at"),
         settled_by: opt("settled_by"),
+        required: get_n(item, "required").and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+        approvers: {
+            let mut v: Vec<(String, String)> = item
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(APPROVER_PREFIX)?.to_string(), v.as_s().ok()?.clone())))
+                .collect();
+            v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            v
+        },
     })
 }
 
@@ -110,6 +140,7 @@ impl Ledger {
             .item("trigger", s(&r.trigger))
             .item("created_at", s(&r.created_at))
             .item("expires", n(r.expires.timestamp()))
+            .item("required", n(i64::from(r.required)))
             .item("expires_at", n(self.expires_at(Utc::now())))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -166,6 +197,49 @@ impl Ledger {
                     Ok(Settle::Expired)
                 } else {
                     Ok(Settle::Already(Box::new(current)))
+                }
+            }
+            Err(e) => Err(self.explain(Error::aws("dynamodb", "UpdateItem", e))),
+        }
+    }
+
+    /// Counts `principal` (as AWS verified it) among the approvers of `token`, at `at`, while it awaits
+    /// approval and before its expiry; a principal is counted once.
+    pub async fn add_approver(&self, token: &str, principal: &str, at: &str) -> Result<Approve> {
+        let now = Utc::now();
+        let res = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key(token)))
+            .key("sk", s("approval"))
+            .update_expression("SET #p = :at")
+            .condition_expression("#st = :awaiting AND expires > :now AND attribute_not_exists(#p)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#p", format!("{APPROVER_PREFIX}{principal}"))
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":awaiting", s(AWAITING))
+            .expression_attribute_values(":now", n(now.timestamp()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        let unreadable = || Error::ActionFailed(format!("the approval record of token {token} cannot be read"));
+        match res {
+            Ok(out) => {
+                let item = out.attributes.ok_or_else(unreadable)?;
+                Ok(Approve::Counted(Box::new(record(&item).ok_or_else(unreadable)?)))
+            }
+            Err(e) if is_condition_failed(&e) => {
+                let current = self
+                    .approval(token)
+                    .await?
+                    .ok_or_else(|| Error::NotFound { kind: "approval token", id: token.to_string() })?;
+                if current.status != AWAITING {
+                    Ok(Approve::Already(Box::new(current)))
+                } else if current.approvers.iter().any(|(p, _)| p == principal) {
+                    Ok(Approve::Repeat(Box::new(current)))
+                } else {
+                    Ok(Approve::Expired)
                 }
             }
             Err(e) => Err(self.explain(Error::aws("dynamodb", "UpdateItem", e))),

@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use crate::envelope::{Envelope, Outcome};
 use crate::error::{Error, Result};
 
-pub use approvals::{ApprovalRecord, Settle, APPROVED, AWAITING, EXPIRED, REJECTED};
+pub use approvals::{ApprovalRecord, Approve, Settle, APPROVED, AWAITING, EXPIRED, REJECTED};
 pub use batch::{batch_backoff, RunRecord, ShardCount, BATCH_ATTEMPTS, BATCH_WRITE_LIMIT};
 pub use lease::{Lease, LeaseHolder, LeaseKeeper, LeaseResult};
 pub use zone::{ActiveEvacuation, Evacuation, ZoneSignal};

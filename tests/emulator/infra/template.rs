@@ -48,7 +48,10 @@ fn grants_of_role(role: &Value) -> Vec<Grant> {
 /// Read-only by name: the only actions allowed on `*` without a condition.
 fn is_read_only(action: &str) -> bool {
     let op = action.rsplit(':').next().unwrap_or(action);
-    !op.contains('*') && ["Describe", "Get", "List"].iter().any(|r| op.starts_with(r))
+    // TestEventPattern (preflight) matches a pattern against an event it is given: it names and touches
+    // no resource, so IAM knows it only on "*".
+    action == "events:TestEventPattern"
+        || (!op.contains('*') && ["Describe", "Get", "List"].iter().any(|r| op.starts_with(r)))
 }
 
 /// Problems: mutating actions granted on the literal resource `*` without a condition.
@@ -328,4 +331,60 @@ fn every_setting_the_code_reads_is_documented_and_every_one_the_template_sets_is
     assert!(set.len() > 10, "the template scan found too little: {set:?}");
     let unread: Vec<_> = set.iter().filter(|(k, _)| !read.contains(*k)).collect();
     assert!(unread.is_empty(), "the template sets variables no code reads: {unread:?}");
+}
+
+/// The functions that park decisions for approval have an approval URL on which AWS verifies the
+/// caller (`AuthType: AWS_IAM`), no function has a public one, and the approvers' policy lets them
+/// invoke those URLs with IAM auth, invoke the functions only through a URL, and find the URLs.
+#[test]
+fn the_approval_urls_use_iam_auth_and_the_approver_policy_reaches_only_them() {
+    let t = template();
+    let fns = functions_by_binary(&t);
+    let parking = ["db-failover", "dns-failover", "instance-healer"];
+    for (name, (id, f)) in &fns {
+        let auth = str_at(f, &["Properties", "FunctionUrlConfig", "AuthType"]);
+        if parking.contains(&name.as_str()) {
+            assert_eq!(auth, Some("AWS_IAM"), "{name} ({id}) needs an approval URL with IAM auth");
+        } else {
+            assert_eq!(auth, None, "{name} parks no decisions: no URL");
+        }
+    }
+    for (id, res) in resources(&t) {
+        assert_ne!(str_at(res, &["Properties", "AuthType"]), Some("NONE"), "{id:?}: a public URL");
+        if str_at(res, &["Type"]) == Some("AWS::Lambda::Permission") {
+            let action = str_at(res, &["Properties", "Action"]).unwrap_or_default();
+            assert!(!action.contains("InvokeFunctionUrl"), "{id:?}: URL access is the approvers' own policy's");
+        }
+    }
+    let policy = resources(&t).get("ApproverPolicy").expect("ApproverPolicy");
+    assert_eq!(str_at(policy, &["Type"]), Some("AWS::IAM::ManagedPolicy"));
+    let doc = get(policy, "Properties").and_then(|p| get(p, "PolicyDocument")).unwrap();
+    let parking_ids: BTreeSet<String> = parking.iter().map(|n| fns[*n].0.clone()).collect();
+    let mut seen = BTreeMap::new();
+    for st in statements(doc) {
+        assert_eq!(str_at(&st, &["Effect"]), Some("Allow"));
+        let targets: BTreeSet<String> = get(&st, "Resource")
+            .and_then(Value::as_sequence)
+            .unwrap()
+            .iter()
+            .map(|r| strings(r).join(" "))
+            .map(|r| parking_ids.iter().find(|id| r.contains(id.as_str())).cloned().unwrap_or(r))
+            .collect();
+        assert_eq!(targets, parking_ids, "only the approval functions: {st:?}");
+        let action = str_at(&st, &["Action"]).unwrap().to_string();
+        let condition = get(&st, "Condition").map(|c| format!("{c:?}")).unwrap_or_default();
+        seen.insert(action, condition);
+    }
+    assert!(
+        seen["lambda:InvokeFunctionUrl"].contains("lambda:FunctionUrlAuthType")
+            && seen["lambda:InvokeFunctionUrl"].contains("AWS_IAM"),
+        "{seen:?}"
+    );
+    assert!(seen["lambda:InvokeFunction"].contains("lambda:InvokedViaFunctionUrl"), "{seen:?}");
+    assert!(seen.contains_key("lambda:GetFunctionUrlConfig"), "{seen:?}");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let outputs = get(&t, "Outputs").unwrap();
+    for out in ["InstanceHealerApprovalUrl", "DbFailoverApprovalUrl", "DnsFailoverApprovalUrl", "ApproverPolicyArn"] {
+        assert!(get(outputs, out).is_some(), "Outputs lack {out}");
+    }
 }

@@ -28,9 +28,13 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
         ("SELFHEAL_COOLDOWN_SECONDS".into(), "15".into()),
         ("SELFHEAL_RATE_LIMIT".into(), rate_limit(arch).to_string()),
         ("SELFHEAL_DRILL_RECOVERY_TIMEOUT_SECONDS".into(), "120".into()),
-        // Large moves wait for a human (the drill plays one); a short expiry, so approval-expires can
-        // see one lapse.
+        // Large moves wait for a human; a short expiry, so approval-expires can see one lapse. The
+        // drill (deployed code, which never builds a verified caller) plays the humans of
+        // region-failover with the bare token: break-glass, audited as such. The sandbox's own
+        // settings are a person's ([`sandbox_env`]).
         ("SELFHEAL_APPROVAL_TTL_SECONDS".into(), "8".into()),
+        ("SELFHEAL_APPROVAL_BREAK_GLASS".into(), "true".into()),
+        ("SELFHEAL_APPROVERS".into(), approvers(arch)),
         ("SELFHEAL_DRILL_ARCHITECTURE".into(), serde_json::to_string(arch).unwrap_or_default()),
         ("SELFHEAL_HEALER_WAIT_SECONDS".into(), "60".into()),
         ("SELFHEAL_HEALER_POLL_SECONDS".into(), "1".into()),
@@ -82,6 +86,43 @@ pub fn gameday_env(arch: &Architecture) -> Vec<(String, String)> {
     v
 }
 
+/// The role whose sessions approve locally (`arn:aws:iam::HOME:role/selfheal-approver`).
+pub const APPROVER_ROLE: &str = "selfheal-approver";
+
+/// `SELFHEAL_APPROVERS` of a local game day or sandbox: the sessions of [`APPROVER_ROLE`] in the hub.
+pub fn approvers(arch: &Architecture) -> String {
+    approvers_in(arch.home())
+}
+
+fn approvers_in(home: &str) -> String {
+    format!("arn:aws:iam::{home}:role/{APPROVER_ROLE}")
+}
+
+/// A listed approver's session (`arn:aws:sts::HOME:assumed-role/selfheal-approver/NAME`).
+pub fn approver(arch: &Architecture, name: &str) -> String {
+    approver_in(arch.home(), name)
+}
+
+fn approver_in(home: &str, name: &str) -> String {
+    format!("arn:aws:sts::{home}:assumed-role/{APPROVER_ROLE}/{name}")
+}
+
+/// What the sandbox sets differently from the game day: a person's approval settings.
+pub const SANDBOX_OVERRIDES: [(&str, &str); 2] =
+    [("SELFHEAL_APPROVAL_TTL_SECONDS", "900"), ("SELFHEAL_APPROVAL_BREAK_GLASS", "false")];
+
+/// What the local sandbox's functions get: [`gameday_env`] with a person's approval settings: a
+/// parked decision waits 15 minutes, and only a listed approver's verified request settles it
+/// (break-glass off), as deployed by default.
+pub fn sandbox_env(arch: &Architecture) -> Vec<(String, String)> {
+    let mut v = gameday_env(arch);
+    for (k, val) in SANDBOX_OVERRIDES {
+        v.retain(|(key, _)| key != k);
+        v.push((k.into(), val.into()));
+    }
+    v
+}
+
 /// What `function` gets besides [`gameday_env`], as the template sets it for that function alone:
 /// zone-evacuator runs with no cooldown (its flap guard is the hysteresis; a cooldown would hold the
 /// end of an evacuation on the resources its start just acted on).
@@ -108,6 +149,17 @@ pub fn function_env(arch: &Architecture, function: &str) -> Vec<(String, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sandbox_waits_for_a_person_and_its_approvers_are_listed() {
+        let get = |k: &str| SANDBOX_OVERRIDES.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let ttl: u64 = get("SELFHEAL_APPROVAL_TTL_SECONDS").unwrap().parse().unwrap();
+        assert!(ttl >= 600, "{ttl}");
+        assert_eq!(get("SELFHEAL_APPROVAL_BREAK_GLASS"), Some("false"));
+        let listed = selfheal::config::approval::Approvers(vec![approvers_in("123456789012")]);
+        assert!(listed.admits(&approver_in("123456789012", "alice")));
+        assert!(!listed.admits(&approver_in("111111111111", "alice")));
+    }
 
     #[test]
     fn the_evacuator_alone_has_no_cooldown() {

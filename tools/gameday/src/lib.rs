@@ -9,6 +9,8 @@
 //! - [`arc`]: a stand-in for the Route 53 ARC zonal shift API (moto has none), served over HTTP as
 //!   `aws-sdk-arczonalshift` calls it; the tests' harness and the local game day both run it ([`http`]
 //!   reads its requests).
+//! - [`approve`]: the Function URL request AWS would hand a function for a signed approval, for a
+//!   caller the game day names (there is no real Function URL locally).
 //! - [`clients`]: the S3 and Elastic Load Balancing clients only provisioning calls.
 //! - the `drill-cli` binary (`src/bin/drill-cli.rs`): provisions, runs the scenarios against the Lambda
 //!   runtime emulator and writes the sandbox's events, from a terminal (`scripts/gameday`,
@@ -18,6 +20,7 @@
 //! What a drill does in a real account (inject, deliver, verify, score, report, FIS) stays in the
 //! library, `selfheal::drill`.
 
+pub mod approve;
 pub mod arc;
 pub mod clients;
 pub mod env;

@@ -54,8 +54,9 @@ pub fn invocations(arch: &Architecture, instance: &str) -> Vec<Invocation> {
         invocation(
             "dns-failover-flip.json",
             "dns-failover",
-            "a planned failover of the application record to its standby region: a large move, parked for a \
-             human's approval (the decision carries the approve and reject commands, with their one-time token)",
+            "a planned failover of the application record to its standby region: a large move, parked for two \
+             listed approvers (15 minutes; the decision carries its token and the signed approve and reject \
+             commands; here, scripts/sandbox approve TOKEN --as alice, then --as bob)",
             "awaiting-approval",
             manual("failover", &arch.app_record, false, true, dns_params),
         ),
