@@ -23,7 +23,8 @@
 //! 9. One module per function for its decisions and AWS calls, each behind the cargo feature of the
 //!    same purpose: [`notifier`]; and one folder per function, one file per concern, the function's
 //!    contract in its `mod.rs`: [`healer`], [`db`], [`dns`], [`backup`]; then [`drill`], which drives
-//!    them.
+//!    them; [`preflight`] (issue #30), which proves a deployed stack and reports its coverage, read-only,
+//!    for the drill's manual actions and the `selfheal` CLI.
 
 pub mod approval;
 pub mod clients;
@@ -58,6 +59,9 @@ pub mod backup;
 
 #[cfg(feature = "zone")]
 pub mod zone;
+
+#[cfg(feature = "preflight")]
+pub mod preflight;
 
 #[cfg(feature = "drill")]
 pub mod drill;

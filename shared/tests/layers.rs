@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("behaviour shared by the functions", &["fleet", "approval"]),
     ("the runtime loop", &["lambda"]),
     ("the functions", &["notifier", "healer", "db", "dns", "backup", "zone"]),
+    ("proving a deployment", &["preflight"]),
     ("drills over the functions", &["drill"]),
 ];
 

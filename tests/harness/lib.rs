@@ -173,13 +173,17 @@ pub fn event(name: &str, replace: &[(&str, &str)]) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// `events/routing.json`: which function(s) each EventBridge sample must reach (the routing test's
+/// table, for preflight's `TestEventPattern` too). Not a sample itself.
+pub const ROUTING_TABLE: &str = "routing.json";
+
 /// Every sample event file name in `events/`.
 pub fn event_names() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root().join("events"))
         .expect("events/ exists")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".json"))
+        .filter(|n| n.ends_with(".json") && n != ROUTING_TABLE)
         .collect();
     names.sort();
     names

@@ -21,7 +21,8 @@
 //! - [`report`]: the report and its rendering.
 //! - [`targets`], [`scorecard`], [`html`]: RTO/RPO targets per disruption type, each result scored
 //!   against them, and the self-contained HTML report; [`fis`]: drills started as AWS FIS experiments;
-//!   [`practice_run`]: drills started as ARC zonal autoshift practice runs.
+//!   [`practice_run`]: drills started as ARC zonal autoshift practice runs; [`preflight`]: the manual
+//!   `preflight` and `coverage` actions (issue #30).
 //!
 //! Live drills refuse unless the invocation carries the confirmation phrase [`CONFIRM_PHRASE`] and
 //! every target carries the drill tag ([`DRILL_TAG`]` = true`); dry-run drills inject
@@ -40,6 +41,7 @@ pub mod events;
 pub mod fis;
 pub mod html;
 pub mod practice_run;
+pub mod preflight;
 pub mod report;
 mod resources;
 pub mod scenarios;
@@ -131,7 +133,7 @@ impl DrillConfig {
 }
 
 /// What the drill takes, for the message naming an event that is not for it.
-pub const HANDLES: &str = "manual \"drill\" invocations";
+pub const HANDLES: &str = "manual \"drill\", \"preflight\" and \"coverage\" invocations";
 
 /// One drill request, from a manual invocation's `params`.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +220,10 @@ impl Drill {
 
     /// Handles a manual drill invocation.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
+        // preflight and coverage (issue #30): read-only proofs of the deployment, no architecture needed.
+        if let Some(scope) = preflight::requested(payload) {
+            return self.preflight(scope).await;
+        }
         // An ARC practice run (issue #28) names its resource and AZ in place of a scenario.
         let practice = practice_run::plan(payload)?;
         let req = if practice.is_none() { Some(parse_request(payload)?) } else { None };

@@ -377,12 +377,17 @@ async fn run_inner(
             report
                 .injected
                 .push(format!("failed the primary region's health check {} (inverted it)", arch.primary_health_check));
-            // A region failover is a large move: dns-failover parks it until a human approves
-            // (SELFHEAL_APPROVAL_ALWAYS, on by default). The drill plays the human.
+            // A region failover is a large move: dns-failover parks it until listed approvers approve
+            // (SELFHEAL_APPROVAL_ALWAYS, on by default). The drill plays them with the bare token, which
+            // only break-glass accepts (SELFHEAL_APPROVAL_BREAK_GLASS, on in the local game day): the
+            // drill is no approver AWS verified, and never pretends to be one.
             let asked = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             run_step(drill, awaits_approval(arch, health_alarm("ALARM"), &primary_value), report).await?;
             let token = parked_token(drill, "dns-failover", &asked).await?;
-            report.injected.push(format!("a human approved the failover (token {}…)", &token[..8.min(token.len())]));
+            report.injected.push(format!(
+                "the drill approved the failover by break-glass (token {}…; SELFHEAL_APPROVAL_BREAK_GLASS)",
+                &token[..8.min(token.len())]
+            ));
             run_step(
                 drill,
                 Step {

@@ -22,6 +22,10 @@
 //! drill-cli sandbox-events --architecture architecture.json --out DIR
 //!     writes one sample event per function naming the architecture's real resources, and
 //!     DIR/invocations.json saying what each should come to (scripts/sandbox)
+//! drill-cli approval-request --architecture architecture.json --token T [--action approve|reject]
+//!               [--as NAME]
+//!     prints the request AWS would hand a function for a signed POST to its approval URL by the
+//!     approver session NAME (default alice) of the game day's approver role (scripts/sandbox approve)
 //! ```
 
 use std::process::ExitCode;
@@ -33,7 +37,8 @@ const USAGE: &str = "usage:
                       [--fleet-databases N] [--opt-in-value V]
   drill-cli run --architecture FILE --lambda URL [--scenario all|NAME] [--mode dry-run|live] [--confirm]
                 [--json FILE] [--html FILE] [--targets FILE | --policy-arn ARN]
-  drill-cli sandbox-events --architecture FILE --out DIR";
+  drill-cli sandbox-events --architecture FILE --out DIR
+  drill-cli approval-request --architecture FILE --token T [--action approve|reject] [--as NAME]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -72,7 +77,12 @@ async fn provision(args: &[String]) -> Result<(), String> {
     std::fs::write(&out, json).map_err(|e| format!("{out}: {e}"))?;
     let render =
         |vars: Vec<(String, String)>| -> String { vars.into_iter().map(|(k, v)| format!("{k}='{v}'\n")).collect() };
-    std::fs::write(&env_file, render(gameday::gameday_env(&arch))).map_err(|e| format!("{env_file}: {e}"))?;
+    let env = if args.iter().any(|a| a == "--sandbox") {
+        gameday::env::sandbox_env(&arch)
+    } else {
+        gameday::gameday_env(&arch)
+    };
+    std::fs::write(&env_file, render(env)).map_err(|e| format!("{env_file}: {e}"))?;
     if let Some(dir) = flag(args, "--function-env-dir") {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
         for function in gameday::env::OVERRIDDEN {
@@ -244,6 +254,22 @@ async fn sandbox_events(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+fn approval_request(args: &[String]) -> Result<(), String> {
+    let path = required(args, "--architecture")?;
+    let arch: Architecture = serde_json::from_str(&std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?)
+        .map_err(|e| format!("{path}: {e}"))?;
+    let token = required(args, "--token")?;
+    let action = flag(args, "--action").unwrap_or_else(|| "approve".into());
+    if action != "approve" && action != "reject" {
+        return Err(format!("--action must be approve or reject, got {action:?}\n{USAGE}"));
+    }
+    let name = flag(args, "--as").unwrap_or_else(|| "alice".into());
+    let caller = gameday::env::approver(&arch, &name);
+    let body = selfheal::approval::url_body(&action, &token);
+    println!("{}", gameday::approve::function_url_request(&caller, &body));
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     selfheal::telemetry::init_logging();
@@ -252,6 +278,7 @@ async fn main() -> ExitCode {
         Some("provision") => provision(&args).await.map(|_| true),
         Some("run") => run(&args).await,
         Some("sandbox-events") => sandbox_events(&args).await.map(|_| true),
+        Some("approval-request") => approval_request(&args).map(|_| true),
         _ => Err(USAGE.to_string()),
     };
     match result {
