@@ -1,15 +1,15 @@
 //! The Lambda entry shared by every function binary: JSON logging, the runtime loop, and turning a
 //! library error into an invocation failure (so Lambda's retries and on-failure destination keep the
-//! event) with the error logged as one structured line. An event that is well-formed but not for the
-//! function is the exception: recorded as a `skipped` warning, and the invocation succeeds
-//! ([`handle_each`]).
+//! event) with the error logged as one structured line. Two kinds of event are the exception, recorded
+//! and published as a decision while the invocation succeeds ([`handle_each`]): one that is well-formed
+//! but not for the function (`skipped`), and one about a resource that does not exist (`refused`).
 
 use std::future::Future;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
-use crate::approval::Settlement;
+use crate::approval::{Caller, Settlement};
 use crate::context::Ctx;
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::Error;
@@ -95,6 +95,34 @@ pub fn unsupported_envelope(function: &str, t: &Trigger, err: &Error, dry_run: b
     env
 }
 
+/// The action named by the decision recorded for an event whose resource does not exist.
+pub const NOT_FOUND_ACTION: &str = "handle-event";
+
+/// The decision recorded for an event about a resource that does not exist in the account and region
+/// it names (the [`Error::NotFound`] a handler returned before acting): `refused`, a warning, about the
+/// missing resource (target kind from `kind`: "EC2 instance" is `ec2-instance`), in the event's account
+/// and region; its reason names the resource and where it was looked for, and its details say
+/// `guard: "not-found"` and `missing: {kind, id}`. Nothing was done, so there is nothing for a retry to
+/// finish: the invocation succeeds (it used to fail with `selfheal.NotFound`, and Lambda retried it twice
+/// for nothing before dead-lettering it).
+pub fn not_found_envelope(function: &str, t: &Trigger, kind: &str, id: &str, dry_run: bool) -> Envelope {
+    let mut target = Target::new(kind.to_ascii_lowercase().replace(' ', "-"), id);
+    target.account = t.scope.account.clone();
+    target.region = t.scope.region.clone();
+    let reason = format!(
+        "{kind} {id} does not exist in {}: refused, nothing was done ({} names it)",
+        t.scope.describe(),
+        t.describe()
+    );
+    Envelope::new(function, NOT_FOUND_ACTION, target, Outcome::Refused, reason)
+        .severity(Severity::Warning)
+        .event(&t.event_id, t.kind.name())
+        .dry_run(dry_run)
+        .detail("guard", "not-found")
+        .detail("missing", serde_json::json!({ "kind": kind, "id": id }))
+        .detail("delivery", &t.delivery)
+}
+
 /// Handles every trigger a payload carries with `handle`, then concludes: the decisions, or an error
 /// when an action failed or a trigger could not be handled (each one named; later triggers still run).
 ///
@@ -102,13 +130,19 @@ pub fn unsupported_envelope(function: &str, t: &Trigger, err: &Error, dry_run: b
 /// function does not handle ([`Error::UnsupportedTrigger`]: a well-formed event that is not for it)
 /// is not a failure: it is recorded through `ctx` (audited and published) as a `skipped` warning, see
 /// [`unsupported_envelope`], and does not fail the invocation, so Lambda does not retry it for nothing
-/// nor hand it to the dead-letter queue beside real failures.
+/// nor hand it to the dead-letter queue beside real failures. Likewise an event about a resource
+/// that does not exist ([`Error::NotFound`] from `handle`): a `refused` decision naming it, see
+/// [`not_found_envelope`], and the invocation succeeds.
 pub async fn handle_each<F, Fut>(ctx: &Ctx, payload: &Value, mut handle: F) -> Result<Value, Error>
 where
     F: FnMut(Trigger) -> Fut,
     Fut: Future<Output = Result<Vec<Envelope>, Error>>,
 {
     let function = ctx.config.function.as_str();
+    // A request to the approval Function URL: settled as the caller AWS verified, answered over HTTP.
+    if crate::approval::url::is_function_url_request(payload) {
+        return Ok(crate::approval::url::answer(ctx, payload, handle).await);
+    }
     let triggers = crate::trigger::parse_event(payload)?;
     let mut envelopes = Vec::new();
     let mut errors = Vec::new();
@@ -117,19 +151,34 @@ where
         // An approve, reject or expire-approvals invocation settles parked decisions first; an approval
         // hands the parked trigger back to the function, with its grant in force.
         let settling = crate::approval::settlement(&t).cloned();
-        let result = match settling {
-            None => handle(t).await,
+        // `handled`: the result is the function's own handling of the event (not a settlement's error,
+        // such as an unknown approval token, which stays an error).
+        let (result, handled) = match settling {
+            None => (handle(t).await, true),
             // Boxed: settling and the handling it leads to are large futures.
-            Some(m) => match Box::pin(crate::approval::settle(ctx, &m)).await {
-                Ok(Settlement::Decided(decided)) => Ok(decided),
-                Ok(Settlement::Rerun { trigger, grant }) => {
-                    Box::pin(crate::approval::with_grant(grant, handle(*trigger))).await
+            // A bare token: nobody AWS verified sent it (break-glass only).
+            Some(m) => {
+                match Box::pin(crate::approval::settle(ctx, &m.action, m.token.as_deref(), &Caller::TokenOnly)).await {
+                    Ok(Settlement::Decided(decided)) => (Ok(decided), false),
+                    Ok(Settlement::Rerun { trigger, grant }) => {
+                        (Box::pin(crate::approval::with_grant(grant, handle(*trigger))).await, true)
+                    }
+                    Err(e) => (Err(e), false),
                 }
-                Err(e) => Err(e),
-            },
+            }
         };
         match result {
             Ok(mut e) => envelopes.append(&mut e),
+            Err(Error::NotFound { kind, id }) if handled => {
+                tracing::warn!(function, event_id = %about.event_id, kind, id = %id, "the event's resource does not exist: refused");
+                match ctx.record(not_found_envelope(function, &about, kind, &id, ctx.config.dry_run)).await {
+                    Ok(env) => envelopes.push(env),
+                    Err(e) => {
+                        tracing::error!(function, event_id = %about.event_id, error = %e, "refusal not recorded");
+                        errors.push(e);
+                    }
+                }
+            }
             Err(e @ Error::UnsupportedTrigger { .. }) => {
                 tracing::warn!(function, event_id = %about.event_id, error = %e, "event not for this function: skipped");
                 match ctx.record(unsupported_envelope(function, &about, &e, ctx.config.dry_run)).await {

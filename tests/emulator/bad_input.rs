@@ -506,6 +506,123 @@ fn the_drill_answers_an_event_not_for_it_with_an_error_naming_it() {
     ] {
         let err = selfheal::drill::parse_request(&payload).unwrap_err();
         assert_eq!(err.kind(), "selfheal.UnsupportedTrigger");
-        assert_eq!(err.to_string(), format!("drill does not handle {event}: it takes manual \"drill\" invocations"));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "drill does not handle {event}: it takes manual \"drill\", \"preflight\" and \"coverage\" invocations"
+            )
+        );
+    }
+}
+
+/// An event about a resource that does not exist in the account it names is not an error to retry:
+/// a `refused` decision naming the missing resource (`missing: {kind, id}`, `guard: "not-found"`),
+/// audited against it and published as a warning; the invocation succeeds (it used to fail with
+/// `selfheal.NotFound`, and Lambda retried it twice for nothing) and nothing is acted on.
+/// backup-enforcer takes no event that names a resource (schedules and sweeps name a place); the
+/// zone-evacuator's case (an AZ the account does not have) is `zone::bad_input`'s.
+#[tokio::test]
+async fn an_event_about_a_resource_that_does_not_exist_is_refused_audited_and_the_invocation_succeeds() {
+    use selfheal::db::{DbConfig, DbFailover};
+    use selfheal::dns::{DnsConfig, DnsFailover};
+    use selfheal::healer::{Healer, HealerConfig};
+
+    let sdk = harness::sdk_config().await;
+    let (topic, queue) = harness::topic_with_queue(&sdk, &harness::unique("suite")).await;
+    let zone = format!("{}.example.com.", harness::unique("nozone"));
+    let records = format!("{zone}/app.{zone}/A");
+    let vars = [("SELFHEAL_TOPIC_ARN", topic.as_str()), ("SELFHEAL_DNS_RECORDS", records.as_str())];
+    let env = || harness::env(&vars);
+    let healer = Healer::new(harness::ctx("instance-healer", &vars).await, HealerConfig::read(&mut env()));
+    let db = DbFailover::new(harness::ctx("db-failover", &vars).await, DbConfig::read(&mut env()));
+    let dns = DnsFailover::new(harness::ctx("dns-failover", &vars).await, DnsConfig::read(&mut env()));
+
+    let ghost_instance = format!("i-0{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let ghost_stopped = format!("i-0{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let ghost_db = harness::unique("ghost-db");
+    let ghost_cluster = harness::unique("ghost-aurora");
+    let fresh = |name: &str, replace: &[(&str, &str)]| {
+        let mut v = harness::event(name, replace);
+        v["id"] = json!(uuid::Uuid::new_v4().to_string());
+        v
+    };
+    let mut replace = harness::event("manual-replace-instance.json", &[("i-0123456789abcdef0", &ghost_instance)]);
+    replace["dryRun"] = json!(false);
+    replace["requestId"] = json!(harness::unique("op"));
+    let mut failover = harness::event("manual-dns-failback.json", &[("example.com.", &zone)]);
+    failover["action"] = json!("failover");
+    failover["dryRun"] = json!(false);
+    failover["requestId"] = json!(harness::unique("op"));
+    // (function, its context, the response, the missing resource's kind and id)
+    let cases: Vec<(&str, &selfheal::Ctx, Value, &str, String)> = vec![
+        (
+            "instance-healer",
+            healer.ctx(),
+            healer.handle(&replace).await.expect("succeeds"),
+            "EC2 instance",
+            ghost_instance,
+        ),
+        (
+            "instance-healer",
+            healer.ctx(),
+            healer
+                .handle(&fresh("ec2-instance-state-change-stopped.json", &[("i-0123456789abcdef0", &ghost_stopped)]))
+                .await
+                .expect("succeeds"),
+            "EC2 instance",
+            ghost_stopped,
+        ),
+        (
+            "db-failover",
+            db.ctx(),
+            db.handle(&fresh("rds-db-instance-event-failure.json", &[("orders-db", &ghost_db)]))
+                .await
+                .expect("succeeds"),
+            "DB instance",
+            ghost_db,
+        ),
+        (
+            "db-failover",
+            db.ctx(),
+            db.handle(&fresh("rds-db-cluster-event-failover.json", &[("orders-aurora", &ghost_cluster)]))
+                .await
+                .expect("succeeds"),
+            "DB cluster",
+            ghost_cluster,
+        ),
+        ("dns-failover", dns.ctx(), dns.handle(&failover).await.expect("succeeds"), "hosted zone", zone.clone()),
+    ];
+    let notifications = harness::drain_notifications(&sdk, &queue).await;
+    assert_eq!(notifications.len(), cases.len(), "one warning per event: {notifications:?}");
+    for (function, ctx, out, kind, id) in cases {
+        let decisions = out["decisions"].as_array().expect("decisions");
+        assert_eq!(decisions.len(), 1, "{out}");
+        let d = &decisions[0];
+        assert_eq!((d["outcome"].as_str(), d["severity"].as_str()), (Some("refused"), Some("warning")), "{d}");
+        assert_eq!(d["function"].as_str(), Some(function), "{d}");
+        let reason = d["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(&format!("{kind} {id} does not exist in ")), "{function}: {reason}");
+        assert_eq!(d["details"]["missing"], json!({"kind": kind, "id": id}), "{d}");
+        assert_eq!(d["details"]["guard"], "not-found", "{d}");
+        assert_eq!(d["target"]["id"], json!(id), "{d}");
+
+        // Audited against the missing resource, and published as a warning.
+        let trail = ctx.ledger.audit_trail(&id).await.unwrap();
+        assert_eq!(trail.len(), 1, "{function} {id}: {trail:?}");
+        assert_eq!(trail[0].outcome.as_str(), "refused", "{trail:?}");
+        let (message, attrs) = published(&notifications, d);
+        assert_eq!(message["reason"], d["reason"]);
+        assert_eq!(attrs["severity"]["Value"], "warning", "{attrs}");
+        assert_eq!(attrs["outcome"]["Value"], "refused", "{attrs}");
+
+        // Nothing acted on: no mutating call but the ledger's and the topic's.
+        let others: Vec<String> = ctx
+            .aws
+            .calls
+            .mutating_calls()
+            .into_iter()
+            .filter(|c| !c.starts_with("dynamodb:") && !c.starts_with("sns:"))
+            .collect();
+        assert!(others.is_empty(), "{function} acted on a resource that does not exist: {others:?}");
     }
 }

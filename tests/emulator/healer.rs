@@ -429,12 +429,16 @@ async fn dry_run_changes_nothing() {
 }
 
 #[tokio::test]
-async fn an_unknown_instance_id_gives_an_error_naming_it() {
+async fn an_unknown_instance_id_is_refused_naming_it_and_the_invocation_succeeds() {
     let h = healer(&[]).await;
     let manual = json!({"source": "selfheal.manual", "action": "replace", "target": "i-0000000000000dead",
         "requestId": unique("req")});
-    let err = h.handle(&manual).await.unwrap_err().to_string();
-    assert!(err.contains("i-0000000000000dead") && err.contains("does not exist"), "{err}");
+    let out = h.handle(&manual).await.expect("a refusal, not a failed invocation");
+    let d = decision(&out);
+    assert_eq!(d["outcome"], "refused", "{d}");
+    let reason = d["reason"].as_str().unwrap();
+    assert!(reason.contains("EC2 instance i-0000000000000dead does not exist in"), "{reason}");
+    assert_eq!(d["details"]["missing"], json!({"kind": "EC2 instance", "id": "i-0000000000000dead"}), "{d}");
     assert!(resource_mutations(&h).is_empty());
 
     let bad = json!({"source": "selfheal.manual", "action": "reboot-everything", "target": "i-0000000000000dead"});
@@ -521,7 +525,13 @@ async fn a_replacement_beyond_the_groups_blast_radius_waits_for_approval() {
     for id in &sick {
         mark_unhealthy(&e, id).await;
     }
-    let h = healer(&[("SELFHEAL_APPROVAL_AFTER", "1"), ("SELFHEAL_COOLDOWN_SECONDS", "0")]).await;
+    let approver = "arn:aws:sts::123456789012:assumed-role/Oncall/alice";
+    let h = healer(&[
+        ("SELFHEAL_APPROVAL_AFTER", "1"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+        ("SELFHEAL_APPROVERS", "arn:aws:iam::123456789012:role/Oncall"),
+    ])
+    .await;
 
     let first = h.handle(&alarm("alarm-lambda-action-ec2-status-check.json", &sick[0])).await.unwrap();
     assert_eq!(decision(&first)["outcome"], "acted", "{first}");
@@ -531,11 +541,18 @@ async fn a_replacement_beyond_the_groups_blast_radius_waits_for_approval() {
     assert!(parked["reason"].as_str().unwrap().contains("beyond 1 a human approves"), "{parked}");
     assert!(ids(&e, &name).await.contains(&sick[1]), "not replaced before the approval");
 
+    assert_eq!(parked["details"]["approval"]["approvalsRequired"], 1, "one person for anything but a region failover");
+
+    // One listed approver, verified by AWS (the Function URL request the game day tooling builds).
     let token = parked["details"]["approval"]["token"].as_str().unwrap();
-    let approved = h.handle(&json!({"source": "selfheal.manual", "action": "approve", "token": token})).await.unwrap();
+    let body = json!({"action": "approve", "token": token});
+    let answer = h.handle(&gameday::approve::function_url_request(approver, &body)).await.unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let approved = gameday::approve::response_decisions(&answer);
     let d = decision(&approved);
     assert_eq!(d["outcome"], "acted", "{d}");
     assert_eq!(d["details"]["approvedWith"], token[..8]);
+    assert_eq!(d["details"]["approvedBy"][0]["principal"], approver);
     let after = ids(&e, &name).await;
     assert!(!after.contains(&sick[0]) && !after.contains(&sick[1]), "both sick members replaced: {after:?}");
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use aws_sdk_autoscaling::types::Tag as AsgTag;
 use aws_sdk_ec2::types::{InstanceType, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use harness::proxy::{Fault, FaultProxy, Rule, Times};
 use harness::{ami, healer, OPT_IN, PLACEHOLDER};
 use harness::{event, sdk_config, unique, zone_with_cname};
 use selfheal::db::{DbConfig, DbFailover, StaticLag};
@@ -180,6 +181,80 @@ async fn a_group_with_a_replacement_process_suspended_stands_down_whatever_the_m
     let calls = h.ctx().aws.calls.calls();
     let op = "autoscaling:DescribeScalingActivities";
     assert!(calls.iter().any(|c| c == op), "{op} was asked: {calls:?}");
+}
+
+/// `DescribeInstanceRefreshes` as the Auto Scaling API reference shows it, for `group`: one refresh in
+/// `status`.
+fn refreshes_answer(group: &str, id: &str, status: &str) -> String {
+    format!(
+        "<DescribeInstanceRefreshesResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\">\
+         <DescribeInstanceRefreshesResult><InstanceRefreshes><member>\
+         <InstanceRefreshId>{id}</InstanceRefreshId><AutoScalingGroupName>{group}</AutoScalingGroupName>\
+         <Status>{status}</Status><StatusReason>Waiting for instances to warm up before continuing.</StatusReason>\
+         <StartTime>2026-11-25T10:11:27Z</StartTime><PercentageComplete>40</PercentageComplete>\
+         <InstancesToUpdate>2</InstancesToUpdate></member></InstanceRefreshes></DescribeInstanceRefreshesResult>\
+         <ResponseMetadata><RequestId>fault-proxy</RequestId></ResponseMetadata></DescribeInstanceRefreshesResponse>"
+    )
+}
+
+/// The healer's handler, driven through the instance-refresh stand-down it computes: moto does not
+/// serve `DescribeInstanceRefreshes`, so the fault proxy answers it as the API reference shows (a
+/// refresh `InProgress`) and forwards everything else to moto. The handler refuses (dry run too) and
+/// replaces nothing; once the refresh is `Successful`, the same alarm replaces the instance, so the
+/// refresh is what held it.
+#[tokio::test]
+async fn an_instance_refresh_in_progress_makes_the_handler_stand_down_and_a_finished_one_does_not() {
+    let a = aws().await;
+    let (name, ids) = group(&a).await;
+    let sick = ids[0].clone();
+    a.asg.set_instance_health().instance_id(&sick).health_status("Unhealthy").send().await.unwrap();
+    let alarm = event("alarm-sns-ec2-status-check.json", &[(PLACEHOLDER, &sick)]);
+    let proxy = FaultProxy::start(&harness::moto_endpoint(), 1).await;
+    let refresh = uuid::Uuid::new_v4().to_string();
+    proxy.add(Rule::new(
+        "DescribeInstanceRefreshes",
+        Fault::Answer { body: refreshes_answer(&name, &refresh, "InProgress") },
+        Times::Always,
+    ));
+    let through_proxy = |vars: &'static [(&'static str, &'static str)]| {
+        let endpoint = proxy.endpoint.clone();
+        async move {
+            let aws = selfheal::clients::Aws::from_sdk_config(harness::sdk_config_at(&endpoint).await);
+            let mut all = vec![("SELFHEAL_HEALER_WAIT_SECONDS", "20"), ("SELFHEAL_HEALER_POLL_SECONDS", "1")];
+            all.extend_from_slice(vars);
+            let ctx = harness::ctx_with("instance-healer", &all, aws).await;
+            let cfg = selfheal::healer::HealerConfig::read(&mut harness::env(&all));
+            selfheal::healer::Healer::new(ctx, cfg)
+        }
+    };
+    let h = through_proxy(&[]).await;
+    let dry = through_proxy(&[("SELFHEAL_DRY_RUN", "true")]).await;
+
+    let d = decision(&h.handle(&alarm).await.unwrap());
+    assert_stood_down(&d, "instance-refresh", &format!("instance refresh {refresh}"));
+    let dd = decision(&dry.handle(&alarm).await.unwrap());
+    assert_eq!(
+        (dd["outcome"].as_str(), dd["reason"].clone(), dd["dryRun"].as_bool()),
+        (Some("refused"), d["reason"].clone(), Some(true))
+    );
+    assert!(proxy.faulted("DescribeInstanceRefreshes") >= 2, "the handler read the refreshes: {:?}", proxy.seen());
+    assert!(resource_mutations(&h.ctx().aws.calls).is_empty(), "{:?}", resource_mutations(&h.ctx().aws.calls));
+    assert_eq!(members(&a, &name).await, ids, "nothing replaced");
+
+    // The refresh is over: the same alarm (a new state change) replaces the instance.
+    proxy.clear();
+    proxy.add(Rule::new(
+        "DescribeInstanceRefreshes",
+        Fault::Answer { body: refreshes_answer(&name, &refresh, "Successful") },
+        Times::Always,
+    ));
+    let later = event(
+        "alarm-sns-ec2-status-check.json",
+        &[(PLACEHOLDER, &sick), ("2026-11-25T10:15:31", "2026-11-25T11:15:31")],
+    );
+    let d = decision(&h.handle(&later).await.unwrap());
+    assert_eq!(d["outcome"], "acted", "{d}");
+    assert!(d["details"].get("unchecked").is_none(), "the refreshes were read: {d}");
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! operation (read from the query protocol's `Action=`, the JSON protocol's `X-Amz-Target`, or the
 //! REST path) it can answer with a throttling error (the codes and statuses the SDK retries as
 //! throttling), a 5xx, a response slower than the client's timeout, a dropped connection, a response
-//! lost *after* moto applied the request, or a service error of the test's choosing. Rules
+//! lost *after* moto applied the request, a service error of the test's choosing, or (for a read moto does
+//! not serve) an answer of the test's choosing. Rules
 //! fire a fixed number of times, or with a probability drawn from a seeded generator, so every run is
 //! the same. The proxy records every operation it saw and what it did to it.
 
@@ -36,6 +37,10 @@ pub enum Fault {
     /// instance already promoted: RDS refuses it with 400 `InvalidDBInstanceState` "DB Instance is not
     /// a read replica"; moto promotes it again.)
     Reject { status: u16, code: String, message: String },
+    /// Answer, without forwarding, with this body (HTTP 200, `text/xml`): a read moto does not serve,
+    /// answered as the AWS API reference shows it (`DescribeInstanceRefreshes` with a refresh in
+    /// progress), so a handler is driven through the guard that reads it.
+    Answer { body: String },
     /// IAM's refusal in the AWS query protocol (HTTP 403 `AccessDenied`, as STS answers an
     /// `AssumeRole` on a role that does not exist or does not trust the caller).
     AccessDenied,
@@ -245,6 +250,10 @@ fn reject_response(status: u16, code: &str, message: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+fn answer_response(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
 fn server_error_response(status: u16) -> Vec<u8> {
     let body = "<ErrorResponse><Error><Code>InternalError</Code><Message>injected</Message></Error></ErrorResponse>";
     format!("HTTP/1.1 {status} Injected\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len())
@@ -310,6 +319,7 @@ async fn serve(mut sock: TcpStream, upstream: &str, state: Arc<Mutex<State>>) ->
                 sock.write_all(&reject_response(status, &code, &message)).await?
             }
             Some(Fault::AccessDenied) => sock.write_all(&access_denied_response()).await?,
+            Some(Fault::Answer { body }) => sock.write_all(&answer_response(&body)).await?,
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 forward(&mut sock, upstream, &lines, &body).await?;

@@ -18,6 +18,20 @@ use crate::trigger::{Trigger, TriggerKind};
 /// What backup-enforcer takes, for the message naming an event that is not for it.
 pub const HANDLES: &str = "schedules (the sweep), manual \"sweep\" invocations and SQS batches of its own sweep shards";
 
+/// Whether a trigger asks for a sweep (a schedule, or a manual `sweep`), and the dry run it asks for;
+/// `Err` for any other (a shard is not a sweep request: [`BackupEnforcer::handle_trigger`] takes it
+/// first). Pure.
+pub fn sweep_request(t: &Trigger) -> Result<Option<bool>> {
+    match &t.kind {
+        TriggerKind::Schedule { .. } => Ok(None),
+        TriggerKind::Manual(m) if m.action == "sweep" => Ok(m.dry_run),
+        TriggerKind::Manual(m) => {
+            Err(Error::malformed("manual", format!("{FUNCTION} understands action \"sweep\", got {:?}", m.action)))
+        }
+        _ => Err(Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES }),
+    }
+}
+
 impl BackupEnforcer {
     /// The Lambda entry: parse, sweep, conclude (an error when any action failed). An SQS batch of
     /// sweep shards is answered with a partial batch response instead (`batchItemFailures`: the
@@ -43,17 +57,7 @@ impl BackupEnforcer {
                 super::fanout::ShardEnd::Retry(why) => Err(Error::ActionFailed(why)),
             };
         }
-        let dry_run = match &t.kind {
-            TriggerKind::Schedule { .. } => effective_dry_run(self.ctx.config.dry_run, None),
-            TriggerKind::Manual(m) if m.action == "sweep" => effective_dry_run(self.ctx.config.dry_run, m.dry_run),
-            TriggerKind::Manual(m) => {
-                return Err(Error::malformed(
-                    "manual",
-                    format!("{FUNCTION} understands action \"sweep\", got {:?}", m.action),
-                ))
-            }
-            _ => return Err(Error::UnsupportedTrigger { function: FUNCTION, event: t.describe(), handles: HANDLES }),
-        };
+        let dry_run = effective_dry_run(self.ctx.config.dry_run, sweep_request(t)?);
         if matches!(t.kind, TriggerKind::Schedule { .. }) && self.cfg.queue_url.is_some() {
             return self.plan_sweep(t, dry_run).await;
         }

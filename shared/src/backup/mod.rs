@@ -97,6 +97,7 @@ pub use dr_copy::{copy_candidate, DrCopies};
 pub use ec2::Volume;
 pub use enforcer::BackupEnforcer;
 pub use fanout::{ShardBody, SweepPlan, SHARD_KIND};
+pub use handler::sweep_request;
 pub use plans::{desired_rule, plan_drift, RuleSpec};
 pub use policy::{builtin_policies, parse_policies, Policy};
 pub use rds::{db_snapshot_id, Database};

@@ -20,7 +20,16 @@ impl DbFailover {
         let target = Target::new("rds-cluster", &intent.id).in_group(RATE_GROUP);
         let mut req = self.request(t, ACTION_FAILOVER, target, dry_run, intent.reason.clone());
         let Some(cluster) = describe_cluster(&rds, &intent.id).await? else {
-            return self.refuse(&req, format!("DB cluster {} does not exist", intent.id), Severity::Warning).await;
+            let why =
+                format!("DB cluster {} does not exist in {}: refused, nothing was done", intent.id, t.scope.describe());
+            let env = self
+                .ctx
+                .envelope(&req, Outcome::Refused, why)
+                .severity(Severity::Warning)
+                .detail("guard", "not-found")
+                .detail("missing", serde_json::json!({ "kind": "DB cluster", "id": intent.id }));
+            tracing::warn!(cluster = %intent.id, "DB cluster does not exist: refused");
+            return self.ctx.record(env).await;
         };
         if !is_opted_in(cluster.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())), &self.ctx.config) {
             let why = format!(

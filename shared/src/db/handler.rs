@@ -128,8 +128,18 @@ impl DbFailover {
                     );
                     let env = self
                         .ctx
-                        .envelope(&req, Outcome::Refused, format!("DB instance {} does not exist", req.target.id))
-                        .severity(Severity::Warning);
+                        .envelope(
+                            &req,
+                            Outcome::Refused,
+                            format!(
+                                "DB instance {} does not exist in {}: refused, nothing was done",
+                                req.target.id,
+                                t.scope.describe()
+                            ),
+                        )
+                        .severity(Severity::Warning)
+                        .detail("guard", "not-found")
+                        .detail("missing", serde_json::json!({ "kind": "DB instance", "id": req.target.id }));
                     return Ok(vec![self.ctx.record(env).await?]);
                 };
                 if let Some(cluster) = primary.cluster.clone() {

@@ -137,10 +137,21 @@ impl Healer {
         let id = h.instance_id.clone();
 
         let Some(inst) = ec2::describe(&ec2c, &id).await? else {
+            // A refusal, not an error: nothing was done and a retry would find nothing either. Recorded
+            // here rather than by the shared entry so the event's other instances are still healed.
             let req = self.request(t, &id, None, dry_run, &h.reason);
-            let err = Error::NotFound { kind: "EC2 instance", id: id.clone() };
-            self.refuse(&req, err.to_string(), Severity::Warning).await?;
-            return Err(err);
+            let reason = format!(
+                "EC2 instance {id} does not exist in {}: refused, nothing was done ({})",
+                t.scope.describe(),
+                h.reason
+            );
+            tracing::warn!(target = %id, reason = %reason, "refused");
+            let env = ctx
+                .envelope(&req, Outcome::Refused, reason)
+                .severity(Severity::Warning)
+                .detail("guard", "not-found")
+                .detail("missing", serde_json::json!({ "kind": "EC2 instance", "id": id }));
+            return ctx.record(env).await;
         };
         let membership = asg::membership(&asgc, &id).await?;
         let group_name = membership.as_ref().map(|m| m.group.clone()).or_else(|| inst.tag(ASG_TAG).map(str::to_string));

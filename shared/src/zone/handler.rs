@@ -249,7 +249,12 @@ impl Evacuator {
             Ok(pair) => Ok(Ok(pair)),
             Err(e) => {
                 let req = self.request(t, action, self.az_target(az), t.event_id.clone(), format!("{action} {az}"));
-                let env = self.ctx.envelope(&req, Outcome::Refused, e.to_string()).severity(Severity::Warning);
+                let env = self
+                    .ctx
+                    .envelope(&req, Outcome::Refused, e.to_string())
+                    .severity(Severity::Warning)
+                    .detail("guard", "not-found")
+                    .detail("missing", serde_json::json!({ "kind": "availability zone", "id": az }));
                 Ok(Err(self.ctx.record(env).await?))
             }
         }

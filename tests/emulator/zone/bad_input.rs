@@ -17,6 +17,8 @@ async fn an_az_the_account_does_not_have_is_refused_naming_the_azs_it_has() {
         assert_eq!((ds[0].action.as_str(), ds[0].outcome), (actions::EVACUATE, Outcome::Refused), "{}", ds[0].reason);
         let listed = format!("{BAD}={}", rig.id(BAD));
         assert!(ds[0].reason.contains(bad) && ds[0].reason.contains(&listed), "{}", ds[0].reason);
+        let missing = serde_json::json!({"kind": "availability zone", "id": bad});
+        assert_eq!((&ds[0].details["guard"], &ds[0].details["missing"]), (&serde_json::json!("not-found"), &missing));
     }
     assert!(rig.stand_in.requests().is_empty(), "ARC was not even asked");
     assert!(rig.ev.ctx().ledger.zone_signals().await.unwrap().is_empty());
