@@ -437,6 +437,18 @@ impl Aws {
         aws_sdk_backup::Client::from_conf(conf)
     }
 
+    /// S3, path-style when an endpoint override is set (an emulator on an IP address), virtual-hosted
+    /// otherwise (as AWS wants it).
+    #[cfg(feature = "backup")]
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let path_style = self.sdk.endpoint_url().is_some();
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .force_path_style(path_style)
+            .interceptor(self.calls.clone())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
     #[cfg(feature = "notifier")]
     pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
         let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gameday::ProvisioningClients;
 use harness::arc::ArcStandIn;
 use harness::on_big_stack;
 use harness::{sdk_config, unique};

@@ -19,6 +19,7 @@ mod notifier;
 mod practice_run;
 mod preflight;
 mod resilience;
+mod restore;
 mod routing;
 mod sandbox;
 mod scorecard;

@@ -172,6 +172,7 @@ fn sample_reports() -> (Vec<DrillReport>, Vec<Evidence>) {
         guards_fired: vec![],
         total_ms: 5000,
         resources: vec![],
+        restores: vec![],
     };
     let decided = |at_ms, function: &str, action: &str, target: &str, outcome: &str, lag| LedgerEvent {
         at_ms,

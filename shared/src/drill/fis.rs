@@ -63,7 +63,11 @@ pub fn reaction(s: Scenario) -> Option<(&'static str, &'static str, &'static str
         Scenario::RegionFailover => ("dns-failover", "acted", "the app record flipped to the standby"),
         // A gray failure and two impaired AZs are the alarms' state changes: the drill delivers them, no
         // experiment injects them.
-        Scenario::StaleBackups | Scenario::ApprovalExpires | Scenario::GrayAz | Scenario::TwoAz => return None,
+        Scenario::StaleBackups
+        | Scenario::ApprovalExpires
+        | Scenario::GrayAz
+        | Scenario::TwoAz
+        | Scenario::RestoreTest => return None,
     })
 }
 
@@ -142,6 +146,7 @@ pub async fn run(drill: &Drill, scenario: Scenario, template_id: &str) -> DrillR
         passed: false,
         total_ms: 0,
         resources: vec![],
+        restores: vec![],
     };
     let (function, want, expected) = reaction(scenario).unwrap_or(("drill", "acted", "nothing"));
     let step = match Box::pin(follow(drill, template_id, function, want, &since, t0, &mut report)).await {

@@ -167,13 +167,46 @@ fn timeline(score: &Score) -> String {
         .collect();
     format!(
         "<section class=\"timeline\" data-scenario=\"{s}\"><h2>{s} <span class=\"{pc}\">{pw}</span></h2>\
-         <p class=\"sub\">{d} — RTO {rto}; RPO {rpo}</p>{budget}{svg}<ol class=\"events\">{items}</ol></section>\n",
+         <p class=\"sub\">{d} — RTO {rto}; RPO {rpo}</p>{budget}{svg}{restores}<ol class=\"events\">{items}</ol></section>\n",
+        restores = restores_table(score),
         s = escape(&score.scenario),
         pc = if score.passed { "pass" } else { "fail" },
         pw = if score.passed { "PASS" } else { "FAIL" },
         d = score.disruption.map(|d| d.as_str()).unwrap_or("-"),
         rto = escape(&score.rto_text()),
         rpo = escape(&score.rpo.describe()),
+    )
+}
+
+/// A restore test's restores: each one's time and recovery point against the targets
+/// (`tr.restore[data-kind][data-rto][data-rpo]`).
+fn restores_table(score: &Score) -> String {
+    if score.restores.is_empty() {
+        return String::new();
+    }
+    let rows: String = score
+        .restores
+        .iter()
+        .map(|r| {
+            format!(
+                "<tr class=\"restore\" data-kind=\"{k}\" data-rto=\"{rv}\" data-rpo=\"{pv}\"><td>{k}</td><td>{src}</td>\
+                 <td>{pt}</td>{rto}{rpo}</tr>",
+                k = escape(&r.kind),
+                rv = r.rto.word(),
+                pv = r.rpo.word(),
+                src = escape(&match &r.account {
+                    Some(a) => format!("{} ({a})", r.source),
+                    None => r.source.clone(),
+                }),
+                pt = escape(r.point.as_deref().unwrap_or("none")),
+                rto = cell(&r.rto),
+                rpo = cell(&r.rpo),
+            )
+        })
+        .collect();
+    format!(
+        "<table class=\"restores\"><thead><tr><th>restored</th><th>from</th><th>recovery point</th>\
+         <th>restore time (RTO)</th><th>recovery point age (RPO)</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 }
 
@@ -264,6 +297,7 @@ mod tests {
                 },
                 TimelineEvent { at_ms: 2100, kind: EventKind::Recovered, label: "recovered".into() },
             ],
+            restores: vec![],
         };
         let card = Scorecard {
             targets: t.clone(),
@@ -289,6 +323,49 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_test_lists_each_restore_with_its_time_and_recovery_point() {
+        let t = Targets::defaults();
+        let restore = |kind: &str, source: &str, rto: Verdict, rpo: Verdict| crate::drill::scorecard::RestoreScore {
+            kind: kind.into(),
+            source: source.into(),
+            account: None,
+            point: Some("snap-1".into()),
+            rto,
+            rpo,
+        };
+        let score = Score {
+            scenario: "restore-test".into(),
+            mode: "live".into(),
+            disruption: Some(Disruption::Software),
+            target: t.get(Disruption::Software),
+            rto: Verdict::NotRecovered { why: "the restore of orders failed: <boom>".into() },
+            approval_wait_secs: None,
+            rpo: Verdict::Met { measured_secs: 60.0, target_secs: 3600 },
+            passed: false,
+            timeline: vec![],
+            restores: vec![
+                restore(
+                    "ebs-volume",
+                    "vol-1",
+                    Verdict::Met { measured_secs: 1.5, target_secs: 300 },
+                    Verdict::Met { measured_secs: 60.0, target_secs: 3600 },
+                ),
+                restore(
+                    "rds-instance",
+                    "orders",
+                    Verdict::NotRecovered { why: "the restore of orders failed: <boom>".into() },
+                    Verdict::Met { measured_secs: 30.0, target_secs: 3600 },
+                ),
+            ],
+        };
+        let html = render(&Scorecard { targets: t, scores: vec![score] }, &[]);
+        assert_eq!(html.matches("<tr class=\"restore\"").count(), 2, "{html}");
+        assert!(html.contains("data-kind=\"ebs-volume\" data-rto=\"met\" data-rpo=\"met\""), "{html}");
+        assert!(html.contains("data-kind=\"rds-instance\" data-rto=\"not-recovered\""), "{html}");
+        assert!(html.contains("&lt;boom&gt;") && !html.contains("<boom>"), "escaped");
+    }
+
+    #[test]
     fn a_page_is_shown_as_not_recovered_and_an_approval_wait_beside_the_rto() {
         let t = Targets::defaults();
         let page = Score {
@@ -304,6 +381,7 @@ mod tests {
                 TimelineEvent { at_ms: 0, kind: EventKind::Injected, label: "stopped i-1, i-2".into() },
                 TimelineEvent { at_ms: 1200, kind: EventKind::Verified, label: "a page (refused ×2)".into() },
             ],
+            restores: vec![],
         };
         let flip = Score {
             scenario: "region-failover".into(),

@@ -44,6 +44,7 @@ pub mod practice_run;
 pub mod preflight;
 pub mod report;
 mod resources;
+pub mod restore;
 pub mod scenarios;
 pub mod scorecard;
 pub mod steps;
@@ -105,6 +106,8 @@ pub struct DrillConfig {
     /// zone-evacuator's settings (`SELFHEAL_ZONE_*`, read as it reads them): how many load balancers'
     /// per-AZ alarms call an AZ impaired, how long the hysteresis before an evacuation ends.
     pub zone: crate::zone::ZoneConfig,
+    /// The restore test's settings (`restore-test`).
+    pub restore: restore::RestoreConfig,
 }
 
 impl DrillConfig {
@@ -128,6 +131,7 @@ impl DrillConfig {
             max_unhealthy_percent: healer.max_unhealthy_percent,
             min_unhealthy: healer.min_unhealthy,
             zone,
+            restore: restore::RestoreConfig::read(env),
         }
     }
 }
@@ -227,6 +231,13 @@ impl Drill {
         // An ARC practice run (issue #28) names its resource and AZ in place of a scenario.
         let practice = practice_run::plan(payload)?;
         let req = if practice.is_none() { Some(parse_request(payload)?) } else { None };
+        // A restore test needs no architecture: it finds what the suite backs up by tag (the deployed
+        // drill's optional DrillRestoreTestSchedule).
+        if let (None, Some(req), None) = (&self.cfg.architecture, &req, &practice) {
+            if req.scenarios == [Scenario::RestoreTest] {
+                return self.restore_test(req.mode).await;
+            }
+        }
         let arch = self.cfg.architecture.clone().ok_or_else(|| Error::Config {
             name: "SELFHEAL_DRILL_ARCHITECTURE".into(),
             problem: "is required: the drill needs to know which resources are its targets".into(),
@@ -251,21 +262,42 @@ impl Drill {
         Ok(json!({ "passed": passed, "reports": reports, "scorecard": card, "text": text }))
     }
 
+    /// A restore test without an architecture: the drill's own account; reported and scored as a drill.
+    async fn restore_test(&self, mode: Mode) -> Result<Value> {
+        let report = scenarios::run_without_architecture(self, Scenario::RestoreTest, mode).await;
+        self.record_report(Scenario::RestoreTest, mode, &report).await?;
+        let reports = vec![report];
+        let mut env = Env::from_process();
+        let targets = targets::TargetSource::read(&mut env);
+        env.finish()?;
+        let card = scorecard::assess_without_architecture(self, &reports, &targets, true).await;
+        let passed = reports.iter().all(|r| r.passed);
+        let text = format!("{}\n{}", report::render_all(&reports), card.render());
+        tracing::info!(passed, "drill finished\n{text}");
+        Ok(json!({ "passed": passed, "reports": reports, "scorecard": card, "text": text }))
+    }
+
+    /// Records a scenario's report as the drill's decision.
+    async fn record_report(&self, s: Scenario, mode: Mode, report: &DrillReport) -> Result<()> {
+        let envelope = crate::envelope::Envelope::new(
+            FUNCTION,
+            s.name(),
+            crate::envelope::Target::new("scenario", s.name()),
+            if report.passed { crate::envelope::Outcome::Acted } else { crate::envelope::Outcome::Failed },
+            report.headline(),
+        )
+        .dry_run(mode == Mode::DryRun)
+        .detail("report", report);
+        self.ctx.record(envelope).await?;
+        Ok(())
+    }
+
     /// Runs every requested scenario in order.
     pub async fn run(&self, req: &DrillRequest, arch: &Architecture) -> Result<Vec<DrillReport>> {
         let mut out = Vec::new();
         for s in &req.scenarios {
             let report = scenarios::run(self, *s, req.mode, arch).await;
-            let envelope = crate::envelope::Envelope::new(
-                FUNCTION,
-                s.name(),
-                crate::envelope::Target::new("scenario", s.name()),
-                if report.passed { crate::envelope::Outcome::Acted } else { crate::envelope::Outcome::Failed },
-                report.headline(),
-            )
-            .dry_run(req.mode == Mode::DryRun)
-            .detail("report", &report);
-            self.ctx.record(envelope).await?;
+            self.record_report(*s, req.mode, &report).await?;
             out.push(report);
         }
         Ok(out)

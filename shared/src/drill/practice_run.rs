@@ -186,6 +186,7 @@ pub async fn run(drill: &Drill, run: &PracticeRun) -> DrillReport {
         passed: false,
         total_ms: 0,
         resources: vec![],
+        restores: vec![],
     };
     if let Err(e) = Box::pin(follow(drill, run, t0, &mut report)).await {
         report.steps.push(StepReport {

@@ -72,6 +72,9 @@ pub struct DrillReport {
     /// Per resource, for scenarios over many (`az-outage`): its times and what became of it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<ResourceTiming>,
+    /// For `restore-test`: each restore, its recovery point, time and verification.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<super::restore::RestoreResult>,
 }
 
 /// One resource's reaction in a scenario over many.
@@ -302,6 +305,7 @@ mod tests {
             passed: true,
             total_ms: 2500,
             resources: vec![],
+            restores: vec![],
         };
         let text = render_all(std::slice::from_ref(&r));
         assert!(
@@ -369,6 +373,7 @@ mod tests {
                 timing("database", "db-2", 300, Some(1500)),
                 timing("instance", "i-1", 50, None),
             ],
+            restores: vec![],
         };
         let text = r.render_distributions();
         assert!(

@@ -73,13 +73,14 @@ pub enum Scenario {
     ApprovalExpires,
     StaleBackups,
     AzOutage,
+    RestoreTest,
 }
 
 impl Scenario {
     /// The standard game day (`all`): every scenario the reference architecture alone can run, but
     /// `two-az` (see the module documentation). `gray-az` comes before `lose-az`: the healer's AZ signal
     /// `lose-az` leads to counts for a while after it.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::LoseInstance,
         Scenario::GrayAz,
         Scenario::LoseAz,
@@ -87,10 +88,11 @@ impl Scenario {
         Scenario::ApprovalExpires,
         Scenario::RegionFailover,
         Scenario::StaleBackups,
+        Scenario::RestoreTest,
     ];
 
     /// Every scenario, `az-outage` (which needs the larger fleet) included.
-    pub const EVERY: [Scenario; 9] = [
+    pub const EVERY: [Scenario; 10] = [
         Scenario::LoseInstance,
         Scenario::GrayAz,
         Scenario::TwoAz,
@@ -100,6 +102,7 @@ impl Scenario {
         Scenario::RegionFailover,
         Scenario::StaleBackups,
         Scenario::AzOutage,
+        Scenario::RestoreTest,
     ];
 
     pub fn name(self) -> &'static str {
@@ -113,6 +116,7 @@ impl Scenario {
             Scenario::ApprovalExpires => "approval-expires",
             Scenario::StaleBackups => "stale-backups",
             Scenario::AzOutage => "az-outage",
+            Scenario::RestoreTest => super::restore::SCENARIO,
         }
     }
 
@@ -131,6 +135,16 @@ impl Scenario {
 
 /// Runs one scenario and reports; failures inside a scenario are reported, not raised.
 pub async fn run(drill: &Drill, scenario: Scenario, mode: Mode, arch: &Architecture) -> DrillReport {
+    run_in(drill, scenario, mode, Some(arch)).await
+}
+
+/// Runs a scenario that needs no architecture (`restore-test`, in the drill's own account); any other
+/// is reported as failed, naming what is missing.
+pub async fn run_without_architecture(drill: &Drill, scenario: Scenario, mode: Mode) -> DrillReport {
+    run_in(drill, scenario, mode, None).await
+}
+
+async fn run_in(drill: &Drill, scenario: Scenario, mode: Mode, arch: Option<&Architecture>) -> DrillReport {
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut report = DrillReport {
@@ -143,9 +157,14 @@ pub async fn run(drill: &Drill, scenario: Scenario, mode: Mode, arch: &Architect
         passed: false,
         total_ms: 0,
         resources: vec![],
+        restores: vec![],
     };
     // Boxed: the scenario futures are large, and the drill may run on a small stack.
-    let result = Box::pin(run_inner(drill, scenario, mode, arch, &mut report)).await;
+    let result = match arch {
+        Some(arch) => Box::pin(run_inner(drill, scenario, mode, arch, &mut report)).await,
+        None if scenario == Scenario::RestoreTest => super::restore::run(drill, mode, None, &mut report).await,
+        None => Err(Error::Precondition(format!("{} needs SELFHEAL_DRILL_ARCHITECTURE", scenario.name()))),
+    };
     if let Err(e) = result {
         report.steps.push(StepReport {
             name: "scenario".into(),
@@ -525,6 +544,7 @@ async fn run_inner(
             outcome
         }
         Scenario::AzOutage => super::az_outage::run(drill, mode, arch, report).await,
+        Scenario::RestoreTest => super::restore::run(drill, mode, Some(arch), report).await,
         Scenario::StaleBackups => {
             let volumes: Vec<(String, Option<String>)> = arch
                 .backup_volumes

@@ -25,6 +25,7 @@
 //! | `region-failover` | Region | injection to the flip verified (the steps after it — the standby replica's promotion, the failback — are the way back, not the recovery), the approval wait shown | the promoted replica's lag at promotion |
 //! | `stale-backups` | Software | not measured: no outage, a backup gap is scored by its RPO | the age of the newest snapshot (or of the volume, if it never had one) when the backup was needed, the worst volume's |
 //! | `az-outage` | AZ | the delivery to the slowest step's recovery (every step is timed from the one delivery); a group left to a page is not recovered | the largest lag among the promotions |
+//! | `restore-test` | Software (data lost or corrupted: the way back is a restore) | each restore's request to the scratch resource verified; the slowest restore is the scenario's; a restore that failed (or left its scratch resource behind) is not recovered, with its reason | each recovery point's age when its restore started, the oldest; an S3 version restore's age is shown, not scored (versioning keeps every write) |
 //! | `approval-expires` | none: it checks a guard (an approval left to expire), not a recovery | not measured | not measured |
 //!
 //! Steps run in turn, each timed from its own start; the scenario's clock places them from the ledger's
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::report::{tally, DrillReport, StepReport};
+use super::restore::RestoreResult;
 use super::targets::{Disruption, Target, Targets};
 use crate::telemetry::Metric;
 
@@ -52,6 +54,8 @@ pub fn disruption(scenario: &str) -> Option<Disruption> {
         "lose-primary-db" => Disruption::Hardware,
         "region-failover" => Disruption::Region,
         "stale-backups" => Disruption::Software,
+        // Data lost or corrupted: the recovery is a restore from backup.
+        "restore-test" => Disruption::Software,
         // `approval-expires` (and any scenario not listed) checks a guard, not a recovery: unscored.
         _ => return None,
     })
@@ -284,6 +288,24 @@ pub struct Score {
     pub rpo: Verdict,
     pub passed: bool,
     pub timeline: Vec<TimelineEvent>,
+    /// For `restore-test`: each restore's time and recovery point, scored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<RestoreScore>,
+}
+
+/// One restore of a restore test, scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreScore {
+    pub kind: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    pub point: Option<String>,
+    /// Restore time against the RTO target.
+    pub rto: Verdict,
+    /// The recovery point's age against the RPO target.
+    pub rpo: Verdict,
 }
 
 /// Every scenario's score, and where the targets came from.
@@ -302,6 +324,9 @@ fn rto(report: &DrillReport, evidence: &Evidence, target: Target, window_secs: f
     }
     if report.scenario == "stale-backups" {
         return (Verdict::not("no outage: a backup gap is scored by its RPO"), None);
+    }
+    if report.scenario == RESTORE_TEST {
+        return (restore_rto(report, target), None);
     }
     let course = course(&report.scenario);
     let all: Vec<StepOutcome> = report.steps.iter().map(StepOutcome::of).collect();
@@ -416,6 +441,7 @@ fn rpo(report: &DrillReport, evidence: &Evidence, target: Target) -> Verdict {
     }
     match report.scenario.as_str() {
         "lose-instance" | "lose-az" => Verdict::not("a stateless web tier: no data to lose"),
+        RESTORE_TEST => restore_rpo(&report.restores, target),
         "stale-backups" => match &evidence.backup_age_secs {
             Some(Ok(age)) => Verdict::judge(*age, target.rpo_in_secs),
             Some(Err(why)) => Verdict::not(why.clone()),
@@ -433,6 +459,77 @@ fn rpo(report: &DrillReport, evidence: &Evidence, target: Target) -> Verdict {
             }
         }
     }
+}
+
+const RESTORE_TEST: &str = super::restore::SCENARIO;
+
+/// One restore's verdict: its time against the RTO target, its recovery point's age against the RPO.
+fn restore_verdicts(r: &RestoreResult, target: Target) -> (Verdict, Verdict) {
+    let rto = match (&r.error, r.restore_ms) {
+        (Some(e), _) => Verdict::NotRecovered { why: format!("the restore of {} failed: {e}", r.source) },
+        (None, Some(ms)) => Verdict::judge(ms as f64 / 1000.0, target.rto_in_secs),
+        (None, None) => Verdict::not("not restored"),
+    };
+    let rpo = match (r.point_age_secs, r.scores_rpo) {
+        (Some(age), true) => Verdict::judge(age, target.rpo_in_secs),
+        (Some(age), false) => {
+            Verdict::not(format!("versioning keeps every write (the version restored is {age:.0}s old)"))
+        }
+        (None, _) => Verdict::NotRecovered { why: format!("{} has no recovery point", r.source) },
+    };
+    (rto, rpo)
+}
+
+/// A restore test's RTO: every restore must have succeeded (the first failure, named, otherwise); then
+/// the slowest restore's time.
+fn restore_rto(report: &DrillReport, target: Target) -> Verdict {
+    if report.restores.is_empty() {
+        return Verdict::NotRecovered { why: "nothing was restored".into() };
+    }
+    let verdicts: Vec<Verdict> = report.restores.iter().map(|r| restore_verdicts(r, target).0).collect();
+    let failed: Vec<&Verdict> = verdicts.iter().filter(|v| v.failed() && v.measured_secs().is_none()).collect();
+    if let Some(Verdict::NotRecovered { why }) = failed.first() {
+        let more = if failed.len() > 1 { format!(" (and {} more)", failed.len() - 1) } else { String::new() };
+        return Verdict::NotRecovered { why: format!("{why}{more}") };
+    }
+    match verdicts.iter().filter_map(Verdict::measured_secs).reduce(f64::max) {
+        Some(slowest) => Verdict::judge(slowest, target.rto_in_secs),
+        None => Verdict::not("no restore was timed"),
+    }
+}
+
+/// A restore test's RPO: the oldest recovery point restored (of the kinds whose age is the data at
+/// risk); a resource without any recovery point fails it.
+fn restore_rpo(restores: &[RestoreResult], target: Target) -> Verdict {
+    if let Some(r) = restores.iter().find(|r| r.point.is_none()) {
+        return Verdict::NotRecovered { why: format!("{} {} has no recovery point", r.kind.as_str(), r.source) };
+    }
+    match restores.iter().filter(|r| r.scores_rpo).filter_map(|r| r.point_age_secs).reduce(f64::max) {
+        Some(age) => Verdict::judge(age, target.rpo_in_secs),
+        None => Verdict::not("no recovery point whose age is data at risk was restored"),
+    }
+}
+
+/// Each restore of a restore test, scored.
+fn restore_scores(report: &DrillReport, target: Option<Target>) -> Vec<RestoreScore> {
+    report
+        .restores
+        .iter()
+        .map(|r| {
+            let (rto, rpo) = match (target, report.mode.as_str()) {
+                (Some(t), "live") => restore_verdicts(r, t),
+                _ => (Verdict::not("a dry run restores nothing"), Verdict::not("a dry run restores nothing")),
+            };
+            RestoreScore {
+                kind: r.kind.as_str().to_string(),
+                source: r.source.clone(),
+                account: r.account.clone(),
+                point: r.point.clone(),
+                rto,
+                rpo,
+            }
+        })
+        .collect()
 }
 
 /// The decisions' prefix as a step's `actions` list names them: `function action target `.
@@ -556,6 +653,7 @@ pub fn score(report: &DrillReport, evidence: &Evidence, targets: &Targets, windo
         rpo: rpo_v,
         passed: report.passed,
         timeline: timeline(report, evidence),
+        restores: restore_scores(report, target),
     }
 }
 
@@ -621,6 +719,15 @@ impl Scorecard {
                 sc.rto_text(),
                 sc.rpo.describe()
             ));
+            for r in &sc.restores {
+                s.push_str(&format!(
+                    "  {:<16} {:<40}  RTO {}; RPO {}\n",
+                    r.kind,
+                    r.source,
+                    r.rto.describe(),
+                    r.rpo.describe()
+                ));
+            }
         }
         let all: Vec<&Verdict> = self.scores.iter().flat_map(|s| [&s.rto, &s.rpo]).collect();
         let n = |w: &str| all.iter().filter(|v| v.word() == w).count();
@@ -705,7 +812,12 @@ pub async fn assess(
     source: &super::targets::TargetSource,
     emit: bool,
 ) -> Scorecard {
-    let targets = match source.load(&drill.ctx.aws).await {
+    score_gathered(drill, reports, Some(arch), source, emit).await
+}
+
+/// The configured targets, or the defaults (named as such) when they cannot be read.
+async fn load_targets(drill: &super::Drill, source: &super::targets::TargetSource) -> Targets {
+    match source.load(&drill.ctx.aws).await {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "the drill's targets could not be read; scoring against the defaults");
@@ -714,8 +826,28 @@ pub async fn assess(
                 ..Targets::defaults()
             }
         }
-    };
-    let evidence = gather(drill, reports, Some(arch)).await;
+    }
+}
+
+/// [`assess`] for scenarios that need no architecture (`restore-test` on its own schedule).
+pub async fn assess_without_architecture(
+    drill: &super::Drill,
+    reports: &[DrillReport],
+    source: &super::targets::TargetSource,
+    emit: bool,
+) -> Scorecard {
+    score_gathered(drill, reports, None, source, emit).await
+}
+
+async fn score_gathered(
+    drill: &super::Drill,
+    reports: &[DrillReport],
+    arch: Option<&super::Architecture>,
+    source: &super::targets::TargetSource,
+    emit: bool,
+) -> Scorecard {
+    let targets = load_targets(drill, source).await;
+    let evidence = gather(drill, reports, arch).await;
     let card = score_all(reports, &evidence, &targets, drill.cfg.recovery_timeout.as_secs_f64());
     if emit {
         for s in &card.scores {
@@ -805,6 +937,7 @@ mod tests {
             passed: recover.is_some(),
             total_ms: recover.unwrap_or(200_000),
             resources: vec![],
+            restores: vec![],
         }
     }
 
@@ -899,6 +1032,7 @@ mod tests {
             guards_fired: vec![],
             total_ms: 60_000,
             resources: vec![],
+            restores: vec![],
         }
     }
 

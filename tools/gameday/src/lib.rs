@@ -11,7 +11,6 @@
 //!   reads its requests).
 //! - [`approve`]: the Function URL request AWS would hand a function for a signed approval, for a
 //!   caller the game day names (there is no real Function URL locally).
-//! - [`clients`]: the S3 and Elastic Load Balancing clients only provisioning calls.
 //! - the `drill-cli` binary (`src/bin/drill-cli.rs`): provisions, runs the scenarios against the Lambda
 //!   runtime emulator and writes the sandbox's events, from a terminal (`scripts/gameday`,
 //!   `scripts/sandbox`); the `arc-standin` binary (`src/bin/arc-standin.rs`): the ARC stand-in as a
@@ -22,12 +21,10 @@
 
 pub mod approve;
 pub mod arc;
-pub mod clients;
 pub mod env;
 pub mod http;
 pub mod provision;
 pub mod sandbox;
 
-pub use clients::ProvisioningClients;
 pub use env::{function_env, gameday_env, rate_limit};
 pub use provision::ProvisionOptions;

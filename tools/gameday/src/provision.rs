@@ -29,8 +29,6 @@ use selfheal::clients::Aws;
 use selfheal::drill::architecture::{Architecture, Fleet, FleetDatabase, FleetGroup, AZS, DRILL_TAG, FLEET_GROUPS};
 use selfheal::error::{Error, Result};
 
-use crate::clients::ProvisioningClients;
-
 /// The role assumed in a member account to provision there.
 pub const PROVISION_ROLE: &str = "selfheal-gameday";
 
@@ -325,6 +323,7 @@ pub async fn provision_with(
     }
 
     let static_bucket = provision_static_content(aws, prefix, &tags).await?;
+    provision_sessions_table(&db, prefix, &tags).await?;
 
     let sns = hub.sns();
     let topic =
@@ -709,8 +708,69 @@ async fn provision_load_balancer(
     Ok((lb_arn, tg_arn))
 }
 
+/// The session store: a DynamoDB table with point-in-time recovery on, under the gold backup policy,
+/// holding a few items (the data tier's NoSQL store; the restore test restores it and counts them).
+async fn provision_sessions_table(aws: &Aws, prefix: &str, tags: &[(&str, &str)]) -> Result<String> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+        ScalarAttributeType, Tag,
+    };
+    let ddb = aws.dynamodb();
+    let name = format!("{prefix}-sessions");
+    let mut all_tags = tags.to_vec();
+    all_tags.push(("selfheal:backup", "gold"));
+    let tags = all_tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(aws_err("dynamodb", "CreateTable"))?;
+    ddb.create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(aws_err("dynamodb", "CreateTable"))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(aws_err("dynamodb", "CreateTable"))?,
+        )
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(aws_err("dynamodb", "CreateTable"))?;
+    ddb.update_continuous_backups()
+        .table_name(&name)
+        .point_in_time_recovery_specification(
+            PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .map_err(aws_err("dynamodb", "UpdateContinuousBackups"))?,
+        )
+        .send()
+        .await
+        .map_err(aws_err("dynamodb", "UpdateContinuousBackups"))?;
+    for i in 0..5 {
+        ddb.put_item()
+            .table_name(&name)
+            .item("id", AttributeValue::S(format!("session-{i}")))
+            .item("user", AttributeValue::S(format!("user-{i}")))
+            .send()
+            .await
+            .map_err(aws_err("dynamodb", "PutItem"))?;
+    }
+    Ok(name)
+}
+
 /// The static content: a versioned bucket (the reference architecture's durability for static assets)
-/// holding the site's index page. Returns the bucket name.
+/// under the gold backup policy, holding the site's index page in two versions (the restore test
+/// restores the previous one). Returns the bucket name.
 async fn provision_static_content(aws: &Aws, prefix: &str, tags: &[(&str, &str)]) -> Result<String> {
     use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
     let s3 = aws.s3();
@@ -724,19 +784,22 @@ async fn provision_static_content(aws: &Aws, prefix: &str, tags: &[(&str, &str)]
         .map_err(aws_err("s3", "PutBucketVersioning"))?;
     let tag_set = tags
         .iter()
+        .chain([("selfheal:backup", "gold")].iter())
         .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(aws_err("s3", "PutBucketTagging"))?;
     let tagging = Tagging::builder().set_tag_set(Some(tag_set)).build().map_err(aws_err("s3", "PutBucketTagging"))?;
     s3.put_bucket_tagging().bucket(&bucket).tagging(tagging).send().await.map_err(aws_err("s3", "PutBucketTagging"))?;
-    s3.put_object()
-        .bucket(&bucket)
-        .key("index.html")
-        .content_type("text/html")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"<h1>selfheal game day</h1>\n"))
-        .send()
-        .await
-        .map_err(aws_err("s3", "PutObject"))?;
+    for page in [&b"<h1>selfheal game day</h1>\n"[..], &b"<h1>selfheal game day</h1>\n<p>v2</p>\n"[..]] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key("index.html")
+            .content_type("text/html")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(page))
+            .send()
+            .await
+            .map_err(aws_err("s3", "PutObject"))?;
+    }
     Ok(bucket)
 }
 
