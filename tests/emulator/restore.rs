@@ -262,8 +262,16 @@ async fn every_kind_is_restored_verified_timed_scored_and_its_scratch_deleted() 
     aws.ec2().create_snapshot().volume_id(ignored.volume_id().unwrap()).send().await.unwrap();
 
     let drill = drill_in(sdk, &[]).await;
+    drill.ctx.aws.calls.clear();
     let out = drill.handle(&invocation("live")).await.expect("the drill runs");
     assert_eq!(out["passed"], true, "{}", out["text"]);
+    // Every call the restore test made is granted to the drill's role and declared.
+    let declared = crate::infra::common::declared_actions();
+    for call in drill.ctx.aws.calls.calls() {
+        assert!(crate::infra::template::is_granted("drill", &call), "{call} is not granted to the drill role");
+        let action = crate::infra::template::iam_action(&call);
+        assert!(declared["drill"].contains(&action), "{action} is not in infra/iam-actions.json");
+    }
     let kinds: Vec<&str> = restores(&out).iter().map(|r| r["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["ebs-volume", "rds-instance", "rds-cluster", "dynamodb-table", "s3-object"], "{out}");
     assert_eq!(of_kind(&out, "ebs-volume")["source"], vol.as_str());

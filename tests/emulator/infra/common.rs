@@ -20,7 +20,7 @@ pub(super) fn template() -> Value {
 }
 
 /// `infra/iam-actions.json`: function name -> the IAM actions its code may call.
-pub(super) fn declared_actions() -> BTreeMap<String, Vec<String>> {
+pub(crate) fn declared_actions() -> BTreeMap<String, Vec<String>> {
     let text = std::fs::read_to_string(repo_path("infra/iam-actions.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }

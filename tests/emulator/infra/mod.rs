@@ -9,11 +9,11 @@
 //! `encryption.rs` evaluates the templates' key policies with the rest.
 
 mod assume;
-mod common;
+pub(crate) mod common;
 mod eval;
 mod member;
 mod mutations;
-mod template;
+pub(crate) mod template;
 
 pub(crate) use common::{
     canon, covers, functions_by_binary, get, mutated, parse, resolve_ifs, resources, role_id, statements, str_at,

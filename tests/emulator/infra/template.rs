@@ -77,6 +77,17 @@ fn grants_for(t: &Value, function: &str) -> Vec<Grant> {
 pub(crate) fn iam_action(call: &str) -> String {
     let (service, op) = call.split_once(':').unwrap_or(("", call));
     let prefix: String = service.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+    // S3 operations whose permission has another name (the Service Authorization Reference). A
+    // CopyObject is authorized as the source's GetObject(Version) and the destination's PutObject; a
+    // delete or tag read of a version as its *Version action: the calls here name the version.
+    let op = match (prefix.as_str(), op) {
+        ("s3", "ListBuckets") => "ListAllMyBuckets",
+        ("s3", "ListObjectVersions") => "ListBucketVersions",
+        ("s3", "CopyObject") => "PutObject",
+        ("s3", "DeleteObject") => "DeleteObjectVersion",
+        ("s3", "GetObjectTagging") => "GetObjectVersionTagging",
+        _ => op,
+    };
     format!("{prefix}:{op}")
 }
 
