@@ -140,6 +140,28 @@ async fn lose_instance_heals_in_process_and_reports_time_to_recover() {
     let group =
         aws.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&arch.asg_name).send().await.unwrap();
     assert_eq!(group.auto_scaling_groups()[0].instances().len(), arch.asg_desired as usize);
+
+    // Scored against the defaults, this real recovery meets its Hardware RTO; against a target it
+    // cannot meet (1 ms: any real heal takes longer), the same evidence misses it by the difference.
+    use drill::scorecard::{assess, Verdict};
+    use drill::targets::TargetSource;
+    let met = assess(&drill, &reports, &arch, &TargetSource::Defaults, false).await;
+    assert_eq!(met.scores[0].rto.word(), "met", "{}", met.render());
+    let measured = met.scores[0].rto.measured_secs().expect("a recovery is timed");
+    let strict = TargetSource::Json {
+        text: r#"{"Hardware":{"rtoInSecs":0,"rpoInSecs":60}}"#.into(),
+        source: "a 0 s Hardware RTO".into(),
+    };
+    let missed = assess(&drill, &reports, &arch, &strict, false).await;
+    match &missed.scores[0].rto {
+        Verdict::Missed { measured_secs, target_secs: 0, by_secs, lower_bound: false } => {
+            assert!(*measured_secs > 0.0 && (*by_secs - *measured_secs).abs() < 1e-9, "{}", missed.render());
+            assert!((*measured_secs - measured).abs() < 1e-9, "the same evidence, scored twice");
+        }
+        other => panic!("expected a missed RTO, got {other:?}: {}", missed.render()),
+    }
+    assert!(missed.render().contains("missed by"), "{}", missed.render());
+    assert!(missed.render().contains("1 missed"), "{}", missed.render());
 }
 
 #[tokio::test]

@@ -315,3 +315,55 @@ async fn an_aurora_member_tagged_without_its_cluster_is_reported_as_not_backed_u
     assert!(cluster_snapshots(&rds, &cluster).await.is_empty(), "an untagged cluster is not backed up");
     assert!(db_snapshots(&rds, &member).await.is_empty(), "nor is the member on its own");
 }
+
+/// The case the sweep tag exists for: a snapshot this sweep already took (a first attempt whose
+/// invocation died, say) that reads as stale by its age (here: the sweep runs a hundred days on, in
+/// its own policy window). It carries the sweep's id, so the sweep counts it as done — fixed by an
+/// earlier attempt — and takes no second one; the same old snapshot carrying another sweep's id does
+/// not count, and that volume gets a fresh one.
+#[tokio::test]
+async fn a_snapshot_of_this_sweep_that_looks_stale_counts_as_done_and_no_second_is_taken() {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let tag = unique("bk");
+    let policy = unique("sw").replace('-', "");
+    let policies = format!(r#"{{"{policy}":{{"maxAgeHours":1}}}}"#);
+    let vars = [
+        ("SELFHEAL_BACKUP_POLICY_TAG", tag.as_str()),
+        ("SELFHEAL_BACKUP_POLICIES", policies.as_str()),
+        ("SELFHEAL_BACKUP_MANAGE_PLANS", "false"),
+        ("SELFHEAL_COOLDOWN_SECONDS", "0"),
+    ];
+    let e = enforcer(&vars).await;
+    let ec2 = e.ctx().aws.ec2();
+    let later = Utc::now() + Duration::days(100);
+    let p = selfheal::backup::parse_policies(Some(&policies)).unwrap()[&policy].clone();
+    let this_sweep = selfheal::backup::sweep_event_id(&p, later);
+    let other_sweep = selfheal::backup::sweep_event_id(&p, later - Duration::hours(2));
+    assert_ne!(this_sweep, other_sweep);
+    let ours = |vol: &str, sweep: &str| {
+        TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .tags(Tag::builder().key("selfheal:created-by").value("backup-enforcer").build())
+            .tags(Tag::builder().key("selfheal:policy").value(&policy).build())
+            .tags(Tag::builder().key("selfheal:source").value(vol).build())
+            .tags(Tag::builder().key("selfheal:sweep").value(sweep).build())
+            .build()
+    };
+    let done = volume(&ec2, &tag, &policy).await;
+    snapshot(&ec2, &done, Some(ours(&done, &this_sweep))).await;
+    let not_done = volume(&ec2, &tag, &policy).await;
+    snapshot(&ec2, &not_done, Some(ours(&not_done, &other_sweep))).await;
+
+    let s = e.sweep(&schedule(), false, later).await.unwrap();
+    let r = report(&s.envelopes);
+    assert_eq!(snapshots_of(&ec2, &done).await.len(), 1, "this sweep's snapshot is not taken again: {:?}", r.details);
+    assert_eq!(snapshots_of(&ec2, &not_done).await.len(), 2, "another sweep's old snapshot does not count");
+    assert_eq!(r.details["fixedEarlier"], 1, "{:?}", r.details);
+    assert_eq!(tally(r, "ebs-volume", "fixed"), 2, "{:?}", r.details);
+    let acted: Vec<&Envelope> = for_target(&s.envelopes, &not_done);
+    assert!(acted.iter().any(|e| e.outcome == Outcome::Acted), "{acted:?}");
+    assert!(
+        for_target(&s.envelopes, &done).iter().all(|e| e.outcome != Outcome::Acted),
+        "nothing acted on the volume whose snapshot this sweep already took"
+    );
+}
