@@ -12,7 +12,11 @@
 //! `DescribeInstanceRefreshes`: the decision names it `unchecked`), a running scaling activity (moto
 //! answers none), a warm pool or lifecycle-hook state, impaired status checks and scheduled events,
 //! `MaintenanceOptions`, a database `rebooting`/`modifying`/`failing-over`, a Blue/Green switchover in
-//! progress, a global database failing over, and a `PENDING` Route 53 change.
+//! progress, a global database failing over, and a `PENDING` Route 53 change. The healer's handler is
+//! still driven through each of its stand-downs moto cannot show (issue #30): the fault proxy answers
+//! the one read that shows the other recovery (`DescribeInstanceRefreshes`, `DescribeScalingActivities`,
+//! `DescribeAutoScalingInstances` with a lifecycle-hook or warm-pool state, `DescribeInstanceStatus`
+//! with a scheduled event open now) as the API reference does, and forwards the rest to moto.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -473,4 +477,121 @@ async fn the_suites_zone_changes_are_recorded_and_an_insync_one_holds_nothing() 
     let last = ctx.ledger.last_zone_change(&zone).await.unwrap().expect("recorded");
     assert_eq!((last.change_id.as_str(), last.by.function.as_str()), (id2.as_str(), "dns-failover"));
     assert!(selfheal::stand_down::pending_change_refusal(&ctx.ledger, &r53, &zone).await.unwrap().is_none());
+}
+
+/// `DescribeScalingActivities` as the API reference shows it: one activity, `status`, terminating
+/// `instance` of `group`.
+fn activities_answer(group: &str, instance: &str, status: &str) -> String {
+    format!(
+        "<DescribeScalingActivitiesResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\">\
+         <DescribeScalingActivitiesResult><Activities><member>\
+         <ActivityId>f9f2d65b-f1f2-43e7-b46d-d86756459699</ActivityId><AutoScalingGroupName>{group}</AutoScalingGroupName>\
+         <Description>Terminating EC2 instance: {instance}</Description>\
+         <Cause>At 2026-11-25T10:14:44Z an instance was taken out of service in response to an EC2 health check \
+         indicating it has been terminated or stopped.</Cause>\
+         <StartTime>2026-11-25T10:14:44.930Z</StartTime><StatusCode>{status}</StatusCode><Progress>50</Progress>\
+         <Details>{{\"Subnet ID\":\"subnet-0b1a2c3d\",\"Availability Zone\":\"us-east-1a\"}}</Details>\
+         </member></Activities></DescribeScalingActivitiesResult>\
+         <ResponseMetadata><RequestId>fault-proxy</RequestId></ResponseMetadata></DescribeScalingActivitiesResponse>"
+    )
+}
+
+/// `DescribeAutoScalingInstances` as the API reference shows it: `instance` in `group`, `lifecycle`.
+fn membership_answer(group: &str, instance: &str, lifecycle: &str) -> String {
+    format!(
+        "<DescribeAutoScalingInstancesResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\">\
+         <DescribeAutoScalingInstancesResult><AutoScalingInstances><member>\
+         <InstanceId>{instance}</InstanceId><InstanceType>t3.small</InstanceType>\
+         <AutoScalingGroupName>{group}</AutoScalingGroupName><AvailabilityZone>us-east-1a</AvailabilityZone>\
+         <LifecycleState>{lifecycle}</LifecycleState><HealthStatus>UNHEALTHY</HealthStatus>\
+         <ProtectedFromScaleIn>false</ProtectedFromScaleIn>\
+         </member></AutoScalingInstances></DescribeAutoScalingInstancesResult>\
+         <ResponseMetadata><RequestId>fault-proxy</RequestId></ResponseMetadata></DescribeAutoScalingInstancesResponse>"
+    )
+}
+
+/// `DescribeInstanceStatus` as the API reference shows it: `instance` impaired, with a
+/// `system-maintenance` event whose window is open now.
+fn status_answer(instance: &str) -> String {
+    let at = |h: i64| (chrono::Utc::now() + chrono::Duration::hours(h)).format("%Y-%m-%dT%H:%M:%S.000Z").to_string();
+    format!(
+        "<DescribeInstanceStatusResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+         <requestId>3be1508e-c444-4fef-89cc-0b1223c4f02f</requestId><instanceStatusSet><item>\
+         <instanceId>{instance}</instanceId><availabilityZone>us-east-1a</availabilityZone>\
+         <instanceState><code>16</code><name>running</name></instanceState>\
+         <systemStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status>\
+         </item></details></systemStatus>\
+         <instanceStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status>\
+         </item></details></instanceStatus>\
+         <eventsSet><item><instanceEventId>instance-event-0d59937288b749b32</instanceEventId>\
+         <code>system-maintenance</code><description>The instance is scheduled for maintenance of the underlying \
+         host</description><notBefore>{}</notBefore><notAfter>{}</notAfter></item></eventsSet>\
+         </item></instanceStatusSet></DescribeInstanceStatusResponse>",
+        at(-1),
+        at(1)
+    )
+}
+
+/// Every stand-down moto cannot show, driven through the healer's handler (issue #30): the fault
+/// proxy answers the one read that shows the other recovery as the API reference does (a scaling
+/// activity still draining the instance, a lifecycle hook holding it, the warm pool owning it, a
+/// scheduled maintenance event acting on it now) and forwards the rest to moto. Each time the handler
+/// refuses naming that recovery and replaces nothing; a finished scaling activity holds nothing, so
+/// the same alarm replaces the instance: the answer is what held it.
+#[tokio::test]
+async fn each_stand_down_moto_cannot_show_holds_the_handler_through_a_read_answered_as_aws_would() {
+    type Answer = fn(&str, &str) -> (String, String);
+    let cases: [(&str, &str, Answer); 4] = [
+        ("scaling-activity", "scaling activity f9f2d65b", |g, i| {
+            ("DescribeScalingActivities".into(), activities_answer(g, i, "WaitingForELBConnectionDraining"))
+        }),
+        ("lifecycle-hook", "held by a lifecycle hook", |g, i| {
+            ("DescribeAutoScalingInstances".into(), membership_answer(g, i, "Pending:Wait"))
+        }),
+        ("warm-pool", "is in the warm pool", |g, i| {
+            ("DescribeAutoScalingInstances".into(), membership_answer(g, i, "Warmed:Stopped"))
+        }),
+        ("scheduled-event", "scheduled event system-maintenance", |_, i| {
+            ("DescribeInstanceStatus".into(), status_answer(i))
+        }),
+    ];
+    let a = aws().await;
+    for (recovery, names, answer) in cases {
+        let (name, ids) = group(&a).await;
+        let sick = ids[0].clone();
+        a.asg.set_instance_health().instance_id(&sick).health_status("Unhealthy").send().await.unwrap();
+        let alarm = event("alarm-sns-ec2-status-check.json", &[(PLACEHOLDER, &sick)]);
+        let proxy = FaultProxy::start(&harness::moto_endpoint(), 3).await;
+        let (operation, body) = answer(&name, &sick);
+        proxy.add(Rule::new(&operation, Fault::Answer { body }, Times::Always));
+        let aws = selfheal::clients::Aws::from_sdk_config(harness::sdk_config_at(&proxy.endpoint).await);
+        let vars = [("SELFHEAL_HEALER_WAIT_SECONDS", "20"), ("SELFHEAL_HEALER_POLL_SECONDS", "1")];
+        let ctx = harness::ctx_with("instance-healer", &vars, aws).await;
+        let h = selfheal::healer::Healer::new(ctx, selfheal::healer::HealerConfig::read(&mut harness::env(&vars)));
+
+        let d = decision(&h.handle(&alarm).await.unwrap());
+        assert_stood_down(&d, recovery, names);
+        assert!(proxy.faulted(&operation) >= 1, "{recovery}: the handler read {operation}: {:?}", proxy.seen());
+        assert!(
+            resource_mutations(&h.ctx().aws.calls).is_empty(),
+            "{recovery}: {:?}",
+            resource_mutations(&h.ctx().aws.calls)
+        );
+        assert_eq!(members(&a, &name).await, ids, "{recovery}: nothing replaced");
+
+        if recovery == "scaling-activity" {
+            proxy.clear();
+            proxy.add(Rule::new(
+                &operation,
+                Fault::Answer { body: activities_answer(&name, &sick, "Successful") },
+                Times::Always,
+            ));
+            let later = event(
+                "alarm-sns-ec2-status-check.json",
+                &[(PLACEHOLDER, &sick), ("2026-11-25T10:15:31", "2026-11-25T11:15:31")],
+            );
+            let d = decision(&h.handle(&later).await.unwrap());
+            assert_eq!(d["outcome"], "acted", "a finished activity holds nothing: {d}");
+        }
+    }
 }
