@@ -264,6 +264,11 @@ async fn every_kind_is_restored_verified_timed_scored_and_its_scratch_deleted() 
     let drill = drill_in(sdk, &[]).await;
     drill.ctx.aws.calls.clear();
     let out = drill.handle(&invocation("live")).await.expect("the drill runs");
+    // The report as the drill prints it (README § Benchmarks quotes its restore times: `--nocapture`).
+    eprintln!("{}", out["text"].as_str().unwrap_or_default());
+    let times: Vec<String> =
+        restores(&out).iter().map(|r| format!("{}={}ms", r["kind"].as_str().unwrap_or("?"), r["restoreMs"])).collect();
+    eprintln!("restore times: {}", times.join(" "));
     assert_eq!(out["passed"], true, "{}", out["text"]);
     // Every call the restore test made is granted to the drill's role and declared.
     let declared = crate::infra::common::declared_actions();
