@@ -437,6 +437,17 @@ impl Aws {
         aws_sdk_backup::Client::from_conf(conf)
     }
 
+    /// S3, path-style when an endpoint is configured (an emulator: `AWS_ENDPOINT_URL`), else
+    /// virtual-hosted as AWS wants.
+    #[cfg(feature = "backup")]
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .force_path_style(self.sdk.endpoint_url().is_some())
+            .interceptor(self.calls.clone())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
     #[cfg(feature = "notifier")]
     pub fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
         let conf = aws_sdk_secretsmanager::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();

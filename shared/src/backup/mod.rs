@@ -74,8 +74,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::CommonConfig;
 
+mod buckets;
 mod config;
 mod dr_copy;
+pub mod dynamodb;
 pub mod ec2;
 mod enforcer;
 mod fanout;
@@ -85,13 +87,18 @@ mod policy;
 pub mod rds;
 mod report;
 mod retention;
+pub mod s3;
 mod sweep;
+mod sweep_buckets;
 mod sweep_databases;
 mod sweep_plans;
+mod sweep_tables;
 mod sweep_volumes;
+mod tables;
 mod throttle;
 mod window;
 
+pub use buckets::{merge_lifecycle, plan_bucket, Bucket, BucketPlan, Versioning, LIFECYCLE_RULE_ID};
 pub use config::BackupConfig;
 pub use dr_copy::{copy_candidate, DrCopies};
 pub use ec2::Volume;
@@ -104,6 +111,7 @@ pub use rds::{db_snapshot_id, Database};
 pub use report::{response_decisions, Report, Tally, REPORT_LIST_LIMIT, RESPONSE_DECISION_LIMIT};
 pub use retention::{is_stale, plan_prune, rds_retention_fix, Prune, Snap, SnapState};
 pub use sweep::Sweep;
+pub use tables::{backup_name, is_suite_backup, plan_table, Pitr, Table, TablePlan, TableWork};
 pub use throttle::Throttle;
 pub use window::{sweep_event_id, time_bucket};
 
@@ -127,6 +135,10 @@ pub const KIND_DB: &str = "rds-instance";
 /// An Aurora cluster: backed up as one (its member instances have no snapshots of their own).
 pub const KIND_CLUSTER: &str = "rds-cluster";
 pub const KIND_PLAN: &str = "backup-plan";
+/// A DynamoDB table: point-in-time recovery, deletion protection, on-demand backups, replicas.
+pub const KIND_TABLE: &str = "dynamodb-table";
+/// An S3 bucket: versioning, noncurrent-version expiration, cross-region replication.
+pub const KIND_BUCKET: &str = "s3-bucket";
 
 /// RDS keeps automated backups for at most this many days.
 pub const RDS_MAX_RETENTION_DAYS: i32 = 35;
