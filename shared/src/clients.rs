@@ -437,10 +437,11 @@ impl Aws {
         aws_sdk_backup::Client::from_conf(conf)
     }
 
-    /// S3, path-style when an endpoint is configured (an emulator: `AWS_ENDPOINT_URL`), else
+    /// S3 (named apart from gameday's `ProvisioningClients::s3`), path-style when an endpoint is
+    /// configured (an emulator: `AWS_ENDPOINT_URL`), else
     /// virtual-hosted as AWS wants.
     #[cfg(feature = "backup")]
-    pub fn s3(&self) -> aws_sdk_s3::Client {
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
             .force_path_style(self.sdk.endpoint_url().is_some())
             .interceptor(self.calls.clone())

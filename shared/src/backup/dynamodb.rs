@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{BackupStatus, PointInTimeRecoverySpecification, PointInTimeRecoveryStatus};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -38,14 +39,15 @@ pub async fn tagged_tables(
     let tables: Vec<Option<Table>> = stream::iter(names)
         .map(|name| async move {
             let arn = format!("arn:aws:dynamodb:{region}:{account}:table/{name}");
-            let tags = table_tags(ddb, &arn, requests).await?;
+            // A table deleted since the listing is gone from this sweep, not a failure of it.
+            let Some(tags) = table_tags(ddb, &arn, requests).await? else { return Ok(None) };
             let Some(policy) = tags.iter().find(|(k, _)| k == policy_tag).map(|(_, v)| v.trim().to_string()) else {
                 return Ok(None);
             };
             let opted_in = opted_in(tags.iter().map(|(k, v)| (Some(k.as_str()), Some(v.as_str()))), config);
             let mut t = Table { name: name.clone(), arn, policy, opted_in, ..Table::default() };
-            if opted_in {
-                describe(ddb, &mut t, requests).await?;
+            if opted_in && !describe(ddb, &mut t, requests).await? {
+                return Ok(None);
             }
             Ok::<_, Error>(Some(t))
         })
@@ -55,42 +57,52 @@ pub async fn tagged_tables(
     Ok((tables.into_iter().flatten().collect(), requests.load(Ordering::Relaxed)))
 }
 
-async fn table_tags(ddb: &aws_sdk_dynamodb::Client, arn: &str, requests: &AtomicU64) -> Result<Vec<(String, String)>> {
+fn not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.code() == Some("ResourceNotFoundException")
+}
+
+/// A table's tags; `None` when it no longer exists.
+async fn table_tags(
+    ddb: &aws_sdk_dynamodb::Client,
+    arn: &str,
+    requests: &AtomicU64,
+) -> Result<Option<Vec<(String, String)>>> {
     let mut tags = Vec::new();
     let mut token: Option<String> = None;
     loop {
         requests.fetch_add(1, Ordering::Relaxed);
-        let out = ddb
-            .list_tags_of_resource()
-            .resource_arn(arn)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| Error::aws("dynamodb", "ListTagsOfResource", e))?;
+        let out = match ddb.list_tags_of_resource().resource_arn(arn).set_next_token(token.take()).send().await {
+            Ok(out) => out,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(Error::aws("dynamodb", "ListTagsOfResource", e)),
+        };
         tags.extend(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())));
         match out.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(tags),
+            _ => return Ok(Some(tags)),
         }
     }
 }
 
 /// Status, deletion protection, replicas (`DescribeTable`) and point-in-time recovery
-/// (`DescribeContinuousBackups`) of an opted-in table.
-async fn describe(ddb: &aws_sdk_dynamodb::Client, t: &mut Table, requests: &AtomicU64) -> Result<()> {
+/// (`DescribeContinuousBackups`) of an opted-in table; `false` when it no longer exists.
+async fn describe(ddb: &aws_sdk_dynamodb::Client, t: &mut Table, requests: &AtomicU64) -> Result<bool> {
     requests.fetch_add(2, Ordering::Relaxed);
-    let (d, c) = futures::try_join!(
-        async {
-            ddb.describe_table().table_name(&t.name).send().await.map_err(|e| Error::aws("dynamodb", "DescribeTable", e))
-        },
-        async {
-            ddb.describe_continuous_backups()
-                .table_name(&t.name)
-                .send()
-                .await
-                .map_err(|e| Error::aws("dynamodb", "DescribeContinuousBackups", e))
-        },
-    )?;
+    let (d, c) = futures::join!(
+        ddb.describe_table().table_name(&t.name).send(),
+        ddb.describe_continuous_backups().table_name(&t.name).send(),
+    );
+    let d = match d {
+        Ok(d) => d,
+        Err(e) if not_found(&e) => return Ok(false),
+        Err(e) => return Err(Error::aws("dynamodb", "DescribeTable", e)),
+    };
+    let c = match c {
+        Ok(c) => c,
+        // moto and AWS answer TableNotFoundException here.
+        Err(e) if not_found(&e) || e.code() == Some("TableNotFoundException") => return Ok(false),
+        Err(e) => return Err(Error::aws("dynamodb", "DescribeContinuousBackups", e)),
+    };
     if let Some(d) = d.table() {
         t.status = d.table_status().map(|s| s.as_str().to_string()).unwrap_or_default();
         t.deletion_protection = d.deletion_protection_enabled().unwrap_or(false);
@@ -113,7 +125,7 @@ async fn describe(ddb: &aws_sdk_dynamodb::Client, t: &mut Table, requests: &Atom
             latest_restorable: p.latest_restorable_date_time().map(|d| to_chrono(Some(d))),
         };
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Every on-demand backup in the place, by table: as [`Snap`]s (the ARN as id; the suite's own

@@ -39,7 +39,9 @@ pub struct Policy {
     /// S3 cross-region replication's destination bucket ARN (`replicationDestination`), in the DR
     /// region: replication is checked only when a policy names one.
     pub replication_destination: Option<String>,
-    /// The IAM role S3 replicates as (`replicationRole`), when the suite creates replication.
+    /// The IAM role S3 replicates as (`replicationRole`), when the suite creates replication: an ARN,
+    /// or a role name, taken in the bucket's own account (one policy serves every account). The
+    /// templates let the function pass only roles named `selfheal-replication*`.
     pub replication_role: Option<String>,
     /// Create the replication rule when a bucket has none (`createReplication`; needs the
     /// destination and the role); otherwise a missing rule is only reported.
@@ -215,9 +217,14 @@ fn datastore_problems(name: &str, p: &Policy) -> Vec<String> {
         }
     }
     if let Some(r) = &p.replication_role {
-        let ok = r.starts_with("arn:aws:iam::") && r.split(':').nth(5).is_some_and(|res| res.starts_with("role/"));
-        if !ok {
-            problems.push(format!("{name}.replicationRole must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {r:?}"));
+        let arn_ok = r.starts_with("arn:aws:iam::") && r.split(':').nth(5).is_some_and(|res| res.starts_with("role/"));
+        let name_ok = !r.starts_with("arn:")
+            && r.len() <= 64
+            && r.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        if !arn_ok && !name_ok {
+            problems.push(format!(
+                "{name}.replicationRole must be an IAM role ARN (arn:aws:iam::<account>:role/<name>) or a role name, got {r:?}"
+            ));
         }
     }
     if p.create_replication && (p.replication_destination.is_none() || p.replication_role.is_none()) {
@@ -260,7 +267,7 @@ mod tests {
         assert!(p["t"].create_replication);
         let err = parse_policies(Some(
             r#"{"x":{"pitrRecoveryDays":36,"noncurrentVersionDays":0,"replicationDestination":"dr-bucket",
-                "replicationRole":"replicate","createReplication":true},"y":{"createReplication":true}}"#,
+                "replicationRole":"arn:aws:s3:::x","createReplication":true},"y":{"createReplication":true}}"#,
         ))
         .unwrap_err();
         for want in [

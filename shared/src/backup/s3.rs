@@ -89,6 +89,8 @@ pub async fn tagged_buckets(
             let tags = match s3.get_bucket_tagging().bucket(&name).expected_bucket_owner(account).send().await {
                 Ok(out) => out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
                 Err(e) if code(&e) == Some("NoSuchTagSet") => Vec::new(),
+                // Deleted since the listing: gone from this sweep, not a failure of it.
+                Err(e) if code(&e) == Some("NoSuchBucket") => return Ok(None),
                 Err(e) => {
                     if let Some(why) = refusal(code(&e), &name, account) {
                         return Ok(Some(Listed::Refused(name, why)));
@@ -124,6 +126,7 @@ pub async fn tagged_buckets(
                         b.lifecycle = l;
                         b.replication = r;
                     }
+                    Err((c, _)) if c.as_deref() == Some("NoSuchBucket") => return Ok(None),
                     Err((c, e)) => {
                         if let Some(why) = refusal(c.as_deref(), &name, account) {
                             return Ok(Some(Listed::Refused(name, why)));
@@ -151,10 +154,11 @@ where
     (code(&e).map(str::to_string), Error::aws("s3", op, e))
 }
 
-/// Versioning. A response that does not parse, or has no status, is a bucket whose versioning was
-/// never enabled: moto answers `GetBucketVersioning` on a never-versioned bucket with a body whose
-/// root is `GetBucketVersioningResponse`, which the SDK may refuse to read; AWS answers it with an
-/// empty `VersioningConfiguration`. An error S3 names (AccessDenied, ...) stays an error.
+/// Versioning. moto answers `GetBucketVersioning` with a body whose root is
+/// `GetBucketVersioningResponse` (AWS's is `VersioningConfiguration`), which the SDK refuses to read,
+/// whatever the status: a response that does not parse is read for its `<Status>` instead, and
+/// without one it is a bucket whose versioning was never enabled (as AWS's empty
+/// `VersioningConfiguration` says). An error S3 names (AccessDenied, ...) stays an error.
 async fn versioning(s3: &aws_sdk_s3::Client, bucket: &str, account: &str) -> std::result::Result<Versioning, Coded> {
     match s3.get_bucket_versioning().bucket(bucket).expected_bucket_owner(account).send().await {
         Ok(out) => Ok(match out.status() {
@@ -162,11 +166,23 @@ async fn versioning(s3: &aws_sdk_s3::Client, bucket: &str, account: &str) -> std
             Some(BucketVersioningStatus::Suspended) => Versioning::Suspended,
             _ => Versioning::Never,
         }),
-        Err(SdkError::ResponseError(_)) => Ok(Versioning::Never),
+        Err(SdkError::ResponseError(e)) => Ok(status_in(e.raw().body().bytes())),
         Err(SdkError::ServiceError(e)) if e.raw().status().is_success() && e.err().code().is_none() => {
-            Ok(Versioning::Never)
+            Ok(status_in(e.raw().body().bytes()))
         }
         Err(e) => Err(coded("GetBucketVersioning", e)),
+    }
+}
+
+/// The versioning status a `GetBucketVersioning` body names, however its root is spelled.
+pub fn status_in(body: Option<&[u8]>) -> Versioning {
+    let text = body.map(String::from_utf8_lossy).unwrap_or_default();
+    if text.contains("<Status>Enabled</Status>") {
+        Versioning::Enabled
+    } else if text.contains("<Status>Suspended</Status>") {
+        Versioning::Suspended
+    } else {
+        Versioning::Never
     }
 }
 
@@ -277,7 +293,18 @@ pub async fn put_replication(
 
 #[cfg(test)]
 mod tests {
-    use super::region_of;
+    use super::{region_of, status_in, Versioning};
+
+    #[test]
+    fn a_versioning_body_moto_spells_its_own_way_is_read_for_its_status() {
+        let moto = |s: &str| {
+            format!(r#"<?xml version="1.0" encoding="utf-8"?><GetBucketVersioningResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{s}</GetBucketVersioningResponse>"#)
+        };
+        assert_eq!(status_in(Some(moto("<Status>Enabled</Status>").as_bytes())), Versioning::Enabled);
+        assert_eq!(status_in(Some(moto("<Status>Suspended</Status>").as_bytes())), Versioning::Suspended);
+        assert_eq!(status_in(Some(moto("").as_bytes())), Versioning::Never);
+        assert_eq!(status_in(None), Versioning::Never);
+    }
 
     #[test]
     fn a_location_constraint_names_its_region() {

@@ -23,7 +23,7 @@ use crate::guardrails::{ActionReport, ActionRequest};
 
 impl BackupEnforcer {
     pub(super) async fn sweep_buckets(&self, pass: &Pass, report: &mut Report) -> Result<Vec<Envelope>> {
-        let s3c = self.ctx.aws.s3();
+        let s3c = self.ctx.aws.s3_client();
         let region = self.home_region();
         let account = self.account().await?;
         let wants_replication = |policy: &str| self.policy(policy).is_some_and(|p| p.replication_destination.is_some());
@@ -197,9 +197,12 @@ impl BackupEnforcer {
             }
         }
         if let Some((dest, role)) = &plan.work.create_replication {
+            // A role name is the bucket's own account's role.
+            let role =
+                if role.starts_with("arn:") { role.clone() } else { format!("arn:aws:iam::{account}:role/{role}") };
             if versioning_ok {
                 waited += self.pace(None).await;
-                match s3::put_replication(s3c, &b.name, account, dest, role).await {
+                match s3::put_replication(s3c, &b.name, account, dest, &role).await {
                     Ok(()) => {
                         tracing::info!(bucket = %b.name, destination = %dest, "replication created");
                         replicated = Some(dest.clone());

@@ -482,6 +482,64 @@ impl Call<'_> {
                 context: Context::new(),
             }),
             "sns:Publish" => one(Request { action, resource: self.form("TopicArn")?, context: Context::new() }),
+            // backup-enforcer's tables (issue #29): listings on "*" (no resource type), tag reads and
+            // describes on the table, the changes on the table with its tags, backups by their ARN.
+            "dynamodb:ListTables" | "dynamodb:ListBackups" => {
+                one(Request { action, resource: "*".into(), context: Context::new() })
+            }
+            "dynamodb:ListTagsOfResource" | "dynamodb:DeleteBackup" => {
+                let key = if op == "dynamodb:DeleteBackup" { "BackupArn" } else { "ResourceArn" };
+                let arn = self.json.get(key).and_then(Json::as_str).ok_or_else(|| format!("{op}: no {key}"))?;
+                one(Request { action, resource: arn.to_string(), context: Context::new() })
+            }
+            "dynamodb:UpdateContinuousBackups" | "dynamodb:UpdateTable" | "dynamodb:CreateBackup" => {
+                let table = self.json.get("TableName").and_then(Json::as_str).ok_or_else(|| format!("{op}: no TableName"))?;
+                let mut context = Context::new();
+                if let Some(tags) = self.observed(&["dynamodb", table]) {
+                    resource_tags(&mut context, tags);
+                }
+                one(Request { action, resource: format!("arn:aws:dynamodb:{region}:{account}:table/{table}"), context })
+            }
+            // S3 (path-style requests: the bucket is the path's first segment). Bucket actions are
+            // judged with s3:ResourceAccount, the bucket owner's account: the caller's own (the sweep
+            // lists only its own buckets and sends ExpectedBucketOwner with every call on them).
+            "s3:ListBuckets" => one(Request { action: "s3:ListAllMyBuckets".into(), resource: "*".into(), context: Context::new() }),
+            "s3:GetBucketTagging"
+            | "s3:GetBucketVersioning"
+            | "s3:PutBucketVersioning"
+            | "s3:GetBucketLifecycleConfiguration"
+            | "s3:PutBucketLifecycleConfiguration"
+            | "s3:GetBucketReplication"
+            | "s3:PutBucketReplication"
+            | "s3:HeadBucket" => {
+                let bucket = super::form::uri_segments(&self.record.uri)
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| format!("{op}: no bucket in {}", self.record.uri))?;
+                let iam = match op {
+                    "s3:GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
+                    "s3:PutBucketLifecycleConfiguration" => "s3:PutLifecycleConfiguration",
+                    "s3:GetBucketReplication" => "s3:GetReplicationConfiguration",
+                    "s3:PutBucketReplication" => "s3:PutReplicationConfiguration",
+                    "s3:HeadBucket" => "s3:ListBucket",
+                    other => other,
+                };
+                let context = Context::from([("s3:resourceaccount".to_string(), vec![account.to_string()])]);
+                let mut out = vec![Request { action: iam.into(), resource: format!("arn:aws:s3:::{bucket}"), context }];
+                if op == "s3:PutBucketReplication" {
+                    // The role S3 replicates as is passed to S3.
+                    let role = self
+                        .record
+                        .body
+                        .split_once("<Role>")
+                        .and_then(|(_, r)| r.split_once("</Role>"))
+                        .map(|(r, _)| r.trim().to_string())
+                        .ok_or_else(|| format!("{op}: no Role in the replication configuration"))?;
+                    let context = Context::from([("iam:passedtoservice".to_string(), vec!["s3.amazonaws.com".to_string()])]);
+                    out.push(Request { action: "iam:PassRole".into(), resource: role, context });
+                }
+                Ok(out)
+            }
             _ if op.starts_with("dynamodb:") => {
                 // One table, or the tables a batch names.
                 let mut tables: Vec<String> =
