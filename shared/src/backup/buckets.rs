@@ -110,7 +110,8 @@ fn is_our_rule_with(r: &LifecycleRule, days: i32) -> bool {
         && r.expiration().is_none()
         && r.transitions().is_empty()
         && r.noncurrent_version_transitions().is_empty()
-        && r.filter().is_none_or(|f| f.prefix().unwrap_or_default().is_empty() && f.and().is_none() && f.tag().is_none())
+        && r.filter()
+            .is_none_or(|f| f.prefix().unwrap_or_default().is_empty() && f.and().is_none() && f.tag().is_none())
 }
 
 /// The lifecycle configuration to write so noncurrent versions expire after `days`, or `None` when
@@ -287,7 +288,10 @@ mod tests {
         let missing: HashSet<String> = [dest.clone()].into();
         let plan = plan_bucket(&b, &p, &missing).unwrap();
         assert!(plan.work.create_replication.is_none());
-        assert_eq!(plan.problems, vec!["replication missing, and its destination bucket dr-bucket does not exist: not created"]);
+        assert_eq!(
+            plan.problems,
+            vec!["replication missing, and its destination bucket dr-bucket does not exist: not created"]
+        );
 
         // Existing replication is the owner's: judged, never changed.
         let rule = |id: &str, enabled, d: &str| ReplicaRule { id: id.into(), enabled, destination: d.into() };

@@ -1,6 +1,19 @@
 //! backup-enforcer: keeps every opted-in EBS volume, RDS instance and Aurora cluster backed up on
-//! schedule, prunes the suite's own snapshots by retention, and keeps one AWS Backup plan (and its
-//! vault) per policy in line with configuration.
+//! schedule, prunes the suite's own snapshots by retention, keeps one AWS Backup plan (and its
+//! vault) per policy in line with configuration, and keeps opted-in DynamoDB tables and S3 buckets
+//! protected (issue #29).
+//!
+//! DynamoDB tables ([`plan_table`]; `tables.rs` decides, `dynamodb.rs` calls, `sweep_tables.rs`
+//! sweeps): point-in-time recovery with the policy's period (`pitrRecoveryDays`), deletion
+//! protection, on-demand backups named `selfheal-<table>-<window>` when the policy asks
+//! (`tableBackups`) and only those pruned, with the snapshots' guards; every replica of a global
+//! table ACTIVE (else a critical failure); a table not ACTIVE refused by name; the RPO from
+//! `LatestRestorableDateTime` in the report. S3 buckets of the sweep's region ([`plan_bucket`];
+//! `buckets.rs`, `s3.rs`, `sweep_buckets.rs`): versioning enabled (never suspended), the lifecycle
+//! rule [`LIFECYCLE_RULE_ID`] merged into the owner's configuration without touching the owner's
+//! rules, replication checked against the policy's `replicationDestination` (missing, disabled, to a
+//! bucket that does not exist: failures) and created only with `createReplication`; a bucket that
+//! answers AccessDenied to `ExpectedBucketOwner` refused by name.
 //!
 //! A resource is managed when it carries both the policy tag (`selfheal:backup=<policy>`) and the
 //! suite's opt-in tag (`selfheal:enabled=true` by default, as for every function, and as the IAM
@@ -65,7 +78,14 @@
 //! rds:DeleteDBClusterSnapshot, rds:ModifyDBCluster, rds:CopyDBSnapshot and rds:CopyDBClusterSnapshot
 //! (DR region);
 //! backup:ListBackupPlans, backup:GetBackupPlan, backup:CreateBackupPlan, backup:UpdateBackupPlan,
-//! backup:DescribeBackupVault, backup:CreateBackupVault; in the hub: dynamodb:BatchWriteItem (the
+//! backup:DescribeBackupVault, backup:CreateBackupVault;
+//! dynamodb:ListTables, dynamodb:ListTagsOfResource, dynamodb:DescribeTable,
+//! dynamodb:DescribeContinuousBackups, dynamodb:ListBackups, dynamodb:UpdateContinuousBackups,
+//! dynamodb:UpdateTable (deletion protection), dynamodb:CreateBackup, dynamodb:DeleteBackup;
+//! s3:ListAllMyBuckets (`ListBuckets`), s3:GetBucketTagging, s3:GetBucketVersioning,
+//! s3:PutBucketVersioning, s3:GetLifecycleConfiguration, s3:PutLifecycleConfiguration,
+//! s3:GetReplicationConfiguration, s3:PutReplicationConfiguration, s3:ListBucket (`HeadBucket` on a
+//! replication destination), iam:PassRole (the replication role, to S3 only); in the hub: dynamodb:BatchWriteItem (the
 //! sweep's audit records), sqs:SendMessage (`SendMessageBatch` too: the planner's shards, a worker's
 //! rest of a shard), and for the queue's event source mapping sqs:ReceiveMessage,
 //! sqs:DeleteMessage, sqs:GetQueueAttributes.

@@ -213,7 +213,8 @@ fn datastore_problems(name: &str, p: &Policy) -> Vec<String> {
     if let Some(d) = &p.replication_destination {
         let bucket = d.strip_prefix("arn:aws:s3:::").unwrap_or_default();
         if bucket.is_empty() || bucket.contains('/') {
-            problems.push(format!("{name}.replicationDestination must be a bucket ARN (arn:aws:s3:::<bucket>), got {d:?}"));
+            problems
+                .push(format!("{name}.replicationDestination must be a bucket ARN (arn:aws:s3:::<bucket>), got {d:?}"));
         }
     }
     if let Some(r) = &p.replication_role {

@@ -107,17 +107,14 @@ pub async fn tagged_buckets(
                 let wants_replication = replication(&b.policy);
                 requests.fetch_add(2 + u64::from(wants_replication), Ordering::Relaxed);
                 let read = async {
-                    let (v, l, r) = futures::try_join!(
-                        versioning(s3, &name, account),
-                        lifecycle(s3, &name, account),
-                        async {
+                    let (v, l, r) =
+                        futures::try_join!(versioning(s3, &name, account), lifecycle(s3, &name, account), async {
                             if wants_replication {
                                 replication_rules(s3, &name, account).await
                             } else {
                                 Ok(None)
                             }
-                        }
-                    )?;
+                        })?;
                     Ok::<_, (Option<String>, Error)>((v, l, r))
                 };
                 match read.await {
@@ -186,7 +183,11 @@ pub fn status_in(body: Option<&[u8]>) -> Versioning {
     }
 }
 
-async fn lifecycle(s3: &aws_sdk_s3::Client, bucket: &str, account: &str) -> std::result::Result<Vec<LifecycleRule>, Coded> {
+async fn lifecycle(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    account: &str,
+) -> std::result::Result<Vec<LifecycleRule>, Coded> {
     match s3.get_bucket_lifecycle_configuration().bucket(bucket).expected_bucket_owner(account).send().await {
         Ok(out) => Ok(out.rules().to_vec()),
         Err(e) if code(&e) == Some("NoSuchLifecycleConfiguration") => Ok(Vec::new()),
@@ -241,7 +242,12 @@ pub async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str, account: &
 }
 
 /// Writes the whole lifecycle configuration (the owner's rules as read, and the suite's).
-pub async fn put_lifecycle(s3: &aws_sdk_s3::Client, bucket: &str, account: &str, rules: Vec<LifecycleRule>) -> Result<()> {
+pub async fn put_lifecycle(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    account: &str,
+    rules: Vec<LifecycleRule>,
+) -> Result<()> {
     let conf = BucketLifecycleConfiguration::builder()
         .set_rules(Some(rules))
         .build()
@@ -298,7 +304,9 @@ mod tests {
     #[test]
     fn a_versioning_body_moto_spells_its_own_way_is_read_for_its_status() {
         let moto = |s: &str| {
-            format!(r#"<?xml version="1.0" encoding="utf-8"?><GetBucketVersioningResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{s}</GetBucketVersioningResponse>"#)
+            format!(
+                r#"<?xml version="1.0" encoding="utf-8"?><GetBucketVersioningResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{s}</GetBucketVersioningResponse>"#
+            )
         };
         assert_eq!(status_in(Some(moto("<Status>Enabled</Status>").as_bytes())), Versioning::Enabled);
         assert_eq!(status_in(Some(moto("<Status>Suspended</Status>").as_bytes())), Versioning::Suspended);

@@ -240,7 +240,7 @@ impl BackupEnforcer {
         }
     }
 
-    /// Plans, volumes, databases; then every decision audited in batches. The report is not yet
+    /// Plans, volumes, databases, tables, buckets; then every decision audited in batches. The report is not yet
     /// recorded.
     async fn sweep_leased(&self, pass: &Pass) -> Result<(Vec<Envelope>, Report)> {
         let started = Instant::now();
@@ -329,6 +329,8 @@ impl BackupEnforcer {
             .count("SnapshotsCreated", report.snapshots_created as f64)
             .count("SnapshotsDeleted", report.snapshots_deleted as f64)
             .count("SnapshotsCopied", report.snapshots_copied as f64)
+            .count("TableBackupsCreated", report.table_backups_created as f64)
+            .count("TableBackupsDeleted", report.table_backups_deleted as f64)
             .millis("SweepDuration", started.elapsed().as_millis() as f64)
             .emit();
         Ok((envelopes, report))

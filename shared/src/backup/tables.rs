@@ -137,8 +137,7 @@ pub fn plan_table(
     let want = policy.pitr_days();
     let pitr_days = (!t.pitr.enabled || t.pitr.recovery_days != Some(want)).then_some(want);
     let name = backup_name(&t.name, policy, slot);
-    let backup =
-        (policy.table_backups && !names.contains(&name) && is_stale(backups, policy, now)).then_some(name);
+    let backup = (policy.table_backups && !names.contains(&name) && is_stale(backups, policy, now)).then_some(name);
     // Only the suite's own, AVAILABLE ones are candidates (plan_prune), under the same guards as
     // snapshots; the backups of a policy that no longer asks for them still expire.
     let prune = plan_prune(backups, &HashSet::new(), policy, now, max_delete_percent);

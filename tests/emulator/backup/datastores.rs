@@ -113,7 +113,9 @@ fn status(body: Option<&[u8]>) -> Option<BucketVersioningStatus> {
 
 /// The test policy `tb` of the expiry test, for its windows.
 fn e_policy() -> selfheal::backup::Policy {
-    selfheal::backup::parse_policies(Some(r#"{"tb":{"tableBackups":true,"retentionDays":1,"minKeep":1}}"#)).unwrap()["tb"].clone()
+    selfheal::backup::parse_policies(Some(r#"{"tb":{"tableBackups":true,"retentionDays":1,"minKeep":1}}"#)).unwrap()
+        ["tb"]
+        .clone()
 }
 
 async fn lifecycle(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<LifecycleRule> {
@@ -340,7 +342,11 @@ async fn replication_missing_is_reported_created_only_when_the_policy_says_so_an
     assert_eq!(c.outcome, Outcome::Acted, "{c:?}");
     let conf = s3.get_bucket_replication().bucket(&created).send().await.unwrap();
     let conf = conf.replication_configuration().unwrap();
-    assert_eq!(conf.role(), "arn:aws:iam::123456789012:role/selfheal-replication-dr", "a role name, in the bucket's account");
+    assert_eq!(
+        conf.role(),
+        "arn:aws:iam::123456789012:role/selfheal-replication-dr",
+        "a role name, in the bucket's account"
+    );
     assert_eq!(conf.rules()[0].id(), Some("selfheal-replication"));
     assert_eq!(conf.rules()[0].destination().unwrap().bucket(), format!("arn:aws:s3:::{dest}"));
 
@@ -351,9 +357,17 @@ async fn replication_missing_is_reported_created_only_when_the_policy_says_so_an
 
     let bad = on(&bad_rule);
     assert_eq!(bad.outcome, Outcome::Failed);
-    assert!(bad.reason.contains(&format!("replication rule owners-rule replicates to bucket {gone} that does not exist")), "{}", bad.reason);
+    assert!(
+        bad.reason.contains(&format!("replication rule owners-rule replicates to bucket {gone} that does not exist")),
+        "{}",
+        bad.reason
+    );
     let kept = s3.get_bucket_replication().bucket(&bad_rule).send().await.unwrap();
-    assert_eq!(kept.replication_configuration().unwrap().rules()[0].id(), Some("owners-rule"), "the owner's replication is never changed");
+    assert_eq!(
+        kept.replication_configuration().unwrap().rules()[0].id(),
+        Some("owners-rule"),
+        "the owner's replication is never changed"
+    );
 
     let rep = report(&s.envelopes);
     assert_eq!(tally(rep, BUCKET, "failed"), 3, "{:?}", rep.details);
@@ -384,7 +398,9 @@ async fn a_dry_run_changes_no_table_and_no_bucket() {
     assert!(d[0].reason.starts_with("would turn point-in-time recovery on"), "{}", d[0].reason);
     assert_eq!(d[0].details["wouldProtect"], true);
     let calls = e.ctx().aws.calls.calls();
-    for op in ["dynamodb:UpdateContinuousBackups", "dynamodb:UpdateTable", "dynamodb:CreateBackup", "s3:PutBucketVersioning"] {
+    for op in
+        ["dynamodb:UpdateContinuousBackups", "dynamodb:UpdateTable", "dynamodb:CreateBackup", "s3:PutBucketVersioning"]
+    {
         assert!(!calls.iter().any(|c| c == op), "{op} in a dry run: {calls:?}");
     }
 }
@@ -425,5 +441,8 @@ async fn three_accounts_in_two_regions_each_table_and_bucket_swept_once_by_its_o
 }
 
 fn schedule_event() -> Value {
-    harness::event("schedule-backup-sweep.json", &[("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", &uuid::Uuid::new_v4().to_string())])
+    harness::event(
+        "schedule-backup-sweep.json",
+        &[("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", &uuid::Uuid::new_v4().to_string())],
+    )
 }

@@ -38,7 +38,9 @@ async fn table_and_bucket_protection_passes_the_conditions_and_table_changes_nee
     ];
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let table = unique("iam-tbl");
-    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, Tag};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, Tag,
+    };
     ddb.create_table()
         .table_name(&table)
         .attribute_definitions(
@@ -110,6 +112,10 @@ async fn table_and_bucket_protection_passes_the_conditions_and_table_changes_nee
     let other = Deployment { opt_in_value: "yes".into(), ..deployment };
     let refused = evaluate(&other, &records).unwrap();
     for op in ["dynamodb:UpdateContinuousBackups", "dynamodb:UpdateTable", "dynamodb:CreateBackup"] {
-        assert!(refused.denied.iter().any(|(a, r)| a == op && r.ends_with(&format!(":table/{table}"))), "{op}: {:#?}", refused.denials);
+        assert!(
+            refused.denied.iter().any(|(a, r)| a == op && r.ends_with(&format!(":table/{table}"))),
+            "{op}: {:#?}",
+            refused.denials
+        );
     }
 }

@@ -493,7 +493,8 @@ impl Call<'_> {
                 one(Request { action, resource: arn.to_string(), context: Context::new() })
             }
             "dynamodb:UpdateContinuousBackups" | "dynamodb:UpdateTable" | "dynamodb:CreateBackup" => {
-                let table = self.json.get("TableName").and_then(Json::as_str).ok_or_else(|| format!("{op}: no TableName"))?;
+                let table =
+                    self.json.get("TableName").and_then(Json::as_str).ok_or_else(|| format!("{op}: no TableName"))?;
                 let mut context = Context::new();
                 if let Some(tags) = self.observed(&["dynamodb", table]) {
                     resource_tags(&mut context, tags);
@@ -503,7 +504,9 @@ impl Call<'_> {
             // S3 (path-style requests: the bucket is the path's first segment). Bucket actions are
             // judged with s3:ResourceAccount, the bucket owner's account: the caller's own (the sweep
             // lists only its own buckets and sends ExpectedBucketOwner with every call on them).
-            "s3:ListBuckets" => one(Request { action: "s3:ListAllMyBuckets".into(), resource: "*".into(), context: Context::new() }),
+            "s3:ListBuckets" => {
+                one(Request { action: "s3:ListAllMyBuckets".into(), resource: "*".into(), context: Context::new() })
+            }
             "s3:GetBucketTagging"
             | "s3:GetBucketVersioning"
             | "s3:PutBucketVersioning"
@@ -535,7 +538,8 @@ impl Call<'_> {
                         .and_then(|(_, r)| r.split_once("</Role>"))
                         .map(|(r, _)| r.trim().to_string())
                         .ok_or_else(|| format!("{op}: no Role in the replication configuration"))?;
-                    let context = Context::from([("iam:passedtoservice".to_string(), vec!["s3.amazonaws.com".to_string()])]);
+                    let context =
+                        Context::from([("iam:passedtoservice".to_string(), vec!["s3.amazonaws.com".to_string()])]);
                     out.push(Request { action: "iam:PassRole".into(), resource: role, context });
                 }
                 Ok(out)
