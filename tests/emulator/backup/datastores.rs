@@ -178,7 +178,7 @@ async fn an_opted_in_table_gets_pitr_deletion_protection_and_a_backup_and_a_seco
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with(&format!("selfheal-{opted}-")), "{names:?}");
     for t in [&policy_only, &untagged] {
-        assert_eq!(pitr(&ddb, t).await.0, false, "{t} untouched");
+        assert!(!pitr(&ddb, t).await.0, "{t} untouched");
         assert!(!protected(&ddb, t).await && backup_names(&ddb, t).await.is_empty(), "{t} untouched");
     }
     let r = report(&first.envelopes);
@@ -387,7 +387,7 @@ async fn a_dry_run_changes_no_table_and_no_bucket() {
     let t = table(&ddb, &[(&tag, "tb"), OPT_IN]).await;
     let b = bucket(&s3, "us-east-1", &[(&tag, "tb"), OPT_IN]).await;
     let s = e.sweep(&schedule(), true, Utc::now()).await.unwrap();
-    assert_eq!(pitr(&ddb, &t).await.0, false);
+    assert!(!pitr(&ddb, &t).await.0);
     assert!(!protected(&ddb, &t).await && backup_names(&ddb, &t).await.is_empty());
     assert_eq!(versioning(&s3, &b).await, None);
     assert!(lifecycle(&s3, &b).await.is_empty());
