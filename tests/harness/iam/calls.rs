@@ -653,6 +653,46 @@ mod tests {
     }
 
     #[test]
+    fn table_and_bucket_calls_are_judged_on_the_table_s_tags_and_the_bucket_s_owner() {
+        let observed = json!({"dynamodb": {"orders": {"selfheal:enabled": "true"}}});
+        let pitr = call("dynamodb:UpdateContinuousBackups", r#"{"TableName": "orders"}"#, observed);
+        let r = requests(&pitr).unwrap();
+        assert_eq!(r[0].resource, "arn:aws:dynamodb:us-east-1:111111111111:table/orders");
+        assert_eq!(r[0].context["aws:resourcetag/selfheal:enabled"], ["true"]);
+        let list = call("dynamodb:ListTables", "{}", json!({}));
+        assert_eq!(resources(&list), [("dynamodb:ListTables".to_string(), "*".to_string())]);
+        let del = call(
+            "dynamodb:DeleteBackup",
+            r#"{"BackupArn": "arn:aws:dynamodb:us-east-1:1:table/t/backup/b"}"#,
+            json!({}),
+        );
+        assert_eq!(resources(&del)[0].1, "arn:aws:dynamodb:us-east-1:1:table/t/backup/b");
+
+        let mut rep = call(
+            "s3:PutBucketReplication",
+            "<ReplicationConfiguration><Role>arn:aws:iam::111111111111:role/selfheal-replication-dr</Role></ReplicationConfiguration>",
+            json!({}),
+        );
+        rep.uri = "http://127.0.0.1:5000/my-bucket?replication".into();
+        let r = requests(&rep).unwrap();
+        assert_eq!(
+            (r[0].action.as_str(), r[0].resource.as_str()),
+            ("s3:PutReplicationConfiguration", "arn:aws:s3:::my-bucket")
+        );
+        assert_eq!(r[0].context["s3:resourceaccount"], ["111111111111"]);
+        assert_eq!(
+            (r[1].action.as_str(), r[1].resource.as_str()),
+            ("iam:PassRole", "arn:aws:iam::111111111111:role/selfheal-replication-dr")
+        );
+        assert_eq!(r[1].context["iam:passedtoservice"], ["s3.amazonaws.com"]);
+        let mut head = call("s3:HeadBucket", "", json!({}));
+        head.uri = "http://127.0.0.1:5000/dest".into();
+        assert_eq!(requests(&head).unwrap()[0].action, "s3:ListBucket");
+        let listing = call("s3:ListBuckets", "", json!({}));
+        assert_eq!(resources(&listing), [("s3:ListAllMyBuckets".to_string(), "*".to_string())]);
+    }
+
+    #[test]
     fn a_tag_on_create_adds_the_implicit_tagging_with_the_request_tags() {
         let take = call(
             "ec2:CreateSnapshot",
