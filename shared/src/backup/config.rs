@@ -21,6 +21,12 @@ pub struct BackupConfig {
     pub manage_plans: bool,
     /// `SELFHEAL_BACKUP_RDS` (default true): manage tagged RDS instances.
     pub manage_rds: bool,
+    /// `SELFHEAL_BACKUP_DYNAMODB` (default true): manage tagged DynamoDB tables (point-in-time
+    /// recovery, deletion protection, on-demand backups when the policy asks, replicas).
+    pub manage_tables: bool,
+    /// `SELFHEAL_BACKUP_S3` (default true): manage tagged S3 buckets of the sweep's region
+    /// (versioning, noncurrent-version expiration, replication when the policy names a destination).
+    pub manage_buckets: bool,
     /// `SELFHEAL_BACKUP_TIME_BUDGET_SECONDS` (default 840): no resource is started on after this long
     /// into a sweep, so the run ends with its report inside the function's timeout (Lambda's limit is
     /// 900 s); the rest are left for the retry (the invocation fails) or the next run.
@@ -75,6 +81,8 @@ impl BackupConfig {
             max_delete_percent: env.number("SELFHEAL_BACKUP_MAX_DELETE_PERCENT", 50u32, 0, 100),
             manage_plans: env.bool("SELFHEAL_BACKUP_MANAGE_PLANS", true),
             manage_rds: env.bool("SELFHEAL_BACKUP_RDS", true),
+            manage_tables: env.bool("SELFHEAL_BACKUP_DYNAMODB", true),
+            manage_buckets: env.bool("SELFHEAL_BACKUP_S3", true),
             time_budget: env.seconds("SELFHEAL_BACKUP_TIME_BUDGET_SECONDS", 840, 0, 86_400),
             regions: read_regions(env),
             queue_url: env.optional("SELFHEAL_BACKUP_QUEUE_URL"),

@@ -1,6 +1,19 @@
 //! backup-enforcer: keeps every opted-in EBS volume, RDS instance and Aurora cluster backed up on
-//! schedule, prunes the suite's own snapshots by retention, and keeps one AWS Backup plan (and its
-//! vault) per policy in line with configuration.
+//! schedule, prunes the suite's own snapshots by retention, keeps one AWS Backup plan (and its
+//! vault) per policy in line with configuration, and keeps opted-in DynamoDB tables and S3 buckets
+//! protected (issue #29).
+//!
+//! DynamoDB tables ([`plan_table`]; `tables.rs` decides, `dynamodb.rs` calls, `sweep_tables.rs`
+//! sweeps): point-in-time recovery with the policy's period (`pitrRecoveryDays`), deletion
+//! protection, on-demand backups named `selfheal-<table>-<window>` when the policy asks
+//! (`tableBackups`) and only those pruned, with the snapshots' guards; every replica of a global
+//! table ACTIVE (else a critical failure); a table not ACTIVE refused by name; the RPO from
+//! `LatestRestorableDateTime` in the report. S3 buckets of the sweep's region ([`plan_bucket`];
+//! `buckets.rs`, `s3.rs`, `sweep_buckets.rs`): versioning enabled (never suspended), the lifecycle
+//! rule [`LIFECYCLE_RULE_ID`] merged into the owner's configuration without touching the owner's
+//! rules, replication checked against the policy's `replicationDestination` (missing, disabled, to a
+//! bucket that does not exist: failures) and created only with `createReplication`; a bucket that
+//! answers AccessDenied to `ExpectedBucketOwner` refused by name.
 //!
 //! A resource is managed when it carries both the policy tag (`selfheal:backup=<policy>`) and the
 //! suite's opt-in tag (`selfheal:enabled=true` by default, as for every function, and as the IAM
@@ -65,7 +78,14 @@
 //! rds:DeleteDBClusterSnapshot, rds:ModifyDBCluster, rds:CopyDBSnapshot and rds:CopyDBClusterSnapshot
 //! (DR region);
 //! backup:ListBackupPlans, backup:GetBackupPlan, backup:CreateBackupPlan, backup:UpdateBackupPlan,
-//! backup:DescribeBackupVault, backup:CreateBackupVault; in the hub: dynamodb:BatchWriteItem (the
+//! backup:DescribeBackupVault, backup:CreateBackupVault;
+//! dynamodb:ListTables, dynamodb:ListTagsOfResource, dynamodb:DescribeTable,
+//! dynamodb:DescribeContinuousBackups, dynamodb:ListBackups, dynamodb:UpdateContinuousBackups,
+//! dynamodb:UpdateTable (deletion protection), dynamodb:CreateBackup, dynamodb:DeleteBackup;
+//! s3:ListAllMyBuckets (`ListBuckets`), s3:GetBucketTagging, s3:GetBucketVersioning,
+//! s3:PutBucketVersioning, s3:GetLifecycleConfiguration, s3:PutLifecycleConfiguration,
+//! s3:GetReplicationConfiguration, s3:PutReplicationConfiguration, s3:ListBucket (`HeadBucket` on a
+//! replication destination), iam:PassRole (the replication role, to S3 only); in the hub: dynamodb:BatchWriteItem (the
 //! sweep's audit records), sqs:SendMessage (`SendMessageBatch` too: the planner's shards, a worker's
 //! rest of a shard), and for the queue's event source mapping sqs:ReceiveMessage,
 //! sqs:DeleteMessage, sqs:GetQueueAttributes.
@@ -74,8 +94,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::CommonConfig;
 
+mod buckets;
 mod config;
 mod dr_copy;
+pub mod dynamodb;
 pub mod ec2;
 mod enforcer;
 mod fanout;
@@ -85,13 +107,18 @@ mod policy;
 pub mod rds;
 mod report;
 mod retention;
+pub mod s3;
 mod sweep;
+mod sweep_buckets;
 mod sweep_databases;
 mod sweep_plans;
+mod sweep_tables;
 mod sweep_volumes;
+mod tables;
 mod throttle;
 mod window;
 
+pub use buckets::{merge_lifecycle, plan_bucket, Bucket, BucketPlan, Versioning, LIFECYCLE_RULE_ID};
 pub use config::BackupConfig;
 pub use dr_copy::{copy_candidate, DrCopies};
 pub use ec2::Volume;
@@ -104,6 +131,7 @@ pub use rds::{db_snapshot_id, Database};
 pub use report::{response_decisions, Report, Tally, REPORT_LIST_LIMIT, RESPONSE_DECISION_LIMIT};
 pub use retention::{is_stale, plan_prune, rds_retention_fix, Prune, Snap, SnapState};
 pub use sweep::Sweep;
+pub use tables::{backup_name, is_suite_backup, plan_table, Pitr, Table, TablePlan, TableWork};
 pub use throttle::Throttle;
 pub use window::{sweep_event_id, time_bucket};
 
@@ -127,6 +155,10 @@ pub const KIND_DB: &str = "rds-instance";
 /// An Aurora cluster: backed up as one (its member instances have no snapshots of their own).
 pub const KIND_CLUSTER: &str = "rds-cluster";
 pub const KIND_PLAN: &str = "backup-plan";
+/// A DynamoDB table: point-in-time recovery, deletion protection, on-demand backups, replicas.
+pub const KIND_TABLE: &str = "dynamodb-table";
+/// An S3 bucket: versioning, noncurrent-version expiration, cross-region replication.
+pub const KIND_BUCKET: &str = "s3-bucket";
 
 /// RDS keeps automated backups for at most this many days.
 pub const RDS_MAX_RETENTION_DAYS: i32 = 35;

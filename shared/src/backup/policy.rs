@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 
+/// DynamoDB keeps point-in-time recovery for 1 to 35 days.
+pub const PITR_MAX_DAYS: u32 = 35;
+
 /// One backup policy, named by the value of the policy tag.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,6 +27,25 @@ pub struct Policy {
     pub vault: String,
     /// The AWS Backup plan's schedule expression.
     pub schedule: String,
+    /// DynamoDB point-in-time recovery period (`pitrRecoveryDays`, 1..=35); `None`: the retention,
+    /// capped at 35 ([`Policy::pitr_days`]).
+    pub pitr_recovery_days: Option<u32>,
+    /// DynamoDB on-demand backups (`tableBackups`) on the policy's schedule (`maxAgeHours`), kept
+    /// for `retentionDays` with the newest `minKeep` always kept.
+    pub table_backups: bool,
+    /// S3: noncurrent object versions expire after this many days (`noncurrentVersionDays`;
+    /// default: the retention).
+    pub noncurrent_version_days: Option<u32>,
+    /// S3 cross-region replication's destination bucket ARN (`replicationDestination`), in the DR
+    /// region: replication is checked only when a policy names one.
+    pub replication_destination: Option<String>,
+    /// The IAM role S3 replicates as (`replicationRole`), when the suite creates replication: an ARN,
+    /// or a role name, taken in the bucket's own account (one policy serves every account). The
+    /// templates let the function pass only roles named `selfheal-replication*`.
+    pub replication_role: Option<String>,
+    /// Create the replication rule when a bucket has none (`createReplication`; needs the
+    /// destination and the role); otherwise a missing rule is only reported.
+    pub create_replication: bool,
 }
 
 impl Policy {
@@ -36,7 +58,23 @@ impl Policy {
             copy_region: None,
             vault: format!("selfheal-{name}"),
             schedule: schedule.to_string(),
+            pitr_recovery_days: None,
+            table_backups: false,
+            noncurrent_version_days: None,
+            replication_destination: None,
+            replication_role: None,
+            create_replication: false,
         }
+    }
+
+    /// DynamoDB's point-in-time recovery period: `pitrRecoveryDays`, else the retention capped at 35.
+    pub fn pitr_days(&self) -> i32 {
+        self.pitr_recovery_days.unwrap_or(self.retention_days).clamp(1, PITR_MAX_DAYS) as i32
+    }
+
+    /// S3 noncurrent-version expiration: `noncurrentVersionDays`, else the retention.
+    pub fn noncurrent_days(&self) -> i32 {
+        self.noncurrent_version_days.unwrap_or(self.retention_days).clamp(1, i32::MAX as u32) as i32
     }
 
     pub fn max_age(&self) -> Duration {
@@ -77,6 +115,12 @@ struct PolicySpec {
     copy_region: Option<String>,
     vault: Option<String>,
     schedule: Option<String>,
+    pitr_recovery_days: Option<u32>,
+    table_backups: Option<bool>,
+    noncurrent_version_days: Option<u32>,
+    replication_destination: Option<String>,
+    replication_role: Option<String>,
+    create_replication: Option<bool>,
 }
 
 /// Parses `SELFHEAL_BACKUP_POLICIES` (a JSON object of name -> spec) over the built-in tiers.
@@ -111,6 +155,25 @@ pub fn parse_policies(json_text: Option<&str>) -> std::result::Result<BTreeMap<S
         if let Some(v) = spec.schedule {
             p.schedule = v;
         }
+        if let Some(v) = spec.pitr_recovery_days {
+            p.pitr_recovery_days = Some(v);
+        }
+        if let Some(v) = spec.table_backups {
+            p.table_backups = v;
+        }
+        if let Some(v) = spec.noncurrent_version_days {
+            p.noncurrent_version_days = Some(v);
+        }
+        if let Some(v) = spec.replication_destination {
+            p.replication_destination = Some(v).filter(|d| !d.is_empty());
+        }
+        if let Some(v) = spec.replication_role {
+            p.replication_role = Some(v).filter(|r| !r.is_empty());
+        }
+        if let Some(v) = spec.create_replication {
+            p.create_replication = v;
+        }
+        problems.extend(datastore_problems(&name, &p));
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             problems.push(format!("policy name {name:?} must be letters, digits, - or _"));
         }
@@ -138,6 +201,39 @@ pub fn parse_policies(json_text: Option<&str>) -> std::result::Result<BTreeMap<S
     }
 }
 
+/// What is wrong with a policy's DynamoDB and S3 settings.
+fn datastore_problems(name: &str, p: &Policy) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(d) = p.pitr_recovery_days.filter(|d| !(1..=PITR_MAX_DAYS).contains(d)) {
+        problems.push(format!("{name}.pitrRecoveryDays must be 1 to {PITR_MAX_DAYS} (DynamoDB's range), got {d}"));
+    }
+    if p.noncurrent_version_days == Some(0) {
+        problems.push(format!("{name}.noncurrentVersionDays must be at least 1"));
+    }
+    if let Some(d) = &p.replication_destination {
+        let bucket = d.strip_prefix("arn:aws:s3:::").unwrap_or_default();
+        if bucket.is_empty() || bucket.contains('/') {
+            problems
+                .push(format!("{name}.replicationDestination must be a bucket ARN (arn:aws:s3:::<bucket>), got {d:?}"));
+        }
+    }
+    if let Some(r) = &p.replication_role {
+        let arn_ok = r.starts_with("arn:aws:iam::") && r.split(':').nth(5).is_some_and(|res| res.starts_with("role/"));
+        let name_ok = !r.starts_with("arn:")
+            && r.len() <= 64
+            && r.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+        if !arn_ok && !name_ok {
+            problems.push(format!(
+                "{name}.replicationRole must be an IAM role ARN (arn:aws:iam::<account>:role/<name>) or a role name, got {r:?}"
+            ));
+        }
+    }
+    if p.create_replication && (p.replication_destination.is_none() || p.replication_role.is_none()) {
+        problems.push(format!("{name}.createReplication needs replicationDestination and replicationRole"));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +250,35 @@ mod tests {
         assert!(err.contains("x.minKeep") && err.contains("x.schedule"), "{err}");
         assert!(parse_policies(Some(r#"{"x":{"bogus":1}}"#)).is_err());
         assert!(parse_policies(Some("[]")).is_err());
+    }
+
+    #[test]
+    fn datastore_settings_default_from_the_retention_and_are_validated() {
+        let p = parse_policies(Some(
+            r#"{"t":{"retentionDays":90,"tableBackups":true,"replicationDestination":"arn:aws:s3:::dr-bucket",
+                "replicationRole":"arn:aws:iam::111111111111:role/replicate","createReplication":true},
+                "u":{"pitrRecoveryDays":7,"noncurrentVersionDays":3}}"#,
+        ))
+        .unwrap();
+        assert_eq!(p["t"].pitr_days(), 35, "the retention, capped at DynamoDB's 35 days");
+        assert_eq!(p["silver"].pitr_days(), 14);
+        assert_eq!(p["u"].pitr_days(), 7);
+        assert!(p["t"].table_backups && !p["gold"].table_backups);
+        assert_eq!((p["t"].noncurrent_days(), p["u"].noncurrent_days()), (90, 3));
+        assert!(p["t"].create_replication);
+        let err = parse_policies(Some(
+            r#"{"x":{"pitrRecoveryDays":36,"noncurrentVersionDays":0,"replicationDestination":"dr-bucket",
+                "replicationRole":"arn:aws:s3:::x","createReplication":true},"y":{"createReplication":true}}"#,
+        ))
+        .unwrap_err();
+        for want in [
+            "x.pitrRecoveryDays must be 1 to 35",
+            "x.noncurrentVersionDays must be at least 1",
+            "x.replicationDestination must be a bucket ARN",
+            "x.replicationRole must be an IAM role ARN",
+            "y.createReplication needs replicationDestination and replicationRole",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
     }
 }

@@ -56,6 +56,14 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Resources with a policy tag but without the opt-in tag, at most [`REPORT_LIST_LIMIT`].
     pub not_opted_in: Vec<String>,
+    /// DynamoDB on-demand backups the suite took and deleted.
+    pub table_backups_created: u64,
+    pub table_backups_deleted: u64,
+    /// The recovery point of each opted-in DynamoDB table with point-in-time recovery: how old its
+    /// `LatestRestorableDateTime` was, in seconds (`<kind>/<id>`), at most [`REPORT_LIST_LIMIT`].
+    pub rpo_seconds: BTreeMap<String, i64>,
+    /// Requests the inventory of each resource type took (tables, buckets), for requests per resource.
+    pub inventory_requests: BTreeMap<String, u64>,
 }
 
 /// Most entries kept in the report's failure list.
@@ -122,11 +130,20 @@ impl Report {
             self.snapshots_created += n("created");
             self.snapshots_deleted += n("deleted") + n("drDeleted");
             self.snapshots_copied += n("copied");
+            self.table_backups_created += n("backupsCreated");
+            self.table_backups_deleted += n("backupsDeleted");
             if env.details.get("retentionSetTo").is_some_and(|v| !v.is_null()) {
                 self.retention_fixed += 1;
             }
         }
         self.deletes_deferred += n("deferred") + n("drDeferred");
+    }
+
+    /// The recovery point of `kind`/`id`: its latest restorable time was `secs` old.
+    pub(super) fn rpo(&mut self, kind: &str, id: &str, secs: i64) {
+        if self.rpo_seconds.len() < REPORT_LIST_LIMIT {
+            self.rpo_seconds.insert(format!("{kind}/{id}"), secs);
+        }
     }
 
     /// Adds `other` (another place's, or another shard's, report) into this one; failure lists stay
@@ -155,6 +172,16 @@ impl Report {
         self.audited += other.audited;
         self.audit_requests += other.audit_requests;
         self.throttled_ms += other.throttled_ms;
+        self.table_backups_created += other.table_backups_created;
+        self.table_backups_deleted += other.table_backups_deleted;
+        for (kind, n) in &other.inventory_requests {
+            *self.inventory_requests.entry(kind.clone()).or_default() += n;
+        }
+        for (id, secs) in &other.rpo_seconds {
+            if self.rpo_seconds.len() < REPORT_LIST_LIMIT {
+                self.rpo_seconds.insert(named(id), *secs);
+            }
+        }
         let room = |len: usize| REPORT_LIST_LIMIT.saturating_sub(len);
         let cluster_room = room(self.untagged_clusters.len());
         self.untagged_clusters.extend(other.untagged_clusters.iter().take(cluster_room).map(|c| named(c)));

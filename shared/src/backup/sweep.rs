@@ -1,5 +1,5 @@
-//! One sweep of one place (an account and region): its leases, then AWS Backup plans, volumes and
-//! databases, concluded by the compliance report; and what the per-resource parts share ([`Work`],
+//! One sweep of one place (an account and region): its leases, then AWS Backup plans, volumes,
+//! databases, DynamoDB tables and S3 buckets, concluded by the compliance report; and what the per-resource parts share ([`Work`],
 //! [`Pass`], decisions, DR regions).
 //!
 //! A sweep is one decision about many resources, so it goes through the guardrails in bulk:
@@ -30,7 +30,7 @@ use super::policy::Policy;
 use super::report::Report;
 use super::retention::Prune;
 use super::window::sweep_event_id;
-use super::{FUNCTION, KIND_CLUSTER, KIND_DB, KIND_PLAN, KIND_VOLUME};
+use super::{FUNCTION, KIND_BUCKET, KIND_CLUSTER, KIND_DB, KIND_PLAN, KIND_TABLE, KIND_VOLUME};
 use crate::envelope::{Envelope, Outcome, Severity, Target};
 use crate::error::Result;
 use crate::guardrails::{ActionReport, ActionRequest};
@@ -240,7 +240,7 @@ impl BackupEnforcer {
         }
     }
 
-    /// Plans, volumes, databases; then every decision audited in batches. The report is not yet
+    /// Plans, volumes, databases, tables, buckets; then every decision audited in batches. The report is not yet
     /// recorded.
     async fn sweep_leased(&self, pass: &Pass) -> Result<(Vec<Envelope>, Report)> {
         let started = Instant::now();
@@ -268,6 +268,18 @@ impl BackupEnforcer {
             match self.sweep_databases(pass, &mut report).await {
                 Ok(mut envs) => envelopes.append(&mut envs),
                 Err(e) => report.errors.push(format!("{KIND_DB}/{KIND_CLUSTER}: {e}")),
+            }
+        }
+        if self.cfg.manage_tables {
+            match self.sweep_tables(pass, &mut report).await {
+                Ok(mut envs) => envelopes.append(&mut envs),
+                Err(e) => report.errors.push(format!("{KIND_TABLE}: {e}")),
+            }
+        }
+        if self.cfg.manage_buckets {
+            match self.sweep_buckets(pass, &mut report).await {
+                Ok(mut envs) => envelopes.append(&mut envs),
+                Err(e) => report.errors.push(format!("{KIND_BUCKET}: {e}")),
             }
         }
 
@@ -317,6 +329,8 @@ impl BackupEnforcer {
             .count("SnapshotsCreated", report.snapshots_created as f64)
             .count("SnapshotsDeleted", report.snapshots_deleted as f64)
             .count("SnapshotsCopied", report.snapshots_copied as f64)
+            .count("TableBackupsCreated", report.table_backups_created as f64)
+            .count("TableBackupsDeleted", report.table_backups_deleted as f64)
             .millis("SweepDuration", started.elapsed().as_millis() as f64)
             .emit();
         Ok((envelopes, report))

@@ -7,10 +7,11 @@
 //! Every test uses its own policy tag key, so parallel tests never see each other's resources.
 //!
 //! By concern: `sweep.rs` (what a sweep does, and does not), `retention.rs` (what is kept and deleted),
-//! `copies_and_plans.rs` (AWS Backup plans and copies to the DR region); `common.rs` holds what they
-//! share.
+//! `copies_and_plans.rs` (AWS Backup plans and copies to the DR region), `datastores.rs` (DynamoDB
+//! tables and S3 buckets); `common.rs` holds what they share.
 
 mod common;
 mod copies_and_plans;
+mod datastores;
 mod retention;
 mod sweep;

@@ -15,11 +15,26 @@ use super::common::{
     resolve_ifs, resources, role_statements, statement_actions, statements, str_at, strings, tag_of, template, ACTING,
 };
 
-/// Services only the hub uses (its ledger, topics, dead-letter queue, logs, secrets, tracing, the
-/// assumption itself, and listing the accounts under `MemberOrgUnits`, which the hub does with its
-/// own credentials): their statements stay in the hub role and are not repeated in member roles.
-pub(super) const HUB_ONLY_SERVICES: [&str; 8] =
-    ["dynamodb", "sns", "sqs", "secretsmanager", "logs", "xray", "sts", "organizations"];
+/// Services only the hub uses (its topics, dead-letter queue, logs, secrets, tracing, the assumption
+/// itself, and listing the accounts under `MemberOrgUnits`, which the hub does with its own
+/// credentials): their statements stay in the hub role and are not repeated in member roles.
+pub(super) const HUB_ONLY_SERVICES: [&str; 7] =
+    ["sns", "sqs", "secretsmanager", "logs", "xray", "sts", "organizations"];
+
+/// DynamoDB's item actions: the ledger's, hub-only. Table-level DynamoDB actions are not (the
+/// backup-enforcer protects member accounts' tables too, issue #29).
+pub(super) const LEDGER_ACTIONS: [&str; 10] = [
+    "dynamodb:getitem",
+    "dynamodb:putitem",
+    "dynamodb:updateitem",
+    "dynamodb:deleteitem",
+    "dynamodb:query",
+    "dynamodb:scan",
+    "dynamodb:batchwriteitem",
+    "dynamodb:batchgetitem",
+    "dynamodb:transactwriteitems",
+    "dynamodb:conditioncheckitem",
+];
 
 /// One policy statement rendered canonically: `Action`/`Resource` lists sorted (a single value and a
 /// one-element list are the same grant); a statement-level `!If` keeps its condition and branches.
@@ -54,7 +69,10 @@ pub(super) fn canon_statement(st: &Value) -> String {
 /// hub-only and other actions is an error, since it could be neither kept nor dropped whole.
 pub(super) fn is_hub_only(st: &Value) -> Result<bool, String> {
     let actions = statement_actions(st);
-    let hub_only = |a: &String| HUB_ONLY_SERVICES.iter().any(|s| a.to_ascii_lowercase().starts_with(&format!("{s}:")));
+    let hub_only = |a: &String| {
+        let a = a.to_ascii_lowercase();
+        HUB_ONLY_SERVICES.iter().any(|s| a.starts_with(&format!("{s}:"))) || LEDGER_ACTIONS.contains(&a.as_str())
+    };
     match actions.iter().filter(|a| hub_only(a)).count() {
         0 => Ok(false),
         n if n == actions.len() => Ok(true),

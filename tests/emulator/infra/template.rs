@@ -77,16 +77,21 @@ fn grants_for(t: &Value, function: &str) -> Vec<Grant> {
 pub(crate) fn iam_action(call: &str) -> String {
     let (service, op) = call.split_once(':').unwrap_or(("", call));
     let prefix: String = service.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
-    // S3 operations whose permission has another name (the Service Authorization Reference). A
-    // CopyObject is authorized as the source's GetObject(Version) and the destination's PutObject; a
+    // S3 operations whose IAM action is named otherwise (the Service Authorization Reference). A
+    // CopyObject is authorized as the destination's PutObject (and the source's GetObjectVersion); a
     // delete or tag read of a version as its *Version action: the calls here name the version.
     let op = match (prefix.as_str(), op) {
         ("s3", "ListBuckets") => "ListAllMyBuckets",
+        ("s3", "HeadBucket") => "ListBucket",
+        ("s3", "GetBucketLifecycleConfiguration") => "GetLifecycleConfiguration",
+        ("s3", "PutBucketLifecycleConfiguration") => "PutLifecycleConfiguration",
+        ("s3", "GetBucketReplication") => "GetReplicationConfiguration",
+        ("s3", "PutBucketReplication") => "PutReplicationConfiguration",
         ("s3", "ListObjectVersions") => "ListBucketVersions",
         ("s3", "CopyObject") => "PutObject",
         ("s3", "DeleteObject") => "DeleteObjectVersion",
         ("s3", "GetObjectTagging") => "GetObjectVersionTagging",
-        _ => op,
+        (_, op) => op,
     };
     format!("{prefix}:{op}")
 }
@@ -284,6 +289,9 @@ fn call_log_names_map_to_granted_iam_actions() {
     assert!(is_granted("dns-failover", "route 53:ChangeResourceRecordSets"));
     assert!(is_granted("db-failover", "rds:PromoteReadReplica"));
     assert!(is_granted("notifier", "sns:Publish"));
+    assert_eq!(iam_action("s3:PutBucketLifecycleConfiguration"), "s3:PutLifecycleConfiguration");
+    assert!(is_granted("backup-enforcer", "s3:ListBuckets") && is_granted("backup-enforcer", "s3:HeadBucket"));
+    assert!(is_granted("backup-enforcer", "dynamodb:UpdateContinuousBackups"));
     // Least privilege across roles: the notifier cannot terminate, the healer cannot touch DNS.
     assert!(!is_granted("notifier", "ec2:TerminateInstances"));
     assert!(!is_granted("instance-healer", "route 53:ChangeResourceRecordSets"));

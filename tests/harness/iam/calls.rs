@@ -482,6 +482,68 @@ impl Call<'_> {
                 context: Context::new(),
             }),
             "sns:Publish" => one(Request { action, resource: self.form("TopicArn")?, context: Context::new() }),
+            // backup-enforcer's tables (issue #29): listings on "*" (no resource type), tag reads and
+            // describes on the table, the changes on the table with its tags, backups by their ARN.
+            "dynamodb:ListTables" | "dynamodb:ListBackups" => {
+                one(Request { action, resource: "*".into(), context: Context::new() })
+            }
+            "dynamodb:ListTagsOfResource" | "dynamodb:DeleteBackup" => {
+                let key = if op == "dynamodb:DeleteBackup" { "BackupArn" } else { "ResourceArn" };
+                let arn = self.json.get(key).and_then(Json::as_str).ok_or_else(|| format!("{op}: no {key}"))?;
+                one(Request { action, resource: arn.to_string(), context: Context::new() })
+            }
+            "dynamodb:UpdateContinuousBackups" | "dynamodb:UpdateTable" | "dynamodb:CreateBackup" => {
+                let table =
+                    self.json.get("TableName").and_then(Json::as_str).ok_or_else(|| format!("{op}: no TableName"))?;
+                let mut context = Context::new();
+                if let Some(tags) = self.observed(&["dynamodb", table]) {
+                    resource_tags(&mut context, tags);
+                }
+                one(Request { action, resource: format!("arn:aws:dynamodb:{region}:{account}:table/{table}"), context })
+            }
+            // S3 (path-style requests: the bucket is the path's first segment). Bucket actions are
+            // judged with s3:ResourceAccount, the bucket owner's account: the caller's own (the sweep
+            // lists only its own buckets and sends ExpectedBucketOwner with every call on them).
+            "s3:ListBuckets" => {
+                one(Request { action: "s3:ListAllMyBuckets".into(), resource: "*".into(), context: Context::new() })
+            }
+            "s3:GetBucketTagging"
+            | "s3:GetBucketVersioning"
+            | "s3:PutBucketVersioning"
+            | "s3:GetBucketLifecycleConfiguration"
+            | "s3:PutBucketLifecycleConfiguration"
+            | "s3:GetBucketReplication"
+            | "s3:PutBucketReplication"
+            | "s3:HeadBucket" => {
+                let bucket = super::form::uri_segments(&self.record.uri)
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| format!("{op}: no bucket in {}", self.record.uri))?;
+                let iam = match op {
+                    "s3:GetBucketLifecycleConfiguration" => "s3:GetLifecycleConfiguration",
+                    "s3:PutBucketLifecycleConfiguration" => "s3:PutLifecycleConfiguration",
+                    "s3:GetBucketReplication" => "s3:GetReplicationConfiguration",
+                    "s3:PutBucketReplication" => "s3:PutReplicationConfiguration",
+                    "s3:HeadBucket" => "s3:ListBucket",
+                    other => other,
+                };
+                let context = Context::from([("s3:resourceaccount".to_string(), vec![account.to_string()])]);
+                let mut out = vec![Request { action: iam.into(), resource: format!("arn:aws:s3:::{bucket}"), context }];
+                if op == "s3:PutBucketReplication" {
+                    // The role S3 replicates as is passed to S3.
+                    let role = self
+                        .record
+                        .body
+                        .split_once("<Role>")
+                        .and_then(|(_, r)| r.split_once("</Role>"))
+                        .map(|(r, _)| r.trim().to_string())
+                        .ok_or_else(|| format!("{op}: no Role in the replication configuration"))?;
+                    let context =
+                        Context::from([("iam:passedtoservice".to_string(), vec!["s3.amazonaws.com".to_string()])]);
+                    out.push(Request { action: "iam:PassRole".into(), resource: role, context });
+                }
+                Ok(out)
+            }
             _ if op.starts_with("dynamodb:") => {
                 // One table, or the tables a batch names.
                 let mut tables: Vec<String> =
@@ -588,6 +650,46 @@ mod tests {
             .contains("does not model"));
         let profile = call("ec2:RunInstances", "ImageId=ami-1&IamInstanceProfile.Name=p", json!({}));
         assert!(requests(&profile).unwrap_err().contains("iam:PassRole"), "what it cannot see is refused");
+    }
+
+    #[test]
+    fn table_and_bucket_calls_are_judged_on_the_table_s_tags_and_the_bucket_s_owner() {
+        let observed = json!({"dynamodb": {"orders": {"selfheal:enabled": "true"}}});
+        let pitr = call("dynamodb:UpdateContinuousBackups", r#"{"TableName": "orders"}"#, observed);
+        let r = requests(&pitr).unwrap();
+        assert_eq!(r[0].resource, "arn:aws:dynamodb:us-east-1:111111111111:table/orders");
+        assert_eq!(r[0].context["aws:resourcetag/selfheal:enabled"], ["true"]);
+        let list = call("dynamodb:ListTables", "{}", json!({}));
+        assert_eq!(resources(&list), [("dynamodb:ListTables".to_string(), "*".to_string())]);
+        let del = call(
+            "dynamodb:DeleteBackup",
+            r#"{"BackupArn": "arn:aws:dynamodb:us-east-1:1:table/t/backup/b"}"#,
+            json!({}),
+        );
+        assert_eq!(resources(&del)[0].1, "arn:aws:dynamodb:us-east-1:1:table/t/backup/b");
+
+        let mut rep = call(
+            "s3:PutBucketReplication",
+            "<ReplicationConfiguration><Role>arn:aws:iam::111111111111:role/selfheal-replication-dr</Role></ReplicationConfiguration>",
+            json!({}),
+        );
+        rep.uri = "http://127.0.0.1:5000/my-bucket?replication".into();
+        let r = requests(&rep).unwrap();
+        assert_eq!(
+            (r[0].action.as_str(), r[0].resource.as_str()),
+            ("s3:PutReplicationConfiguration", "arn:aws:s3:::my-bucket")
+        );
+        assert_eq!(r[0].context["s3:resourceaccount"], ["111111111111"]);
+        assert_eq!(
+            (r[1].action.as_str(), r[1].resource.as_str()),
+            ("iam:PassRole", "arn:aws:iam::111111111111:role/selfheal-replication-dr")
+        );
+        assert_eq!(r[1].context["iam:passedtoservice"], ["s3.amazonaws.com"]);
+        let mut head = call("s3:HeadBucket", "", json!({}));
+        head.uri = "http://127.0.0.1:5000/dest".into();
+        assert_eq!(requests(&head).unwrap()[0].action, "s3:ListBucket");
+        let listing = call("s3:ListBuckets", "", json!({}));
+        assert_eq!(resources(&listing), [("s3:ListAllMyBuckets".to_string(), "*".to_string())]);
     }
 
     #[test]

@@ -18,6 +18,8 @@ const KNOWN_KEYS: &[&str] = &[
     "ec2:createaction",
     "iam:passedtoservice",
     "aws:resourceaccount",
+    // S3: the account that owns the bucket a request is about.
+    "s3:resourceaccount",
     "aws:resourceorgid",
     "aws:resourceorgpaths",
     "aws:principalarn",

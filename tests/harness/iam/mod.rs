@@ -10,7 +10,7 @@
 //! is first sent; for a mutating call it asks the emulator, with the same credentials and region, for
 //! the tags of what the call names (instances, volumes, snapshots, Elastic IPs, Auto Scaling groups,
 //! databases, clusters and their snapshots, load balancers, the load balancer an ARC zonal shift call
-//! is about) before the call changes or removes them, and where an `AssumeRole` target sits in the
+//! is about, the DynamoDB table backup-enforcer changes) before the call changes or removes them, and where an `AssumeRole` target sits in the
 //! organization; [`record_with_arc`] also asks the test's ARC stand-in which resource a shift id names
 //! (`UpdateZonalShift` and `CancelZonalShift` carry nothing else). The request itself gives the rest:
 //! the resource ids, the tags written (`TagSpecification`, `Tags`), the external id presented. The credentials that
@@ -20,7 +20,8 @@
 //! The evaluator knows the subset of IAM the templates use (`StringEquals`, `StringLike`,
 //! `StringNotEquals`, `StringNotLike`, `ArnEquals`, `ArnLike`, `Null`, the `ForAllValues:` and
 //! `ForAnyValue:` qualifiers; the keys `aws:ResourceTag/*`, `aws:RequestTag/*`, `aws:TagKeys`,
-//! `ec2:CreateAction`, `iam:PassedToService`, `aws:ResourceAccount`, `aws:ResourceOrgID`,
+//! `ec2:CreateAction`, `iam:PassedToService`, `aws:ResourceAccount`, `s3:ResourceAccount` (a
+//! bucket's owner: the caller's account, as the sweep acts only on its own buckets), `aws:ResourceOrgID`,
 //! `aws:ResourceOrgPaths`, `aws:PrincipalArn`, `aws:PrincipalOrgID`, `sts:ExternalId`,
 //! `arc-zonal-shift:ResourceIdentifier`, `elasticloadbalancing:ResourceTag/*`,
 //! `autoscaling:ResourceTag/*` and `UpdateAutoScalingGroup`'s `autoscaling:LaunchConfigurationName`,

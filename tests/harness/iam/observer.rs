@@ -120,6 +120,8 @@ enum Lookup {
     ElbTags(Vec<String>),
     /// An Auto Scaling group by name: its ARN and tags.
     Group(String),
+    /// A DynamoDB table's tags, by name (in the call's region).
+    DynamoTags(String),
 }
 
 pub(super) fn is_ec2_id(v: &str) -> bool {
@@ -180,6 +182,13 @@ fn lookups(r: &CallRecord) -> Vec<Lookup> {
             ] {
                 out.extend(form.get(key).map(|v| Lookup::Rds(kind, v.to_string())));
             }
+        }
+        // backup-enforcer's changes to a table are judged on its tags (the ledger's writes are not).
+        "dynamodb"
+            if ["dynamodb:UpdateContinuousBackups", "dynamodb:UpdateTable", "dynamodb:CreateBackup"].contains(&op) =>
+        {
+            let body: Json = serde_json::from_str(&r.body).unwrap_or(Json::Null);
+            out.extend(body.get("TableName").and_then(Json::as_str).map(|t| Lookup::DynamoTags(t.to_string())));
         }
         "sts" if op == "sts:AssumeRole" => {
             if let Some(account) = form.get("RoleArn").and_then(|a| a.split(':').nth(4)) {
@@ -260,6 +269,7 @@ async fn resolve(
     let mut org_path = Json::Null;
     let mut elb_tags = serde_json::Map::new();
     let mut by_name = serde_json::Map::new();
+    let mut tables = serde_json::Map::new();
     for w in wanted {
         match w {
             Lookup::Ec2Tags(in_region, ids) => {
@@ -361,6 +371,13 @@ async fn resolve(
                     by_name.insert(name.clone(), json!({"arn": g.auto_scaling_group_arn(), "tags": tags}));
                 }
             }
+            Lookup::DynamoTags(table) => {
+                let ddb = aws_sdk_dynamodb::Client::new(&sdk_for(endpoint, configs, &key, &region).await);
+                let Ok(d) = ddb.describe_table().table_name(table).send().await else { continue };
+                let Some(arn) = d.table().and_then(|t| t.table_arn()) else { continue };
+                let Ok(out) = ddb.list_tags_of_resource().resource_arn(arn).send().await else { continue };
+                tables.insert(table.clone(), tag_map(out.tags().iter().map(|t| (Some(t.key()), Some(t.value())))));
+            }
             Lookup::OrgPath(account) => {
                 let org = aws_sdk_organizations::Client::new(&sdk_for(endpoint, configs, &key, &region).await);
                 let mut path = Vec::new();
@@ -382,7 +399,10 @@ async fn resolve(
             }
         }
     }
-    json!({"ec2": ec2_tags, "groups": groups, "group": by_name, "rds": rds, "elb": elb_tags, "orgPath": org_path})
+    json!({
+        "ec2": ec2_tags, "groups": groups, "group": by_name, "rds": rds, "elb": elb_tags, "dynamodb": tables,
+        "orgPath": org_path
+    })
 }
 
 #[cfg(test)]
