@@ -402,3 +402,112 @@ fn the_matcher_is_array_consistent_and_unknown_operators_fail() {
     operator_problems(&good, "p", &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+/// One SNS subscription of a function in the hub template: its topic (the `!Ref`'s logical id) and
+/// its filter policy on the message body, if any.
+struct SnsSubscription {
+    id: String,
+    function: String,
+    topic: String,
+    filter: Option<Json>,
+}
+
+fn sns_subscriptions() -> Vec<SnsSubscription> {
+    let hub = parse(&template_text("infra/template.yaml"));
+    let mut out = Vec::new();
+    for (bin, (id, f)) in &functions_by_binary(&hub) {
+        let events = get(f, "Properties").and_then(|p| get(p, "Events")).and_then(Value::as_mapping);
+        for (name, ev) in events.into_iter().flatten() {
+            if str_at(ev, &["Type"]) != Some("SNS") {
+                continue;
+            }
+            let at = format!("infra/template.yaml:{id}.{}", name.as_str().unwrap_or("?"));
+            let props = get(ev, "Properties").unwrap_or_else(|| panic!("{at}: no Properties"));
+            let topic = match get(props, "Topic") {
+                Some(t @ Value::Tagged(tagged)) if tag_of(t).as_deref() == Some("Ref") => {
+                    tagged.value.as_str().map(str::to_string)
+                }
+                _ => None,
+            }
+            .unwrap_or_else(|| panic!("{at}: the topic must be a !Ref to read it offline"));
+            let filter = get(props, "FilterPolicy").map(|p| to_json(p, &at).unwrap_or_else(|e| panic!("{e}")));
+            if filter.is_some() {
+                assert_eq!(
+                    str_at(props, &["FilterPolicyScope"]),
+                    Some("MessageBody"),
+                    "{at}: this test reads filter policies on the message body (attributes carry nothing here)"
+                );
+            }
+            out.push(SnsSubscription { id: at, function: bin.clone(), topic, filter });
+        }
+    }
+    out
+}
+
+/// The message body an SNS-delivered sample carries (the alarm or the envelope itself).
+fn sns_body(name: &str) -> Json {
+    let s = sample(name);
+    let text = s["Records"][0]["Sns"]["Message"].as_str().unwrap_or_else(|| panic!("events/{name}: no Sns.Message"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("events/{name}: the message is not JSON: {e}"))
+}
+
+/// Every SNS subscription's filter policy (issue #30), matched by quamina against the message bodies
+/// the topics carry: each message reaches exactly the filtered subscriptions meant for it. The
+/// alarms topic's `RdsAlarms` takes an RDS alarm going to ALARM, not its OK nor an EC2 or Route 53
+/// alarm; the events topic's `HealerShortCircuit` takes the healer's AZ short-circuit, not its group
+/// short-circuit, its other decisions nor another function's. Operators are checked as for the rules.
+#[test]
+fn sns_filter_policies_deliver_each_message_to_the_subscriptions_meant_for_it() {
+    let subs = sns_subscriptions();
+    let filtered: Vec<&SnsSubscription> = subs.iter().filter(|s| s.filter.is_some()).collect();
+    assert!(
+        filtered.len() >= 2,
+        "the template's filtered subscriptions: {:?}",
+        filtered.iter().map(|s| &s.id).collect::<Vec<_>>()
+    );
+    let mut problems = Vec::new();
+    for s in &filtered {
+        operator_problems(s.filter.as_ref().unwrap(), &s.id, &mut problems);
+    }
+    assert!(problems.is_empty(), "filter policies the matcher cannot evaluate faithfully:\n{}", problems.join("\n"));
+    let mut q = quamina::Quamina::new();
+    for (i, s) in filtered.iter().enumerate() {
+        q.add_pattern(i, &s.filter.as_ref().unwrap().to_string()).unwrap_or_else(|e| panic!("{}: {e:?}", s.id));
+    }
+    let reached = |topic: &str, body: &Json| -> BTreeSet<String> {
+        q.matches_for_event(body.to_string().as_bytes())
+            .expect("the matcher reads the message")
+            .into_iter()
+            .filter(|i| filtered[*i].topic == topic)
+            .map(|i| filtered[i].function.clone())
+            .collect()
+    };
+    let set = |fns: &[&str]| fns.iter().map(|f| f.to_string()).collect::<BTreeSet<String>>();
+
+    let rds = sns_body("alarm-sns-rds-primary.json");
+    assert_eq!(reached("AlarmsTopic", &rds), set(&["db-failover"]), "{rds}");
+    let mut rds_ok = rds.clone();
+    rds_ok["NewStateValue"] = Json::from("OK");
+    assert_eq!(reached("AlarmsTopic", &rds_ok), set(&[]), "an OK is no failure");
+    for other in ["alarm-sns-ec2-status-check.json", "alarm-sns-route53-health-check.json"] {
+        assert!(!reached("AlarmsTopic", &sns_body(other)).contains("db-failover"), "{other} is not db-failover's");
+    }
+
+    let envelope = sns_body("envelope-sns.json");
+    let mut az = envelope.clone();
+    az["function"] = Json::from("instance-healer");
+    az["details"]["shortCircuit"] = serde_json::json!({"scope": "az:us-east-1a", "unhealthy": 3, "members": 9});
+    assert_eq!(reached("EventsTopic", &az), set(&["zone-evacuator"]), "{az}");
+    let mut group = az.clone();
+    group["details"]["shortCircuit"]["scope"] = Json::from("group:web");
+    assert_eq!(reached("EventsTopic", &group), set(&[]), "a group's short-circuit is no AZ's evidence");
+    let mut other_fn = az.clone();
+    other_fn["function"] = Json::from("zone-evacuator");
+    assert_eq!(reached("EventsTopic", &other_fn), set(&[]), "the evacuator's own envelopes do not invoke it");
+    let plain = {
+        let mut e = envelope.clone();
+        e["function"] = Json::from("instance-healer");
+        e
+    };
+    assert_eq!(reached("EventsTopic", &plain), set(&[]), "the healer's other decisions: {plain}");
+}
