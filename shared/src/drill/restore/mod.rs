@@ -96,6 +96,24 @@ pub struct RestoreResult {
 }
 
 impl RestoreResult {
+    /// A candidate before anything is done: its recovery point and that point's age at `now`.
+    fn of(c: &Candidate, now: DateTime<Utc>) -> Self {
+        RestoreResult {
+            kind: c.kind,
+            account: c.account.clone(),
+            source: c.source.clone(),
+            policy: c.policy.clone(),
+            point: c.point.as_ref().map(|p| p.id.clone()),
+            point_age_secs: c.point.as_ref().map(|p| age_secs(p.taken, now)),
+            scores_rpo: c.kind.scores_rpo(),
+            scratch: None,
+            restore_ms: None,
+            verified: None,
+            error: None,
+            cleaned: true,
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.error.is_none() && self.cleaned && self.restore_ms.is_some()
     }
@@ -184,20 +202,8 @@ pub async fn run(drill: &Drill, mode: Mode, arch: Option<&Architecture>, report:
         return Ok(());
     }
     for c in missing {
-        let r = RestoreResult {
-            kind: c.kind,
-            account: c.account.clone(),
-            source: c.source.clone(),
-            policy: c.policy.clone(),
-            point: None,
-            point_age_secs: None,
-            scores_rpo: c.kind.scores_rpo(),
-            scratch: None,
-            restore_ms: None,
-            verified: None,
-            error: Some(format!("no recovery point: {} {} has never been backed up", c.kind.as_str(), c.source)),
-            cleaned: true,
-        };
+        let mut r = RestoreResult::of(c, now);
+        r.error = Some(format!("no recovery point: {} {} has never been backed up", c.kind.as_str(), c.source));
         report.steps.push(r.step());
         report.restores.push(r);
     }
@@ -206,21 +212,7 @@ pub async fn run(drill: &Drill, mode: Mode, arch: Option<&Architecture>, report:
         let r = if mode == Mode::Live {
             restore_one(drill, aws, &c, &run_id, now).await
         } else {
-            let point = c.point.as_ref().map(|p| p.id.clone());
-            let mut s = RestoreResult {
-                kind: c.kind,
-                account: c.account.clone(),
-                source: c.source.clone(),
-                policy: c.policy.clone(),
-                point_age_secs: c.point.as_ref().map(|p| age_secs(p.taken, now)),
-                point,
-                scores_rpo: c.kind.scores_rpo(),
-                scratch: None,
-                restore_ms: None,
-                verified: None,
-                error: None,
-                cleaned: true,
-            };
+            let mut s = RestoreResult::of(&c, now);
             let mut step = s.step();
             step.observed =
                 format!("dry run: would restore {} into a scratch resource", s.point.as_deref().unwrap_or("-"));
@@ -243,20 +235,7 @@ fn age_secs(taken: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 /// Restores one candidate, verifies it, and deletes the scratch resource on every path.
 async fn restore_one(drill: &Drill, aws: &Aws, c: &Candidate, run_id: &str, now: DateTime<Utc>) -> RestoreResult {
     let name = sample::scratch_name(c.kind, run_id, &c.source);
-    let mut r = RestoreResult {
-        kind: c.kind,
-        account: c.account.clone(),
-        source: c.source.clone(),
-        policy: c.policy.clone(),
-        point: c.point.as_ref().map(|p| p.id.clone()),
-        point_age_secs: c.point.as_ref().map(|p| age_secs(p.taken, now)),
-        scores_rpo: c.kind.scores_rpo(),
-        scratch: None,
-        restore_ms: None,
-        verified: None,
-        error: None,
-        cleaned: true,
-    };
+    let mut r = RestoreResult::of(c, now);
     let Some(point) = &c.point else { return r };
     let started = Instant::now();
     tracing::info!(kind = c.kind.as_str(), source = %c.source, point = %point.id, scratch = %name, "restore test: restoring");
