@@ -231,4 +231,23 @@ mod route53_tests {
         let r53 = mock_client!(aws_sdk_route53, [&forgotten]);
         assert!(pending_change_refusal(&ledger(&[&item]), &r53, "Z0123456789ABC").await.unwrap().is_none());
     }
+
+    /// Only `NoSuchChange` means Route 53 forgot the change: any other failure to read it (access
+    /// denied here) is an error naming the call, never taken as "nothing pending" (a mutant scripts/mutants
+    /// found unheld).
+    #[tokio::test]
+    async fn a_change_that_cannot_be_read_is_an_error_not_a_forgotten_change() {
+        let item = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().set_item(Some(recorded_item())).build());
+        let denied = mock!(aws_sdk_route53::Client::get_change).then_http_response(|| {
+            xml(
+                403,
+                r#"<?xml version="1.0"?>
+<ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User is not authorized to perform: route53:GetChange</Message></Error><RequestId>1</RequestId></ErrorResponse>"#,
+            )
+        });
+        let r53 = mock_client!(aws_sdk_route53, [&denied]);
+        let err = pending_change_refusal(&ledger(&[&item]), &r53, "Z0123456789ABC").await.unwrap_err().to_string();
+        assert!(err.contains("GetChange") && err.contains("AccessDenied"), "{err}");
+    }
 }
