@@ -259,8 +259,30 @@ async fn coverage_lists_the_opted_in_resources_of_each_kind() {
         .send()
         .await
         .unwrap();
+    // Aurora clusters too (issue #30): one opted in, one not.
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let mut clusters = Vec::new();
+    for v in ["true", "false"] {
+        let id = unique("pf-aurora");
+        rds.create_db_cluster()
+            .db_cluster_identifier(&id)
+            .engine("aurora-postgresql")
+            .master_username("admin")
+            .master_user_password("password123")
+            .tags(aws_sdk_rds::types::Tag::builder().key("selfheal:enabled").value(v).build())
+            .send()
+            .await
+            .unwrap();
+        clusters.push(id);
+    }
     let d = Deployment::named("pf", "300000000010", "us-east-1");
     let found = coverage::opted_in(&aws, &d).await.unwrap();
+    let cluster = found.iter().find(|r| r.id == clusters[0]).expect("the opted-in cluster is listed");
+    assert_eq!(
+        (cluster.kind, cluster.dimensions.clone()),
+        ("database cluster", vec![("DBClusterIdentifier".to_string(), clusters[0].clone())])
+    );
+    assert!(!found.iter().any(|r| r.id == clusters[1]), "a cluster not opted in is not listed");
     let names: Vec<(&str, &str)> = found.iter().map(|r| (r.kind, r.id.as_str())).collect();
     assert!(names.contains(&("instance", ids[0].as_str())), "{names:?}");
     assert!(!names.iter().any(|(_, id)| *id == ids[1]), "not opted in: {names:?}");

@@ -2,10 +2,10 @@
 //! alarm whose signal reaches the suite. The suite heals on alarms: a resource whose alarms reach none
 //! of its functions is never healed, however well the rest is wired.
 //!
-//! Opted in as each function selects: EC2 instances and RDS instances carrying the opt-in tag (the
-//! healer, db-failover), Route 53 health checks carrying it (dns-failover), ALBs/NLBs carrying it
+//! Opted in as each function selects: EC2 instances, RDS instances and DB clusters carrying the opt-in
+//! tag (the healer, db-failover), Route 53 health checks carrying it (dns-failover), ALBs/NLBs carrying it
 //! (zone-evacuator). An alarm covers a resource when one of its metrics has the resource's dimension
-//! (`InstanceId`, or the instance's `AutoScalingGroupName`; `DBInstanceIdentifier`; `HealthCheckId`;
+//! (`InstanceId`, or the instance's `AutoScalingGroupName`; `DBInstanceIdentifier`; `DBClusterIdentifier`; `HealthCheckId`;
 //! `LoadBalancer`), and reaches the suite when its actions publish to the alarms topic or invoke a
 //! function of the stack, or when a rule of the stack targeting a function matches its state change
 //! (EventBridge's own `TestEventPattern` on the event CloudWatch would send).
@@ -146,6 +146,7 @@ fn fix_for(kind: &str) -> &'static str {
     match kind {
         "instance" => "alarm on AWS/EC2 StatusCheckFailed (InstanceId) with the alarms topic as action",
         "database" => "alarm on its AWS/RDS metrics (DBInstanceIdentifier) with the alarms topic as action",
+        "database cluster" => "alarm on its AWS/RDS metrics (DBClusterIdentifier) with the alarms topic as action",
         "health check" => "alarm on AWS/Route53 HealthCheckStatus (HealthCheckId) with the alarms topic as action",
         _ => "let zone-evacuator keep its per-AZ alarms (it creates them for opted-in load balancers)",
     }
@@ -191,6 +192,20 @@ pub async fn opted_in(aws: &Aws, d: &Deployment) -> crate::Result<Vec<Resource>>
                 out.push(Resource {
                     kind: "database",
                     dimensions: vec![("DBInstanceIdentifier".into(), id.clone())],
+                    id,
+                });
+            }
+        }
+    }
+    // Aurora (and Multi-AZ DB) clusters: db-failover fails them over; their alarms name the cluster.
+    let mut pages = rds.describe_db_clusters().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for c in page.map_err(|e| Error::aws("rds", "DescribeDBClusters", e))?.db_clusters() {
+            if c.tag_list().iter().any(|t| t.key() == Some(tag) && t.value() == Some(value)) {
+                let id = c.db_cluster_identifier().unwrap_or_default().to_string();
+                out.push(Resource {
+                    kind: "database cluster",
+                    dimensions: vec![("DBClusterIdentifier".into(), id.clone())],
                     id,
                 });
             }
