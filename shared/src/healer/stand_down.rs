@@ -363,7 +363,10 @@ mod tests {
         assert_eq!(sd.recovery, "auto-recovery");
         assert!(sd.reason.contains("impaired since 2026-11-25T10:05:00+00:00 (300s, within the 900s grace"));
         assert_eq!(sd.in_progress["impairedSeconds"], 300);
-        // Past the grace: EC2 has had its chance.
+        // At the grace's last second EC2 still owns it (a mutant scripts/mutants found unheld); past
+        // it, EC2 has had its chance.
+        assert!(auto_recovery("i-1", &f, t("2026-11-25T10:20:00Z"), grace).is_some(), "exactly the grace");
+        assert!(auto_recovery("i-1", &f, t("2026-11-25T10:20:01Z"), grace).is_none(), "a second past it");
         assert!(auto_recovery("i-1", &f, t("2026-11-25T10:25:01Z"), grace).is_none());
         // EC2 said it failed after this impairment began.
         let failed = AutoRecovery { failure_reported_at: Some(t("2026-11-25T10:07:00Z")), ..f.clone() };
