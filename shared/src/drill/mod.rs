@@ -45,6 +45,7 @@ pub mod preflight;
 pub mod report;
 mod resources;
 pub mod restore;
+pub mod restores;
 pub mod scenarios;
 pub mod scorecard;
 pub mod steps;

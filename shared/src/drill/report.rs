@@ -74,7 +74,7 @@ pub struct DrillReport {
     pub resources: Vec<ResourceTiming>,
     /// For `restore-test`: each restore, its recovery point, time and verification.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub restores: Vec<super::restore::RestoreResult>,
+    pub restores: Vec<super::restores::RestoreResult>,
 }
 
 /// One resource's reaction in a scenario over many.

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::report::{tally, DrillReport, StepReport};
-use super::restore::RestoreResult;
+use super::restores::RestoreResult;
 use super::targets::{Disruption, Target, Targets};
 use crate::telemetry::Metric;
 

@@ -33,14 +33,14 @@ pub mod sample;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use super::report::{DrillReport, StepReport};
+pub use super::restores::{Kind, RestoreResult};
 use super::steps::aws_in;
 use super::{Architecture, Drill, Mode};
 use crate::clients::Aws;
 use crate::error::Result;
-pub use sample::{Candidate, Expect, Kind, RecoveryPoint};
+pub use sample::{Candidate, Expect, RecoveryPoint};
 
 /// The tag every scratch resource carries (its value: the test's run id).
 pub const SCRATCH_TAG: &str = "selfheal:drill-scratch";
@@ -66,84 +66,49 @@ impl RestoreConfig {
     }
 }
 
-/// One restore: what was restored, from which recovery point, into what, how long it took, what was
-/// verified, and whether its scratch resource is gone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RestoreResult {
-    pub kind: Kind,
-    /// The account it lives in (`None`: the drill's own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    pub source: String,
-    pub policy: String,
-    /// The recovery point restored (`None`: the resource has none).
-    pub point: Option<String>,
-    /// The recovery point's age when the restore started, in seconds.
-    pub point_age_secs: Option<f64>,
-    /// Whether that age is scored against the RPO target ([`Kind::scores_rpo`]).
-    pub scores_rpo: bool,
-    /// The scratch resource (volume id, DB or table identifier, `bucket/key`).
-    pub scratch: Option<String>,
-    /// From the restore's request to the restored resource verified.
-    pub restore_ms: Option<u64>,
-    /// What the verification saw.
-    pub verified: Option<String>,
-    /// Why the restore failed, when it did (the verification included).
-    pub error: Option<String>,
-    /// Whether the scratch resource was deleted (true when none was created).
-    pub cleaned: bool,
+/// A candidate before anything is done: its recovery point and that point's age at `now`.
+fn result_of(c: &Candidate, now: DateTime<Utc>) -> RestoreResult {
+    RestoreResult {
+        kind: c.kind,
+        account: c.account.clone(),
+        source: c.source.clone(),
+        policy: c.policy.clone(),
+        point: c.point.as_ref().map(|p| p.id.clone()),
+        point_age_secs: c.point.as_ref().map(|p| age_secs(p.taken, now)),
+        scores_rpo: c.kind.scores_rpo(),
+        scratch: None,
+        restore_ms: None,
+        verified: None,
+        error: None,
+        cleaned: true,
+    }
 }
 
-impl RestoreResult {
-    /// A candidate before anything is done: its recovery point and that point's age at `now`.
-    fn of(c: &Candidate, now: DateTime<Utc>) -> Self {
-        RestoreResult {
-            kind: c.kind,
-            account: c.account.clone(),
-            source: c.source.clone(),
-            policy: c.policy.clone(),
-            point: c.point.as_ref().map(|p| p.id.clone()),
-            point_age_secs: c.point.as_ref().map(|p| age_secs(p.taken, now)),
-            scores_rpo: c.kind.scores_rpo(),
-            scratch: None,
-            restore_ms: None,
-            verified: None,
-            error: None,
-            cleaned: true,
-        }
-    }
-
-    pub fn passed(&self) -> bool {
-        self.error.is_none() && self.cleaned && self.restore_ms.is_some()
-    }
-
-    fn step(&self) -> StepReport {
-        let at = self.account.as_deref().map(|a| format!(" in {a}")).unwrap_or_default();
-        let observed = match (&self.error, &self.verified) {
-            (Some(e), _) => format!("failed: {e}"),
-            (None, Some(v)) => format!("restored into {} and verified: {v}", self.scratch.as_deref().unwrap_or("-")),
-            (None, None) => "not restored".into(),
-        };
-        let observed = if self.cleaned {
-            observed
-        } else {
-            format!("{observed}; the scratch resource {} was NOT deleted", self.scratch.as_deref().unwrap_or("-"))
-        };
-        StepReport {
-            name: format!("restore {} {}{at}", self.kind.as_str(), self.source),
-            function: super::FUNCTION.into(),
-            expected: format!(
-                "{} restored into a scratch resource, verified and deleted",
-                self.point.as_deref().unwrap_or("its newest recovery point")
-            ),
-            observed,
-            detect_ms: None,
-            recover_ms: self.restore_ms,
-            actions: vec![],
-            accounts: vec![self.account.clone().unwrap_or_else(|| "hub".into())],
-            passed: self.passed(),
-        }
+fn step_of(r: &RestoreResult) -> StepReport {
+    let at = r.account.as_deref().map(|a| format!(" in {a}")).unwrap_or_default();
+    let observed = match (&r.error, &r.verified) {
+        (Some(e), _) => format!("failed: {e}"),
+        (None, Some(v)) => format!("restored into {} and verified: {v}", r.scratch.as_deref().unwrap_or("-")),
+        (None, None) => "not restored".into(),
+    };
+    let observed = if r.cleaned {
+        observed
+    } else {
+        format!("{observed}; the scratch resource {} was NOT deleted", r.scratch.as_deref().unwrap_or("-"))
+    };
+    StepReport {
+        name: format!("restore {} {}{at}", r.kind.as_str(), r.source),
+        function: super::FUNCTION.into(),
+        expected: format!(
+            "{} restored into a scratch resource, verified and deleted",
+            r.point.as_deref().unwrap_or("its newest recovery point")
+        ),
+        observed,
+        detect_ms: None,
+        recover_ms: r.restore_ms,
+        actions: vec![],
+        accounts: vec![r.account.clone().unwrap_or_else(|| "hub".into())],
+        passed: r.passed(),
     }
 }
 
@@ -202,9 +167,9 @@ pub async fn run(drill: &Drill, mode: Mode, arch: Option<&Architecture>, report:
         return Ok(());
     }
     for c in missing {
-        let mut r = RestoreResult::of(c, now);
+        let mut r = result_of(c, now);
         r.error = Some(format!("no recovery point: {} {} has never been backed up", c.kind.as_str(), c.source));
-        report.steps.push(r.step());
+        report.steps.push(step_of(&r));
         report.restores.push(r);
     }
     for c in chosen {
@@ -212,8 +177,8 @@ pub async fn run(drill: &Drill, mode: Mode, arch: Option<&Architecture>, report:
         let r = if mode == Mode::Live {
             restore_one(drill, aws, &c, &run_id, now).await
         } else {
-            let mut s = RestoreResult::of(&c, now);
-            let mut step = s.step();
+            let mut s = result_of(&c, now);
+            let mut step = step_of(&s);
             step.observed =
                 format!("dry run: would restore {} into a scratch resource", s.point.as_deref().unwrap_or("-"));
             step.passed = true;
@@ -222,7 +187,7 @@ pub async fn run(drill: &Drill, mode: Mode, arch: Option<&Architecture>, report:
             report.restores.push(s);
             continue;
         };
-        report.steps.push(r.step());
+        report.steps.push(step_of(&r));
         report.restores.push(r);
     }
     Ok(())
@@ -235,7 +200,7 @@ fn age_secs(taken: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
 /// Restores one candidate, verifies it, and deletes the scratch resource on every path.
 async fn restore_one(drill: &Drill, aws: &Aws, c: &Candidate, run_id: &str, now: DateTime<Utc>) -> RestoreResult {
     let name = sample::scratch_name(c.kind, run_id, &c.source);
-    let mut r = RestoreResult::of(c, now);
+    let mut r = result_of(c, now);
     let Some(point) = &c.point else { return r };
     let started = Instant::now();
     tracing::info!(kind = c.kind.as_str(), source = %c.source, point = %point.id, scratch = %name, "restore test: restoring");
@@ -304,13 +269,13 @@ mod tests {
             cleaned: true,
         };
         assert!(r.passed());
-        assert!(r.step().passed);
+        assert!(step_of(&r).passed);
         r.cleaned = false;
         assert!(!r.passed());
-        assert!(r.step().observed.contains("vol-2 was NOT deleted"), "{}", r.step().observed);
+        assert!(step_of(&r).observed.contains("vol-2 was NOT deleted"), "{}", step_of(&r).observed);
         r.cleaned = true;
         r.error = Some("verification: size 4 GiB, the snapshot's 8 GiB".into());
         assert!(!r.passed());
-        assert!(r.step().observed.starts_with("failed: verification"), "{}", r.step().observed);
+        assert!(step_of(&r).observed.starts_with("failed: verification"), "{}", step_of(&r).observed);
     }
 }

@@ -6,43 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
-/// What kind of recovery point is restored into what.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// An EBS snapshot, restored into a volume.
-    EbsVolume,
-    /// An RDS DB snapshot, restored into a DB instance.
-    RdsInstance,
-    /// An Aurora DB cluster snapshot, restored into a cluster.
-    RdsCluster,
-    /// A DynamoDB table's point-in-time recovery, restored at its latest restorable time into a table.
-    DynamodbTable,
-    /// An S3 object's previous version, restored into a scratch key of its bucket.
-    S3Object,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] =
-        [Kind::EbsVolume, Kind::RdsInstance, Kind::RdsCluster, Kind::DynamodbTable, Kind::S3Object];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::EbsVolume => "ebs-volume",
-            Kind::RdsInstance => "rds-instance",
-            Kind::RdsCluster => "rds-cluster",
-            Kind::DynamodbTable => "dynamodb-table",
-            Kind::S3Object => "s3-object",
-        }
-    }
-
-    /// Whether the recovery point's age is the data at risk, scored against the RPO target. An S3
-    /// version restore is not: versioning keeps every write, so the previous version's age says how
-    /// long ago it was overwritten, not how much data a restore loses (shown, not scored).
-    pub fn scores_rpo(self) -> bool {
-        self != Kind::S3Object
-    }
-}
+pub use crate::drill::restores::Kind;
 
 /// A resource the suite backs up (it carries a backup policy tag and the opt-in tag) and its newest
 /// recovery point, if it has one.
