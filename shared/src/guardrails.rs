@@ -279,7 +279,10 @@ impl Ctx {
 
     async fn would_refuse(&self, req: &ActionRequest) -> Result<Option<String>> {
         let cfg = &self.config;
-        if let Some(held) = self.ledger.read_cooldown(&req.target.id).await? {
+        // As take_cooldown: no cooldown configured, none is held against the action (one an earlier
+        // configuration left in the ledger included).
+        let held = if cfg.cooldown.is_zero() { None } else { self.ledger.read_cooldown(&req.target.id).await? };
+        if let Some(held) = held {
             return Ok(Some(format!(
                 "would be refused: cooldown on {} until {}",
                 req.target.id,
