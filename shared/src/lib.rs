@@ -63,6 +63,9 @@ pub mod zone;
 #[cfg(feature = "preflight")]
 pub mod preflight;
 
+#[cfg(feature = "preflight")]
+pub mod standard_alarms;
+
 #[cfg(feature = "drill")]
 pub mod drill;
 

@@ -21,7 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("behaviour shared by the functions", &["fleet", "approval"]),
     ("the runtime loop", &["lambda"]),
     ("the functions", &["notifier", "healer", "db", "dns", "backup", "zone"]),
-    ("proving a deployment", &["preflight"]),
+    ("proving a deployment and keeping its alarms", &["preflight", "standard_alarms"]),
     ("drills over the functions", &["drill"]),
 ];
 

@@ -22,7 +22,8 @@
 //! - [`targets`], [`scorecard`], [`html`]: RTO/RPO targets per disruption type, each result scored
 //!   against them, and the self-contained HTML report; [`fis`]: drills started as AWS FIS experiments;
 //!   [`practice_run`]: drills started as ARC zonal autoshift practice runs; [`preflight`]: the manual
-//!   `preflight` and `coverage` actions (issue #30).
+//!   `preflight` and `coverage` actions (issue #30); [`standard_alarms`]: the manual `keep-alarms`
+//!   action (issue #30, optional).
 //!
 //! Live drills refuse unless the invocation carries the confirmation phrase [`CONFIRM_PHRASE`] and
 //! every target carries the drill tag ([`DRILL_TAG`]` = true`); dry-run drills inject
@@ -48,6 +49,7 @@ pub mod restore;
 pub mod restores;
 pub mod scenarios;
 pub mod scorecard;
+pub mod standard_alarms;
 pub mod steps;
 pub mod targets;
 
@@ -138,7 +140,7 @@ impl DrillConfig {
 }
 
 /// What the drill takes, for the message naming an event that is not for it.
-pub const HANDLES: &str = "manual \"drill\", \"preflight\" and \"coverage\" invocations";
+pub const HANDLES: &str = "manual \"drill\", \"preflight\", \"coverage\" and \"keep-alarms\" invocations";
 
 /// One drill request, from a manual invocation's `params`.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +230,10 @@ impl Drill {
         // preflight and coverage (issue #30): read-only proofs of the deployment, no architecture needed.
         if let Some(scope) = preflight::requested(payload) {
             return self.preflight(scope).await;
+        }
+        // The standard alarms (issue #30, optional): kept for the opted-in resources, no architecture needed.
+        if let Some(t) = standard_alarms::requested(payload) {
+            return self.keep_standard_alarms(&t).await;
         }
         // An ARC practice run (issue #28) names its resource and AZ in place of a scenario.
         let practice = practice_run::plan(payload)?;

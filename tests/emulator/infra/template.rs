@@ -15,7 +15,7 @@ use serde_norway::Value;
 
 use super::common::{
     canon, canon_of, covers, declared_actions, function_crates, functions_by_binary, get, member_template, repo_path,
-    resources, role_id, statements, str_at, strings, tag_of, template,
+    resources, role_id, role_statements, statement_actions, statements, str_at, strings, tag_of, template,
 };
 
 /// One Allow statement, flattened.
@@ -406,4 +406,36 @@ fn the_approval_urls_use_iam_auth_and_the_approver_policy_reaches_only_them() {
     for out in ["InstanceHealerApprovalUrl", "DbFailoverApprovalUrl", "DnsFailoverApprovalUrl", "ApproverPolicyArn"] {
         assert!(get(outputs, out).is_some(), "Outputs lack {out}");
     }
+}
+
+/// The standard alarms (issue #30): the drill may write, tag and delete alarms only under the
+/// `selfheal-std|` name prefix, and may create or put one only with the alarms topic as its action.
+#[test]
+fn the_drill_keeps_only_standard_alarms_and_only_with_the_alarms_topic_as_action() {
+    let t = template();
+    let fns = functions_by_binary(&t);
+    let (_, f) = fns.get("drill").unwrap();
+    let role = resources(&t).get(role_id(f).as_str()).unwrap();
+    let writes = ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource"];
+    let mut seen = BTreeSet::new();
+    for st in role_statements(role) {
+        let actions = statement_actions(&st);
+        for w in writes.iter().filter(|w| actions.iter().any(|a| covers(a, w))) {
+            seen.insert(*w);
+            let resources = get(&st, "Resource").map(strings).unwrap_or_default();
+            assert!(
+                !resources.is_empty() && resources.iter().all(|r| r.contains(":alarm:selfheal-std|*\"")),
+                "{w} granted beyond the standard alarms: {resources:?}"
+            );
+            if *w == "cloudwatch:PutMetricAlarm" {
+                let cond = canon(get(&st, "Condition").expect("PutMetricAlarm is conditioned"));
+                assert!(
+                    cond.contains("ForAllValues:StringEquals") && cond.contains("cloudwatch:AlarmActions"),
+                    "{cond}"
+                );
+                assert!(cond.contains("AlarmsTopic"), "the only action allowed is the alarms topic: {cond}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), writes.len(), "the keeper's writes are granted: {seen:?}");
 }
