@@ -46,6 +46,15 @@ pub struct Policy {
     /// Create the replication rule when a bucket has none (`createReplication`; needs the
     /// destination and the role); otherwise a missing rule is only reported.
     pub create_replication: bool,
+    /// DR copies of the policy's DynamoDB tables through its AWS Backup plan (`tableDrCopies`; needs
+    /// `copyRegion`): the suite assigns the tables carrying the policy and opt-in tags to the plan with
+    /// a backup selection ([`super::plans::TABLE_SELECTION`]), and the plan's copy action copies each
+    /// recovery point to the DR vault.
+    pub table_dr_copies: bool,
+    /// The IAM role AWS Backup uses for that selection (`backupRole`): a role name starting
+    /// `selfheal-backup` (the templates pass no other) or its ARN; default AWS Backup's own
+    /// `service-role/AWSBackupDefaultServiceRole`.
+    pub backup_role: Option<String>,
 }
 
 impl Policy {
@@ -64,6 +73,8 @@ impl Policy {
             replication_destination: None,
             replication_role: None,
             create_replication: false,
+            table_dr_copies: false,
+            backup_role: None,
         }
     }
 
@@ -121,6 +132,8 @@ struct PolicySpec {
     replication_destination: Option<String>,
     replication_role: Option<String>,
     create_replication: Option<bool>,
+    table_dr_copies: Option<bool>,
+    backup_role: Option<String>,
 }
 
 /// Parses `SELFHEAL_BACKUP_POLICIES` (a JSON object of name -> spec) over the built-in tiers.
@@ -172,6 +185,12 @@ pub fn parse_policies(json_text: Option<&str>) -> std::result::Result<BTreeMap<S
         }
         if let Some(v) = spec.create_replication {
             p.create_replication = v;
+        }
+        if let Some(v) = spec.table_dr_copies {
+            p.table_dr_copies = v;
+        }
+        if let Some(v) = spec.backup_role {
+            p.backup_role = Some(v).filter(|r| !r.is_empty());
         }
         problems.extend(datastore_problems(&name, &p));
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -231,6 +250,21 @@ fn datastore_problems(name: &str, p: &Policy) -> Vec<String> {
     if p.create_replication && (p.replication_destination.is_none() || p.replication_role.is_none()) {
         problems.push(format!("{name}.createReplication needs replicationDestination and replicationRole"));
     }
+    if p.table_dr_copies && p.copy_region.is_none() {
+        problems.push(format!("{name}.tableDrCopies needs copyRegion (the DR region its plan copies to)"));
+    }
+    if let Some(r) = &p.backup_role {
+        let role_name = match r.strip_prefix("arn:aws:iam::") {
+            Some(rest) => rest.split_once(":role/").map(|(_, n)| n).unwrap_or_default(),
+            None => r.as_str(),
+        };
+        if !role_name.starts_with("selfheal-backup") || role_name.contains('/') {
+            problems.push(format!(
+                "{name}.backupRole must be a role named selfheal-backup* (the only roles the templates let \
+                 backup-enforcer pass to AWS Backup besides its default role), or its ARN, got {r:?}"
+            ));
+        }
+    }
     problems
 }
 
@@ -277,6 +311,30 @@ mod tests {
             "x.replicationDestination must be a bucket ARN",
             "x.replicationRole must be an IAM role ARN",
             "y.createReplication needs replicationDestination and replicationRole",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
+
+    #[test]
+    fn table_dr_copies_need_a_dr_region_and_a_passable_backup_role() {
+        let p = parse_policies(Some(
+            r#"{"t":{"copyRegion":"us-west-2","tableDrCopies":true,"backupRole":"selfheal-backup-tables"},
+                "a":{"copyRegion":"us-west-2","tableDrCopies":true,
+                     "backupRole":"arn:aws:iam::111111111111:role/selfheal-backup"}}"#,
+        ))
+        .unwrap();
+        assert!(p["t"].table_dr_copies && p["t"].backup_role.as_deref() == Some("selfheal-backup-tables"));
+        assert!(!p["gold"].table_dr_copies && p["gold"].backup_role.is_none());
+        let err = parse_policies(Some(
+            r#"{"x":{"tableDrCopies":true},"y":{"copyRegion":"us-west-2","backupRole":"admin"},
+                "z":{"backupRole":"arn:aws:iam::111111111111:role/ops/selfheal-backup"}}"#,
+        ))
+        .unwrap_err();
+        for want in [
+            "x.tableDrCopies needs copyRegion",
+            "y.backupRole must be a role named selfheal-backup*",
+            "z.backupRole must be a role named selfheal-backup*",
         ] {
             assert!(err.contains(want), "{want}: {err}");
         }

@@ -49,6 +49,29 @@ impl BackupEnforcer {
             None => problems.push(format!("plan {name} missing")),
             Some(p) => problems.extend(plan_drift(&p.rules, &want)),
         }
+        // The policy's tables, assigned to the plan so that its copy action makes their DR copies.
+        let want_selection = match policy.table_dr_copies {
+            true => Some(plans::table_selection(
+                policy,
+                &self.account().await?,
+                &self.cfg.policy_tag,
+                (&self.ctx.config.opt_in_tag, &self.ctx.config.opt_in_value),
+            )),
+            false => None,
+        };
+        let selection = match (&want_selection, &found) {
+            (Some(_), Some(p)) => plans::find_selection(&b, &p.id, plans::TABLE_SELECTION).await?,
+            _ => None,
+        };
+        if let Some(w) = &want_selection {
+            match &selection {
+                None => problems.push(format!(
+                    "tables not assigned to plan {name} (selection {} missing): their DR copies are not made",
+                    plans::TABLE_SELECTION
+                )),
+                Some((_, have)) => problems.extend(plans::selection_drift(have, w)),
+            }
+        }
         if problems.is_empty() {
             return Ok(None);
         }
@@ -78,15 +101,29 @@ impl BackupEnforcer {
             }
             let account = arn.split(':').nth(4).unwrap_or_default();
             let want = desired_rule(policy, account);
-            let did = match &found {
-                None => format!("created plan {}", plans::create_plan(&b, &name, &want).await?),
-                Some(p) if plan_drift(&p.rules, &want).is_empty() => "plan already matched".to_string(),
+            let (plan_id, mut did) = match &found {
+                None => {
+                    let id = plans::create_plan(&b, &name, &want).await?;
+                    (id.clone(), format!("created plan {id}"))
+                }
+                Some(p) if plan_drift(&p.rules, &want).is_empty() => (p.id.clone(), "plan already matched".to_string()),
                 Some(p) => {
                     plans::update_plan(&b, &p.id, &name, &want).await?;
-                    format!("updated plan {}", p.id)
+                    (p.id.clone(), format!("updated plan {}", p.id))
                 }
             };
-            Ok(ActionReport::acted(format!("corrected {name}: {did}")).detail("drift", &problems).detail("want", &want))
+            if let Some(w) = &want_selection {
+                if let Some(id) = plans::ensure_selection(&b, &plan_id, selection.as_ref(), w).await? {
+                    did.push_str(&format!(
+                        "; assigned the policy's tables to it (selection {id}, role {})",
+                        w.role_arn
+                    ));
+                }
+            }
+            Ok(ActionReport::acted(format!("corrected {name}: {did}"))
+                .detail("drift", &problems)
+                .detail("want", &want)
+                .detail("tableSelection", &want_selection))
         };
         let result = work.await;
         Ok(Some(self.decision(&req, result, started)))

@@ -275,4 +275,56 @@ mod tests {
         assert!(member_role(&member("eu-west-1"), "selfheal-instance-healer").unwrap().is_none());
         assert!(member_role(&here, "selfheal-not-a-function").unwrap().is_none());
     }
+
+    /// backup-enforcer's table selections (issue #29, `tableDrCopies`): hub and member roles may call
+    /// the selection APIs on their own account's plans, and pass AWS Backup's default role or a
+    /// `selfheal-backup*` role, to AWS Backup only.
+    #[test]
+    fn backup_enforcer_passes_only_backup_roles_and_only_to_aws_backup() {
+        let hub = Stack::new(hub_template(), DEFAULT_HUB, &[]);
+        let member = Stack::new(
+            member_template(),
+            "111111111111",
+            &[("HubAccountId", DEFAULT_HUB.into()), ("RoleRegion", STACK_REGION.into())],
+        );
+        let roles = [
+            (DEFAULT_HUB, role_policy(&hub, hub_role("backup-enforcer").unwrap(), "hub").unwrap()),
+            (
+                "111111111111",
+                role_policy(
+                    &member,
+                    member_role(&member, "selfheal-backup-enforcer").unwrap().expect("member role"),
+                    "member",
+                )
+                .unwrap(),
+            ),
+        ];
+        for (account, policy) in &roles {
+            let pass = |role: &str, service: &str| {
+                let mut context = Context::new();
+                context.insert("iam:passedtoservice".into(), vec![service.to_string()]);
+                let req = Request {
+                    action: "iam:PassRole".into(),
+                    resource: format!("arn:aws:iam::{account}:role/{role}"),
+                    context,
+                };
+                matches!(decide(policy, &req, None), Ok(Decision::Allowed { .. }))
+            };
+            assert!(pass("service-role/AWSBackupDefaultServiceRole", "backup.amazonaws.com"), "{account}");
+            assert!(pass("selfheal-backup-tables", "backup.amazonaws.com"), "{account}");
+            assert!(!pass("selfheal-backup-tables", "ec2.amazonaws.com"), "{account}: to AWS Backup only");
+            assert!(!pass("admin", "backup.amazonaws.com"), "{account}: no other role");
+            for action in
+                ["backup:ListBackupSelections", "backup:CreateBackupSelection", "backup:DeleteBackupSelection"]
+            {
+                let on = |acct: &str| Request {
+                    action: action.into(),
+                    resource: format!("arn:aws:backup:{STACK_REGION}:{acct}:backup-plan:p-1"),
+                    context: Context::new(),
+                };
+                assert!(matches!(decide(policy, &on(account), None), Ok(Decision::Allowed { .. })), "{action}");
+                assert!(!matches!(decide(policy, &on("999999999999"), None), Ok(Decision::Allowed { .. })), "{action}");
+            }
+        }
+    }
 }
