@@ -53,6 +53,9 @@ pub struct CallRecord {
     /// of the signature's scope.
     pub access_key_id: Option<String>,
     pub region: Option<String>,
+    /// S3's `x-amz-copy-source` header (a `CopyObject`'s source, `bucket/key?versionId=...`): the one
+    /// request header IAM authorizes on (the source's `GetObjectVersion`).
+    pub copy_source: Option<String>,
     /// What the observer returned when it saw the request, just before it was first sent.
     pub observed: Option<serde_json::Value>,
     /// The HTTP status and body of the last answer, when one came.
@@ -267,6 +270,7 @@ impl CallLog {
             body: request.body().bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
             access_key_id,
             region,
+            copy_source: request.headers().get("x-amz-copy-source").map(str::to_string),
             ..CallRecord::default()
         };
         let observer = self.recording.observer.lock().unwrap_or_else(|p| p.into_inner()).clone();

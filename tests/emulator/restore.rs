@@ -242,7 +242,8 @@ fn of_kind<'a>(out: &'a Value, kind: &str) -> &'a Value {
 
 #[tokio::test]
 async fn every_kind_is_restored_verified_timed_scored_and_its_scratch_deleted() {
-    let sdk = harness::in_account(&fresh_account()).await;
+    let account = fresh_account();
+    let sdk = harness::in_account(&account).await;
     let aws = Aws::from_sdk_config(sdk.clone());
     let vol = volume(&aws, "gold", true).await;
     let db = database(&aws, "gold").await;
@@ -261,8 +262,11 @@ async fn every_kind_is_restored_verified_timed_scored_and_its_scratch_deleted() 
         .unwrap();
     aws.ec2().create_snapshot().volume_id(ignored.volume_id().unwrap()).send().await.unwrap();
 
-    let drill = drill_in(sdk, &[]).await;
+    // The hub is this account: the drill's role is judged as deployed here.
+    let drill = drill_in(sdk, &[("SELFHEAL_HOME_ACCOUNT", &account)]).await;
     drill.ctx.aws.calls.clear();
+    // Every call judged as IAM would, conditions included, against the drill's role (harness::iam).
+    harness::iam::record(&drill.ctx.aws.calls);
     let out = drill.handle(&invocation("live")).await.expect("the drill runs");
     // The report as the drill prints it (README § Benchmarks quotes its restore times: `--nocapture`).
     eprintln!("{}", out["text"].as_str().unwrap_or_default());
@@ -270,7 +274,21 @@ async fn every_kind_is_restored_verified_timed_scored_and_its_scratch_deleted() 
         restores(&out).iter().map(|r| format!("{}={}ms", r["kind"].as_str().unwrap_or("?"), r["restoreMs"])).collect();
     eprintln!("restore times: {}", times.join(" "));
     assert_eq!(out["passed"], true, "{}", out["text"]);
-    // Every call the restore test made is granted to the drill's role and declared.
+    // Every call the restore test made is allowed by the drill's role, with the tags it writes and the
+    // tags on what it deletes, and declared.
+    let eval = harness::iam::assert_allowed(&drill.ctx);
+    for sid in [
+        "hub/RestoreTestVolumes ec2:CreateVolume",
+        "hub/RestoreTestDeleteVolumes ec2:DeleteVolume",
+        "hub/RestoreTestDatabases rds:RestoreDBInstanceFromDBSnapshot",
+        "hub/RestoreTestDeleteDatabases rds:DeleteDBCluster",
+        "hub/RestoreTestTableSources dynamodb:RestoreTableToPointInTime",
+        "hub/RestoreTestTables dynamodb:DeleteTable",
+        "hub/RestoreTestReadVersions s3:GetObjectVersion",
+        "hub/RestoreTestObjects s3:DeleteObjectVersion",
+    ] {
+        assert!(eval.by_statement.contains_key(sid), "{sid} was not evaluated: {:#?}", eval.by_statement);
+    }
     let declared = crate::infra::common::declared_actions();
     for call in drill.ctx.aws.calls.calls() {
         assert!(crate::infra::template::is_granted("drill", &call), "{call} is not granted to the drill role");

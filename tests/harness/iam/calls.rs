@@ -349,6 +349,13 @@ impl Call<'_> {
                 Ok(out)
             }
             "ec2:DeleteSnapshot" => one(self.ec2_existing(op, &self.form("SnapshotId")?, region)),
+            // The drill's restore test (issue #29): a scratch volume from a snapshot, and its deletion.
+            "ec2:CreateVolume" => {
+                let mut out = vec![self.ec2_existing(op, &self.form("SnapshotId")?, region)];
+                out.extend(self.ec2_created(op, "volume", region, &self.form.tags_for("volume")));
+                Ok(out)
+            }
+            "ec2:DeleteVolume" => one(self.ec2_existing(op, &self.form("VolumeId")?, region)),
             "autoscaling:SetInstanceHealth" | "autoscaling:TerminateInstanceInAutoScalingGroup" => {
                 let instance = self.form("InstanceId")?;
                 let group = self.observed(&["groups", &instance]);
@@ -434,6 +441,22 @@ impl Call<'_> {
                 Ok(out)
             }
             "rds:DeleteDBSnapshot" => one(self.rds_existing(op, "snapshot", &self.form("DBSnapshotIdentifier")?)),
+            // The restore test's scratch databases: restored from a snapshot under a new name with its
+            // tags (authorized on the source and on the new resource), and deleted.
+            "rds:RestoreDBInstanceFromDBSnapshot" => {
+                let mut out = vec![self.rds_existing(op, "snapshot", &self.form("DBSnapshotIdentifier")?)];
+                let id = self.form("DBInstanceIdentifier")?;
+                out.extend(self.rds_created(op, "db", &id, &self.form.tags("Tags")));
+                Ok(out)
+            }
+            "rds:RestoreDBClusterFromSnapshot" => {
+                let mut out = vec![self.rds_existing(op, "cluster-snapshot", &self.form("SnapshotIdentifier")?)];
+                let id = self.form("DBClusterIdentifier")?;
+                out.extend(self.rds_created(op, "cluster", &id, &self.form.tags("Tags")));
+                Ok(out)
+            }
+            "rds:DeleteDBInstance" => one(self.rds_existing(op, "db", &self.form("DBInstanceIdentifier")?)),
+            "rds:DeleteDBCluster" => one(self.rds_existing(op, "cluster", &self.form("DBClusterIdentifier")?)),
             "rds:DeleteDBClusterSnapshot" => {
                 one(self.rds_existing(op, "cluster-snapshot", &self.form("DBClusterSnapshotIdentifier")?))
             }
@@ -492,6 +515,28 @@ impl Call<'_> {
                 let arn = self.json.get(key).and_then(Json::as_str).ok_or_else(|| format!("{op}: no {key}"))?;
                 one(Request { action, resource: arn.to_string(), context: Context::new() })
             }
+            // The restore test's table: restored from the source's point in time into a new table
+            // (authorized on both), tagged by ARN.
+            "dynamodb:RestoreTableToPointInTime" => {
+                let table = |key: &str| self.json.get(key).and_then(Json::as_str).map(str::to_string);
+                let arn = |t: String| format!("arn:aws:dynamodb:{region}:{account}:table/{t}");
+                let source = table("SourceTableArn")
+                    .or_else(|| table("SourceTableName").map(arn))
+                    .ok_or_else(|| format!("{op}: no SourceTableName or SourceTableArn"))?;
+                let target = table("TargetTableName").ok_or_else(|| format!("{op}: no TargetTableName"))?;
+                Ok(vec![
+                    Request { action: action.clone(), resource: source, context: Context::new() },
+                    Request { action, resource: arn(target), context: Context::new() },
+                ])
+            }
+            "dynamodb:TagResource" => {
+                let arn = self
+                    .json
+                    .get("ResourceArn")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| format!("{op}: no ResourceArn"))?;
+                one(Request { action, resource: arn.to_string(), context: Context::new() })
+            }
             "dynamodb:UpdateContinuousBackups" | "dynamodb:UpdateTable" | "dynamodb:CreateBackup" => {
                 let table =
                     self.json.get("TableName").and_then(Json::as_str).ok_or_else(|| format!("{op}: no TableName"))?;
@@ -541,6 +586,66 @@ impl Call<'_> {
                     let context =
                         Context::from([("iam:passedtoservice".to_string(), vec!["s3.amazonaws.com".to_string()])]);
                     out.push(Request { action: "iam:PassRole".into(), resource: role, context });
+                }
+                Ok(out)
+            }
+            // Object calls (the restore test's scratch copy of a version): on `bucket/key`, as the
+            // version's own action when the request names a version; a copy is the destination's
+            // PutObject and its source's GetObjectVersion (x-amz-copy-source).
+            "s3:ListObjectVersions" | "s3:GetBucketLocation" => {
+                let bucket = super::form::uri_segments(&self.record.uri)
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| format!("{op}: no bucket in {}", self.record.uri))?;
+                let iam = if op == "s3:ListObjectVersions" { "s3:ListBucketVersions" } else { op };
+                let context = Context::from([("s3:resourceaccount".to_string(), vec![account.to_string()])]);
+                one(Request { action: iam.into(), resource: format!("arn:aws:s3:::{bucket}"), context })
+            }
+            "s3:GetObject"
+            | "s3:HeadObject"
+            | "s3:PutObjectTagging"
+            | "s3:GetObjectTagging"
+            | "s3:DeleteObject"
+            | "s3:CopyObject" => {
+                let segments = super::form::uri_segments(&self.record.uri);
+                let (bucket, key) = match segments.split_first() {
+                    Some((b, rest)) if !rest.is_empty() => (b.clone(), rest.join("/")),
+                    _ => return Err(format!("{op}: no bucket/key in {}", self.record.uri)),
+                };
+                let versioned = self.record.uri.contains("versionId=");
+                let iam = match (op, versioned) {
+                    ("s3:HeadObject" | "s3:GetObject", false) => "s3:GetObject",
+                    ("s3:HeadObject" | "s3:GetObject", true) => "s3:GetObjectVersion",
+                    ("s3:GetObjectTagging", false) => "s3:GetObjectTagging",
+                    ("s3:GetObjectTagging", true) => "s3:GetObjectVersionTagging",
+                    ("s3:PutObjectTagging", false) => "s3:PutObjectTagging",
+                    ("s3:PutObjectTagging", true) => "s3:PutObjectVersionTagging",
+                    ("s3:DeleteObject", false) => "s3:DeleteObject",
+                    ("s3:DeleteObject", true) => "s3:DeleteObjectVersion",
+                    _ => "s3:PutObject",
+                };
+                let mut out = vec![Request {
+                    action: iam.into(),
+                    resource: format!("arn:aws:s3:::{bucket}/{key}"),
+                    context: Context::new(),
+                }];
+                if op == "s3:CopyObject" {
+                    let source = self
+                        .record
+                        .copy_source
+                        .as_deref()
+                        .map(percent_decode)
+                        .ok_or_else(|| format!("{op}: no x-amz-copy-source recorded"))?;
+                    let (object, version) = match source.trim_start_matches('/').split_once("?versionId=") {
+                        Some((o, _)) => (o.to_string(), true),
+                        None => (source.trim_start_matches('/').to_string(), false),
+                    };
+                    let read = if version { "s3:GetObjectVersion" } else { "s3:GetObject" };
+                    out.push(Request {
+                        action: read.into(),
+                        resource: format!("arn:aws:s3:::{object}"),
+                        context: Context::new(),
+                    });
                 }
                 Ok(out)
             }
@@ -645,7 +750,7 @@ mod tests {
         assert!(requests(&call("sts:GetCallerIdentity", "Action=GetCallerIdentity", json!({}))).unwrap().is_empty());
         let publish = call("sns:Publish", "Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A1%3At", json!({}));
         assert_eq!(resources(&publish)[0].1, "arn:aws:sns:us-east-1:1:t");
-        assert!(requests(&call("ec2:DeleteVolume", "VolumeId=vol-1", json!({})))
+        assert!(requests(&call("ec2:DetachVolume", "VolumeId=vol-1", json!({})))
             .unwrap_err()
             .contains("does not model"));
         let profile = call("ec2:RunInstances", "ImageId=ami-1&IamInstanceProfile.Name=p", json!({}));
@@ -882,5 +987,59 @@ mod tests {
         assert!(requests(&call("cloudwatch:DescribeAlarms", "\u{fffd}jAlarmNames\u{fffd}", json!({}))).is_err());
         assert!(requests(&call("cloudwatch:PutMetricAlarm", "", json!({}))).unwrap_err().contains("CBOR"));
         assert_eq!(resources(&call("cloudwatch:GetMetricData", "", json!({})))[0].1, "*");
+    }
+
+    /// The restore test's calls (issue #29): each on its source and on what it creates or deletes.
+    #[test]
+    fn restore_calls_are_judged_on_their_source_and_their_scratch_resource() {
+        let vol = call(
+            "ec2:CreateVolume",
+            "SnapshotId=snap-1&TagSpecification.1.ResourceType=volume&TagSpecification.1.Tag.1.Key=k&TagSpecification.1.Tag.1.Value=v",
+            json!({}),
+        );
+        let got = resources(&vol);
+        assert_eq!(got[0], ("ec2:CreateVolume".into(), "arn:aws:ec2:us-east-1::snapshot/snap-1".into()));
+        assert_eq!(got[1], ("ec2:CreateVolume".into(), "arn:aws:ec2:us-east-1:111111111111:volume/*".into()));
+        assert_eq!(got[2].0, "ec2:CreateTags");
+        let db = call(
+            "rds:RestoreDBInstanceFromDBSnapshot",
+            "DBSnapshotIdentifier=s&DBInstanceIdentifier=selfheal-restore-x",
+            json!({}),
+        );
+        let got: Vec<String> = resources(&db).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            got,
+            [
+                "arn:aws:rds:us-east-1:111111111111:snapshot:s",
+                "arn:aws:rds:us-east-1:111111111111:db:selfheal-restore-x"
+            ]
+        );
+        let table = call(
+            "dynamodb:RestoreTableToPointInTime",
+            r#"{"SourceTableName": "orders", "TargetTableName": "selfheal-restore-t"}"#,
+            json!({}),
+        );
+        let got: Vec<String> = resources(&table).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            got,
+            [
+                "arn:aws:dynamodb:us-east-1:111111111111:table/orders",
+                "arn:aws:dynamodb:us-east-1:111111111111:table/selfheal-restore-t"
+            ]
+        );
+        let mut copy = call("s3:CopyObject", "", json!({}));
+        copy.uri = "http://127.0.0.1:5000/web/selfheal-restore-test/x/index.html".into();
+        assert!(requests(&copy).unwrap_err().contains("x-amz-copy-source"), "a copy without its source is no answer");
+        copy.copy_source = Some("web/index.html?versionId=v1".into());
+        assert_eq!(
+            resources(&copy),
+            [
+                ("s3:PutObject".to_string(), "arn:aws:s3:::web/selfheal-restore-test/x/index.html".to_string()),
+                ("s3:GetObjectVersion".to_string(), "arn:aws:s3:::web/index.html".to_string())
+            ]
+        );
+        let mut delete = call("s3:DeleteObject", "", json!({}));
+        delete.uri = "http://127.0.0.1:5000/web/selfheal-restore-test/x/index.html?versionId=v2".into();
+        assert_eq!(resources(&delete)[0].0, "s3:DeleteObjectVersion");
     }
 }

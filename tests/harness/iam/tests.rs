@@ -147,6 +147,7 @@ pub(super) fn call(operation: &str, body: &str, observed: Json) -> CallRecord {
         body: body.into(),
         access_key_id: Some("testing".into()),
         region: Some(STACK_REGION.into()),
+        copy_source: None,
         observed: Some(observed),
         status: Some(200),
         response: None,
@@ -283,7 +284,7 @@ fn the_evaluation_catches_the_two_historical_bugs_and_a_wrong_trust() {
     );
 
     // 5. What it cannot model is an error, not a pass.
-    let unknown = call("ec2:DeleteVolume", "Action=DeleteVolume&VolumeId=vol-1", json!({}));
+    let unknown = call("ec2:DetachVolume", "Action=DetachVolume&VolumeId=vol-1", json!({}));
     assert!(evaluate(&healer, &[unknown]).unwrap_err().contains("does not model"));
 }
 
