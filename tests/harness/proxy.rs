@@ -41,6 +41,10 @@ pub enum Fault {
     /// answered as the AWS API reference shows it (`DescribeInstanceRefreshes` with a refresh in
     /// progress), so a handler is driven through the guard that reads it.
     Answer { body: String },
+    /// Answer, without forwarding, with this service error in the REST-XML shape S3 uses (`<Error>`
+    /// with its `Code` and `Message`): S3's `AccessDenied` for a bucket another account owns, which
+    /// moto does not check (it ignores `ExpectedBucketOwner`).
+    RejectRest { status: u16, code: String, message: String },
     /// IAM's refusal in the AWS query protocol (HTTP 403 `AccessDenied`, as STS answers an
     /// `AssumeRole` on a role that does not exist or does not trust the caller).
     AccessDenied,
@@ -64,11 +68,19 @@ pub struct Rule {
     pub operation: String,
     pub fault: Fault,
     pub times: Times,
+    /// Only requests whose path or body contains this (one table's `DescribeTable`, one bucket).
+    pub when: Option<String>,
 }
 
 impl Rule {
     pub fn new(operation: &str, fault: Fault, times: Times) -> Self {
-        Rule { operation: operation.to_string(), fault, times }
+        Rule { operation: operation.to_string(), fault, times, when: None }
+    }
+
+    /// The rule fires only on requests whose path or body contains `text`.
+    pub fn when(mut self, text: &str) -> Self {
+        self.when = Some(text.to_string());
+        self
     }
 }
 
@@ -150,13 +162,18 @@ fn next_random(state: &mut u64) -> f64 {
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn decide(state: &Mutex<State>, operation: &str) -> Option<Fault> {
+fn decide(state: &Mutex<State>, operation: &str, path: &str, body: &[u8]) -> Option<Fault> {
     let mut st = state.lock().unwrap();
     let mut chosen = None;
     let State { rules, rng, .. } = &mut *st;
     for (rule, fired) in rules.iter_mut() {
         if rule.operation != operation {
             continue;
+        }
+        if let Some(text) = &rule.when {
+            if !path.contains(text.as_str()) && !String::from_utf8_lossy(body).contains(text.as_str()) {
+                continue;
+            }
         }
         let fire = match rule.times {
             Times::First(n) => *fired < n,
@@ -250,8 +267,22 @@ fn reject_response(status: u16, code: &str, message: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-fn answer_response(body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+fn rest_reject_response(status: u16, code: &str, message: &str) -> Vec<u8> {
+    let body =
+        format!("<Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>");
+    format!(
+        "HTTP/1.1 {status} Rejected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// An answer in the caller's protocol: JSON where the request named its target (DynamoDB, ...), XML
+/// otherwise.
+fn answer_response(headers: &[(String, String)], body: &str) -> Vec<u8> {
+    let json = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"));
+    let ctype = if json { "application/x-amz-json-1.0" } else { "text/xml" };
+    format!("HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes()
 }
 
 fn server_error_response(status: u16) -> Vec<u8> {
@@ -305,7 +336,7 @@ async fn serve(mut sock: TcpStream, upstream: &str, state: Arc<Mutex<State>>) ->
             .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
             .collect();
         let op = operation_of(&method, &path, &headers, &body);
-        match decide(&state, &op) {
+        match decide(&state, &op, &path, &body) {
             Some(Fault::Throttle) => sock.write_all(&throttle_response(&headers, &body)).await?,
             Some(Fault::ServerError(status)) => sock.write_all(&server_error_response(status)).await?,
             Some(Fault::Drop) => return Ok(()),
@@ -319,7 +350,10 @@ async fn serve(mut sock: TcpStream, upstream: &str, state: Arc<Mutex<State>>) ->
                 sock.write_all(&reject_response(status, &code, &message)).await?
             }
             Some(Fault::AccessDenied) => sock.write_all(&access_denied_response()).await?,
-            Some(Fault::Answer { body }) => sock.write_all(&answer_response(&body)).await?,
+            Some(Fault::RejectRest { status, code, message }) => {
+                sock.write_all(&rest_reject_response(status, &code, &message)).await?
+            }
+            Some(Fault::Answer { body }) => sock.write_all(&answer_response(&headers, &body)).await?,
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 forward(&mut sock, upstream, &lines, &body).await?;

@@ -7,9 +7,11 @@
 //! not exist is a named failure; dry run changes nothing; three accounts in two regions, each table
 //! and bucket swept once, by its own region's sweep.
 //!
-//! Not here, because moto cannot produce them: a table that is UPDATING (moto's tables are ACTIVE at
-//! once; the decision is unit-tested in `shared/src/backup/tables.rs`) and a bucket another account
-//! owns (moto ignores `ExpectedBucketOwner`; the refusal is unit-tested in `buckets.rs`).
+//! What moto cannot produce is answered by the fault proxy as the AWS API reference shows it, so the
+//! sweep is driven through it: a table that is UPDATING and a global table whose replica is not
+//! ACTIVE (moto's tables are ACTIVE at once and have no replicas: `DescribeTable` answered for that
+//! one table), and a bucket another account owns (moto ignores `ExpectedBucketOwner`: S3's
+//! `AccessDenied` answered for that one bucket).
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoveryStatus, ScalarAttributeType,
@@ -21,6 +23,7 @@ use aws_sdk_s3::types::{
     ReplicationRuleStatus, Tag, Tagging, VersioningConfiguration,
 };
 use chrono::{Duration, Utc};
+use harness::proxy::{Fault, FaultProxy, Rule, Times};
 use harness::{in_account, sdk_config, unique, OPT_IN};
 use selfheal::backup::LIFECYCLE_RULE_ID;
 use selfheal::clients::Aws;
@@ -28,6 +31,7 @@ use selfheal::{Envelope, Outcome};
 use serde_json::Value;
 
 use super::common::{enforcer, for_target, report, schedule, tally};
+use selfheal::backup::{BackupConfig, BackupEnforcer};
 
 const TABLE: &str = "dynamodb-table";
 const BUCKET: &str = "s3-bucket";
@@ -445,4 +449,100 @@ fn schedule_event() -> Value {
         "schedule-backup-sweep.json",
         &[("53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", &uuid::Uuid::new_v4().to_string())],
     )
+}
+
+/// backup-enforcer whose every call goes through a fault proxy in front of moto.
+async fn enforcer_behind(proxy: &FaultProxy, vars: &[(&str, &str)]) -> BackupEnforcer {
+    let aws = Aws::from_sdk_config(harness::sdk_config_at(&proxy.endpoint).await);
+    let ctx = harness::ctx_with(selfheal::backup::FUNCTION, vars, aws).await;
+    let mut e = harness::env(vars);
+    let cfg = BackupConfig::read(&mut e);
+    e.finish().expect("backup configuration is valid");
+    BackupEnforcer::new(ctx, cfg)
+}
+
+/// `DescribeTable` of `name` as DynamoDB answers it (API reference), with this status and replicas.
+fn described(name: &str, status: &str, replicas: Value) -> String {
+    serde_json::json!({"Table": {
+        "TableName": name, "TableArn": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{name}"),
+        "TableStatus": status, "DeletionProtectionEnabled": false, "ItemCount": 0, "TableSizeBytes": 0,
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+        "Replicas": replicas
+    }})
+    .to_string()
+}
+
+#[tokio::test]
+async fn an_updating_table_is_refused_by_name_and_a_replica_not_active_is_critical() {
+    let proxy = FaultProxy::start(&harness::moto_endpoint(), 29).await;
+    let tag = unique("ddb");
+    let vars = vars(&tag, r#"{"tb":{"tableBackups":true}}"#, &[("SELFHEAL_BACKUP_S3", "false")]);
+    let e = enforcer_behind(&proxy, &vars).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let (updating, global) = (table(&ddb, &[(&tag, "tb"), OPT_IN]).await, table(&ddb, &[(&tag, "tb"), OPT_IN]).await);
+    let answer = |body: String| Fault::Answer { body };
+    proxy.add(
+        Rule::new("DescribeTable", answer(described(&updating, "UPDATING", serde_json::json!([]))), Times::Always)
+            .when(&updating),
+    );
+    let replicas = serde_json::json!([{"RegionName": "us-east-1", "ReplicaStatus": "ACTIVE"},
+                                      {"RegionName": "us-west-2", "ReplicaStatus": "CREATING"}]);
+    proxy.add(Rule::new("DescribeTable", answer(described(&global, "ACTIVE", replicas)), Times::Always).when(&global));
+
+    let out = e.sweep(&schedule(), false, Utc::now()).await.unwrap();
+    let refused = for_target(&out.envelopes, &updating);
+    assert_eq!(refused.len(), 1, "{:?}", out.envelopes);
+    assert_eq!(refused[0].outcome, Outcome::Refused, "{:?}", refused[0]);
+    assert!(refused[0].reason.contains("UPDATING"), "{}", refused[0].reason);
+    assert_eq!(refused[0].details["guard"], "table-status");
+    assert_eq!(pitr(&ddb, &updating).await.0, false, "nothing done to the UPDATING table");
+    assert!(!protected(&ddb, &updating).await && backup_names(&ddb, &updating).await.is_empty());
+
+    let critical = for_target(&out.envelopes, &global);
+    assert_eq!(critical.len(), 1, "{:?}", out.envelopes);
+    assert_eq!((critical[0].outcome, critical[0].severity), (Outcome::Failed, selfheal::Severity::Critical));
+    assert!(
+        critical[0].reason.contains("us-west-2") && critical[0].reason.contains("CREATING"),
+        "{}",
+        critical[0].reason
+    );
+    // The table's own protection is still made: the replica is reported, not a reason to do nothing.
+    assert_eq!(pitr(&ddb, &global).await.0, true);
+    assert!(proxy.faulted("DescribeTable") >= 2, "both tables were described through the proxy's answers");
+}
+
+#[tokio::test]
+async fn a_bucket_another_account_owns_is_refused_by_name_and_nothing_is_done() {
+    let proxy = FaultProxy::start(&harness::moto_endpoint(), 29).await;
+    let tag = unique("s3");
+    let vars = vars(&tag, r#"{"bk":{}}"#, &[("SELFHEAL_BACKUP_DYNAMODB", "false")]);
+    let e = enforcer_behind(&proxy, &vars).await;
+    let s3 = Aws::from_sdk_config(sdk_config().await).s3();
+    let (foreign, own) = (
+        bucket(&s3, "us-east-1", &[(&tag, "bk"), OPT_IN]).await,
+        bucket(&s3, "us-east-1", &[(&tag, "bk"), OPT_IN]).await,
+    );
+    // S3 refuses every call that names the bucket with another ExpectedBucketOwner (API reference:
+    // 403 AccessDenied); moto does not check it.
+    let denied = Fault::RejectRest { status: 403, code: "AccessDenied".into(), message: "Access Denied".into() };
+    for method in ["GET", "PUT"] {
+        // (The SDK's path-style bucket requests end in a slash: `GET /<bucket>/?tagging`.)
+        proxy.add(Rule::new(&format!("{method} /{foreign}/"), denied.clone(), Times::Always));
+    }
+
+    let out = e.sweep(&schedule(), false, Utc::now()).await.unwrap();
+    let refused = for_target(&out.envelopes, &foreign);
+    assert_eq!(refused.len(), 1, "{:?}", out.envelopes);
+    let seen: Vec<String> = proxy.seen().into_iter().map(|s| s.operation).filter(|o| o.contains(&foreign)).collect();
+    assert_eq!(refused[0].outcome, Outcome::Refused, "{:?} {seen:?}", refused[0]);
+    assert!(
+        refused[0].reason.contains("AccessDenied") || refused[0].reason.contains("another account"),
+        "{}",
+        refused[0].reason
+    );
+    assert_eq!(proxy.count(&format!("PUT /{foreign}/")), 0, "nothing written to the foreign bucket");
+    assert_eq!(versioning(&s3, &foreign).await, None, "its versioning untouched");
+    assert_eq!(versioning(&s3, &own).await, Some(BucketVersioningStatus::Enabled), "the own bucket is swept");
 }
