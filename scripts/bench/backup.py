@@ -628,6 +628,13 @@ policies:
 # noncurrent versions expire after the retention, 35 days), for the like-for-like seeding.
 SUITE_LIFECYCLE_RULE = {"ID": "selfheal-noncurrent-expiration", "Status": "Enabled", "Filter": {"Prefix": ""},
                         "NoncurrentVersionExpiration": {"NoncurrentDays": 35}}
+# Custodian's own idempotent form of the same policy (its documentation's example for
+# set-continuous-backup): it reads each table's PITR (DescribeContinuousBackups) and acts only on
+# those without it, as selfheal does. Run as a third tool in the tables' like-for-like pair.
+C7N_TABLES_CHECKED_POLICY = C7N_TABLES_POLICY.replace("""    actions:""", """      - type: continuous-backup
+        key: PointInTimeRecoveryDescription.PointInTimeRecoveryStatus
+        value: DISABLED
+    actions:""")
 DATASTORES = {
     # scenario: (selfheal's report kind, Custodian's policy, its policy name, the resources.json key,
     #            selfheal's settings: only this kind of datastore, no RDS)
@@ -732,7 +739,8 @@ def datastore_pair(moto, args, scenario, n, workdir, like_for_like=False):
     kind, c7n_policy, c7n_name, c7n_key, settings = DATASTORES[scenario]
     label = f"{scenario}{'-like' if like_for_like else ''}"
     rows = {}
-    for tool in ("selfheal", "c7n"):
+    tools = ("selfheal", "c7n", "c7n-checked") if like_for_like and scenario == "tables" else ("selfheal", "c7n")
+    for tool in tools:
         t0 = time.perf_counter()
         if scenario == "tables":
             topic, names = seed_tables(moto, n, protected=like_for_like)
@@ -751,7 +759,8 @@ def datastore_pair(moto, args, scenario, n, workdir, like_for_like=False):
                 wall, rss, details = run_selfheal(moto, topic, args.binary, args.concurrency, workdir, endpoint,
                                                   extra=settings)
             else:
-                wall, rss = run_c7n(moto, workdir, endpoint, policy_text=c7n_policy)
+                policy_text = C7N_TABLES_CHECKED_POLICY if tool == "c7n-checked" else c7n_policy
+                wall, rss = run_c7n(moto, workdir, endpoint, policy_text=policy_text)
         finally:
             by_operation = proxy.snapshot() if proxy else {}
             if proxy:
@@ -812,6 +821,14 @@ def datastore_report(rows, scenario, n, like_for_like, moto_version, c7n_version
         after + f" selfheal's report: {json.dumps(s['details'].get('byType', {}))}, inventory requests "
         f"{json.dumps(s['details'].get('inventoryRequests', {}))}.",
         "",
+        *([] if "c7n-checked" not in rows else [
+            "Custodian's idempotent form (a `continuous-backup` filter on PITR DISABLED before the action, as in "
+            "its documentation), same seeding:",
+            "",
+            *table(s, rows["c7n-checked"], n, peer="checked Custodian", unit="table"),
+            "",
+            *([f"Its requests: {json.dumps(rows['c7n-checked']['ops'])}.", ""] if rows["c7n-checked"]["ops"] else []),
+        ]),
     ]
 
 
