@@ -19,6 +19,15 @@ memory (about 100 MiB with boto3 loaded) for any process smaller than that. Chec
 (selfheal's compliance report, Custodian's resources.json), and a random sample of the volumes has
 exactly one snapshot each. Not every volume is checked through the API: moto looks up each resource's
 tags by scanning every tag in the account, so listing all 10,000 snapshots back takes it many minutes.
+
+Datastores (issue #29; --scenario tables|buckets, --tables N, --buckets N, default 1,000 each): N tagged
+DynamoDB tables without point-in-time recovery, or N tagged S3 buckets without versioning, and selfheal
+with only that datastore type on (`SELFHEAL_BACKUP_S3` or `SELFHEAL_BACKUP_DYNAMODB` and
+`SELFHEAL_BACKUP_RDS` false) against a Custodian policy on the same tags with `set-continuous-backup`
+(aws.dynamodb-table) or `toggle-versioning` (aws.s3). Every table's PITR (and period, and deletion
+protection) or every bucket's versioning (and lifecycle rules) is read back after each tool.
+selfheal does more than either action (deletion protection; the noncurrent-version lifecycle rule):
+--like-for-like adds a second pair seeded with that already done, so its only write is Custodian's.
 """
 
 import argparse
@@ -51,6 +60,9 @@ TAG, POLICY = "selfheal:backup", "gold"
 ATTEMPT_TIMEOUT = 900
 OPT_IN, OPT_IN_VALUE = "selfheal:enabled", "true"
 REQUEST_LINE = re.compile(r'"(GET|POST|PUT|DELETE|HEAD|PATCH) (\S+) HTTP/1\.[01]"')
+# werkzeug colours the request line of every answer other than 200 (204, 3xx, 4xx) with ANSI escapes,
+# even into a file: they are taken out before matching, or those requests go uncounted.
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 C7N_POLICY = f"""\
 policies:
   - name: bench-ebs-snapshot
@@ -93,7 +105,7 @@ class Moto:
         n = 0
         with open(self.log_path) as f:
             for line in f:
-                m = REQUEST_LINE.search(line)
+                m = REQUEST_LINE.search(ANSI.sub("", line))
                 if m and not m.group(2).startswith("/moto-api"):
                     n += 1
         return n
@@ -115,8 +127,8 @@ def client(moto, service):
                         config=Config(read_timeout=1800, retries={"max_attempts": 1}))
 
 
-def seed(moto, volumes):
-    """Reset the server and create the ledger, the topic and `volumes` tagged volumes."""
+def seed_suite(moto):
+    """Reset the server and create what selfheal itself needs (the ledger table, the topic); returns the topic."""
     moto.reset()
     ddb = client(moto, "dynamodb")
     ddb.create_table(TableName="selfheal-ledger", BillingMode="PAY_PER_REQUEST",
@@ -124,7 +136,12 @@ def seed(moto, volumes):
                                            {"AttributeName": "sk", "AttributeType": "S"}],
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                                 {"AttributeName": "sk", "KeyType": "RANGE"}])
-    topic = client(moto, "sns").create_topic(Name="selfheal-events")["TopicArn"]
+    return client(moto, "sns").create_topic(Name="selfheal-events")["TopicArn"]
+
+
+def seed(moto, volumes):
+    """Reset the server and create the ledger, the topic and `volumes` tagged volumes."""
+    topic = seed_suite(moto)
     ec2 = client(moto, "ec2")
     zones = ["us-east-1a", "us-east-1b", "us-east-1c"]
 
@@ -244,9 +261,9 @@ def run_selfheal(moto, topic, binary, concurrency, workdir, endpoint=None, extra
     return wall, rss, report.get("details", {})
 
 
-def run_c7n(moto, workdir, endpoint=None):
+def run_c7n(moto, workdir, endpoint=None, policy_text=C7N_POLICY):
     policy = workdir / "c7n-policy.yml"
-    policy.write_text(C7N_POLICY)
+    policy.write_text(policy_text)
     env = dict(os.environ, AWS_ENDPOINT_URL=endpoint or moto.endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
                PYTHONPATH=str(ROOT / "scripts" / "bench" / "c7n_site"), BENCH_READ_TIMEOUT=str(ATTEMPT_TIMEOUT))
@@ -584,6 +601,237 @@ def fleet(moto, args, workdir, moto_version, c7n_version):
     ]
 
 
+# --- DynamoDB tables and S3 buckets (issue #29): one setting each, against Custodian's one action ---
+
+C7N_TABLES_POLICY = f"""\
+policies:
+  - name: bench-dynamodb-pitr
+    resource: aws.dynamodb-table
+    filters:
+      - "tag:{TAG}": {POLICY}
+      - "tag:{OPT_IN}": "{OPT_IN_VALUE}"
+    actions:
+      - type: set-continuous-backup
+"""
+C7N_BUCKETS_POLICY = f"""\
+policies:
+  - name: bench-s3-versioning
+    resource: aws.s3
+    filters:
+      - "tag:{TAG}": {POLICY}
+      - "tag:{OPT_IN}": "{OPT_IN_VALUE}"
+    actions:
+      - type: toggle-versioning
+        enabled: true
+"""
+# The suite's S3 lifecycle rule as selfheal writes it for the gold policy (shared/src/backup/buckets.rs:
+# noncurrent versions expire after the retention, 35 days), for the like-for-like seeding.
+SUITE_LIFECYCLE_RULE = {"ID": "selfheal-noncurrent-expiration", "Status": "Enabled", "Filter": {"Prefix": ""},
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": 35}}
+# Custodian's own idempotent form of the same policy (its documentation's example for
+# set-continuous-backup): it reads each table's PITR (DescribeContinuousBackups) and acts only on
+# those without it, as selfheal does. Run as a third tool in the tables' like-for-like pair.
+C7N_TABLES_CHECKED_POLICY = C7N_TABLES_POLICY.replace("""    actions:""", """      - type: continuous-backup
+        key: PointInTimeRecoveryDescription.PointInTimeRecoveryStatus
+        value: DISABLED
+    actions:""")
+DATASTORES = {
+    # scenario: (selfheal's report kind, Custodian's policy, its policy name, the resources.json key,
+    #            selfheal's settings: only this kind of datastore, no RDS)
+    "tables": ("dynamodb-table", C7N_TABLES_POLICY, "bench-dynamodb-pitr", "TableName",
+               {"SELFHEAL_BACKUP_S3": "false", "SELFHEAL_BACKUP_RDS": "false"}),
+    "buckets": ("s3-bucket", C7N_BUCKETS_POLICY, "bench-s3-versioning", "Name",
+                {"SELFHEAL_BACKUP_DYNAMODB": "false", "SELFHEAL_BACKUP_RDS": "false"}),
+}
+BENCH_TAGS = [{"Key": TAG, "Value": POLICY}, {"Key": OPT_IN, "Value": OPT_IN_VALUE}]
+
+
+def seed_tables(moto, n, protected=False):
+    """Reset; the suite's ledger and topic; `n` tagged on-demand tables without point-in-time recovery
+    (`protected`: with deletion protection already on)."""
+    topic = seed_suite(moto)
+    ddb = client(moto, "dynamodb")
+
+    def one(i):
+        name = f"bench-table-{i:05d}"
+        ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         Tags=BENCH_TAGS + [{"Key": "Name", "Value": name}], DeletionProtectionEnabled=protected)
+        return name
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return topic, set(pool.map(one, range(n)))
+
+
+def seed_buckets(moto, n, lifecycle=False):
+    """Reset; the suite's ledger and topic; `n` tagged buckets in us-east-1 without versioning
+    (`lifecycle`: with the suite's noncurrent-expiration rule already in place)."""
+    topic = seed_suite(moto)
+    s3 = client(moto, "s3")
+
+    def one(i):
+        name = f"bench-bucket-{i:05d}"
+        s3.create_bucket(Bucket=name)
+        s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": BENCH_TAGS + [{"Key": "Name", "Value": name}]})
+        if lifecycle:
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [SUITE_LIFECYCLE_RULE]})
+        return name
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return topic, set(pool.map(one, range(n)))
+
+
+def check_tables(moto, names):
+    """Every seeded table's point-in-time recovery (status, recovery period) and deletion protection."""
+    ddb = client(moto, "dynamodb")
+
+    def one(name):
+        pitr = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"][
+            "PointInTimeRecoveryDescription"]
+        protected = ddb.describe_table(TableName=name)["Table"].get("DeletionProtectionEnabled", False)
+        return name, (pitr["PointInTimeRecoveryStatus"], pitr.get("RecoveryPeriodInDays"), protected)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(one, sorted(names)))
+
+
+def check_buckets(moto, names):
+    """Every seeded bucket's versioning status and lifecycle rule ids."""
+    s3 = client(moto, "s3")
+
+    def one(name):
+        status = s3.get_bucket_versioning(Bucket=name).get("Status", "never")
+        try:
+            rules = tuple(r.get("ID", "") for r in s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"])
+        except s3.exceptions.ClientError:
+            rules = ()
+        return name, (status, rules)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(one, sorted(names)))
+
+
+def log_operations(moto, skip):
+    """What moto answered after its first `skip` requests, by method and S3 subresource (the query's
+    first key): DynamoDB's operations all log as `POST /`."""
+    moto.log.flush()
+    ops, n = {}, 0
+    with open(moto.log_path) as f:
+        for line in f:
+            m = REQUEST_LINE.search(ANSI.sub("", line))
+            if not m or m.group(2).startswith("/moto-api"):
+                continue
+            n += 1
+            if n <= skip:
+                continue
+            path, _, query = m.group(2).partition("?")
+            path = path.rstrip("/") or "/"  # the Rust SDK writes `/<bucket>/?versioning`, boto3 `/<bucket>?versioning`
+            sub = query.split("&")[0].split("=")[0]
+            shape = "/" if path == "/" else ("/<bucket>" if path.count("/") == 1 else "/<bucket>/<key>")
+            key = f"{m.group(1)} {shape}" + (f"?{sub}" if sub else "")
+            ops[key] = ops.get(key, 0) + 1
+    return ops
+
+
+def datastore_pair(moto, args, scenario, n, workdir, like_for_like=False):
+    """Both tools over the same seeded tables or buckets. Returns {tool: row}."""
+    kind, c7n_policy, c7n_name, c7n_key, settings = DATASTORES[scenario]
+    label = f"{scenario}{'-like' if like_for_like else ''}"
+    rows = {}
+    tools = ("selfheal", "c7n", "c7n-checked") if like_for_like and scenario == "tables" else ("selfheal", "c7n")
+    for tool in tools:
+        t0 = time.perf_counter()
+        if scenario == "tables":
+            topic, names = seed_tables(moto, n, protected=like_for_like)
+        else:
+            topic, names = seed_buckets(moto, n, lifecycle=like_for_like)
+        print(f"== {label}/{tool}: seeded {n} {scenario} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        before = moto.requests()
+        proxy = None
+        if args.by_operation:
+            # Counts by operation (DynamoDB's all log as `POST /`); the hop costs time: not for timing.
+            from latency_proxy import Proxy  # noqa: E402
+            proxy = Proxy(moto.endpoint, latency={"default": {}})
+        endpoint = proxy.endpoint if proxy else None
+        try:
+            if tool == "selfheal":
+                wall, rss, details = run_selfheal(moto, topic, args.binary, args.concurrency, workdir, endpoint,
+                                                  extra=settings)
+            else:
+                policy_text = C7N_TABLES_CHECKED_POLICY if tool == "c7n-checked" else c7n_policy
+                wall, rss = run_c7n(moto, workdir, endpoint, policy_text=policy_text)
+        finally:
+            by_operation = proxy.snapshot() if proxy else {}
+            if proxy:
+                proxy.close()
+        if tool == "selfheal":
+            claimed = details.get("byType", {}).get(kind, {}).get("fixed", 0)
+        else:
+            details = {}
+            acted = json.loads((workdir / "c7n-out" / c7n_name / "resources.json").read_text())
+            claimed = len({r[c7n_key] for r in acted} & names)
+        time.sleep(1)  # the server logs a request once it has answered it
+        calls = moto.requests() - before
+        ops = log_operations(moto, before) if scenario == "buckets" else by_operation
+        state = check_tables(moto, names) if scenario == "tables" else check_buckets(moto, names)
+        if scenario == "tables":
+            good = sum(1 for s, _, _ in state.values() if s == "ENABLED")
+            periods = sorted({str(p) for s, p, _ in state.values()})
+            protected = sum(1 for *_, p in state.values() if p)
+            extra = dict(periods=periods, protected=protected)
+        else:
+            good = sum(1 for s, _ in state.values() if s == "Enabled")
+            ruled = sum(1 for _, r in state.values() if "selfheal-noncurrent-expiration" in r)
+            extra = dict(lifecycle=ruled)
+        rows[tool] = dict(wall=wall, rss=rss / 1024, calls=calls, claimed=claimed, good=good, ops=ops,
+                          details=details, **extra)
+        print(f"== {label}/{tool}: {wall:.1f}s, {rss / 1024:.1f} MiB, {calls} requests ({calls / n:.2f} per "
+              f"resource), says it fixed {claimed}; {good} of {n} checked compliant; {extra}; {ops}", file=sys.stderr)
+        (workdir / f"results-{label}.json").write_text(json.dumps(rows, indent=2))
+        if claimed != n or good != n:
+            raise SystemExit(f"{label}/{tool}: fixed {claimed} of {n}, {good} of {n} checked compliant")
+    return rows
+
+
+def datastore_report(rows, scenario, n, like_for_like, moto_version, c7n_version):
+    s, c = rows["selfheal"], rows["c7n"]
+    what = {"tables": "tagged DynamoDB tables, point-in-time recovery", "buckets": "tagged S3 buckets, versioning"}
+    seeded = {"tables": ("with deletion protection already on" if like_for_like else "none protected"),
+              "buckets": ("with the suite's lifecycle rule already in place" if like_for_like else "no lifecycle rule")}
+    if scenario == "tables":
+        after = (f"After selfheal every table had point-in-time recovery ENABLED (recovery periods seen: "
+                 f"{', '.join(s['periods'])} days) and {s['protected']} of {n} deletion protection; after Custodian "
+                 f"every table had it ENABLED (periods seen: {', '.join(c['periods'])} days), {c['protected']} protected.")
+        if s["ops"]:
+            after += f" selfheal's requests: {json.dumps(s['ops'])}; Custodian's: {json.dumps(c['ops'])}."
+    else:
+        after = (f"After selfheal every bucket had versioning Enabled and {s['lifecycle']} of {n} the suite's "
+                 f"lifecycle rule; after Custodian every bucket had versioning Enabled, {c['lifecycle']} the rule. "
+                 f"selfheal's requests: {json.dumps(s['ops'])}; Custodian's: {json.dumps(c['ops'])}.")
+    return [
+        f"## {scenario}{' (like for like)' if like_for_like else ''}: {n} {what[scenario]}: selfheal vs "
+        f"Cloud Custodian {c7n_version}",
+        "",
+        f"One moto {moto_version} server, reset and seeded alike before each tool ({seeded[scenario]}), on this "
+        f"machine ({os.cpu_count()} CPUs). Each tool said it fixed every one of the {n}; every one was read back.",
+        "",
+        *table(s, c, n, unit=scenario[:-1]),
+        "",
+        after + f" selfheal's report: {json.dumps(s['details'].get('byType', {}))}, inventory requests "
+        f"{json.dumps(s['details'].get('inventoryRequests', {}))}.",
+        "",
+        *([] if "c7n-checked" not in rows else [
+            "Custodian's idempotent form (a `continuous-backup` filter on PITR DISABLED before the action, as in "
+            "its documentation), same seeding:",
+            "",
+            *table(s, rows["c7n-checked"], n, peer="checked Custodian", unit="table"),
+            "",
+            *([f"Its requests: {json.dumps(rows['c7n-checked']['ops'])}.", ""] if rows["c7n-checked"]["ops"] else []),
+        ]),
+    ]
+
+
 def pair(moto, args, volumes, workdir, endpoint=None, label="single"):
     """Both tools over the same seeded account, one after the other, through `endpoint` (moto itself,
     or the latency model in front of it). Returns {tool: row}."""
@@ -620,7 +868,7 @@ def pair(moto, args, volumes, workdir, endpoint=None, label="single"):
     return rows
 
 
-def table(s, c, volumes, peer="Cloud Custodian"):
+def table(s, c, volumes, peer="Cloud Custodian", unit="volume"):
     per = lambda r: r["calls"] / volumes  # noqa: E731
     return [
         f"| | selfheal | {peer} | selfheal / {peer.split()[-1]} |",
@@ -628,7 +876,7 @@ def table(s, c, volumes, peer="Cloud Custodian"):
         f"| wall time | {s['wall']:.1f} s | {c['wall']:.1f} s | {s['wall'] / c['wall']:.2f}x |",
         f"| peak memory (VmHWM) | {s['rss']:.1f} MiB | {c['rss']:.1f} MiB | {s['rss'] / c['rss']:.2f}x |",
         f"| API requests | {s['calls']} | {c['calls']} | {s['calls'] / c['calls']:.2f}x |",
-        f"| requests per volume | {per(s):.2f} | {per(c):.2f} | |",
+        f"| requests per {unit} | {per(s):.2f} | {per(c):.2f} | {per(s) / per(c):.2f}x |",
     ]
 
 
@@ -639,9 +887,20 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8, help="SELFHEAL_BACKUP_CONCURRENCY (default: the default)")
     ap.add_argument("--out", help="also write the report (Markdown) to this file")
     ap.add_argument("--sample", type=int, default=300, help="volumes whose snapshots are checked through the API")
-    ap.add_argument("--scenario", action="append", choices=["single", "latency", "fleet"],
+    ap.add_argument("--scenario", action="append", choices=["single", "latency", "fleet", "tables", "buckets"],
                     help="single (default): one account on moto; latency: the same through the latency model "
-                         "(scripts/bench/latency_proxy.py); fleet: 5 accounts x 2 regions, fanned out, vs c7n-org")
+                         "(scripts/bench/latency_proxy.py); fleet: 5 accounts x 2 regions, fanned out, vs c7n-org; "
+                         "tables: point-in-time recovery on tagged DynamoDB tables vs c7n set-continuous-backup; "
+                         "buckets: versioning on tagged S3 buckets vs c7n toggle-versioning")
+    ap.add_argument("--tables", type=int, default=1000, help="DynamoDB tables for the tables scenario")
+    ap.add_argument("--buckets", type=int, default=1000, help="S3 buckets for the buckets scenario")
+    ap.add_argument("--by-operation", action="store_true",
+                    help="tables and buckets: count requests by operation through a zero-latency proxy (slower: "
+                         "the wall times are not comparable)")
+    ap.add_argument("--like-for-like", action="store_true",
+                    help="tables and buckets: also a second pair seeded with selfheal's extra work already done "
+                         "(deletion protection on; the suite's lifecycle rule in place), so its only write is "
+                         "Custodian's one")
     ap.add_argument("--latency-volumes", type=int, help="volumes for the latency scenario (default: --volumes)")
     ap.add_argument("--fleet-volumes", type=int, default=50_000, help="volumes over the fleet's 10 places")
     ap.add_argument("--workers", type=int, default=5,
@@ -701,6 +960,13 @@ def main():
             ]
         if "fleet" in scenarios:
             lines += fleet(moto, args, workdir, moto_version, c7n_version)
+        for scenario in ("tables", "buckets"):
+            if scenario not in scenarios:
+                continue
+            n = args.tables if scenario == "tables" else args.buckets
+            for like in (False, True) if args.like_for_like else (False,):
+                rows = datastore_pair(moto, args, scenario, n, workdir, like_for_like=like)
+                lines += datastore_report(rows, scenario, n, like, moto_version, c7n_version)
     finally:
         moto.close()
 
