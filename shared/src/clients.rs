@@ -183,6 +183,7 @@ fn iam_prefix(service: &str) -> &str {
     match service {
         "arczonalshift" => "arc-zonal-shift",
         "elasticloadbalancingv2" => "elasticloadbalancing",
+        "resourcegroupstaggingapi" => "tag",
         other => other,
     }
 }
@@ -439,6 +440,14 @@ impl Aws {
     pub fn backup(&self) -> aws_sdk_backup::Client {
         let conf = aws_sdk_backup::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
         aws_sdk_backup::Client::from_conf(conf)
+    }
+
+    /// The Resource Groups Tagging API: the resources of a type carrying a tag, 100 to a request.
+    #[cfg(feature = "backup")]
+    pub fn tagging(&self) -> aws_sdk_resourcegroupstagging::Client {
+        let conf =
+            aws_sdk_resourcegroupstagging::config::Builder::from(&self.sdk).interceptor(self.calls.clone()).build();
+        aws_sdk_resourcegroupstagging::Client::from_conf(conf)
     }
 
     /// S3, path-style when an endpoint override is set (an emulator on an IP address), virtual-hosted

@@ -42,17 +42,9 @@ impl BackupEnforcer {
 
     pub(super) async fn sweep_tables(&self, pass: &Pass, report: &mut Report) -> Result<Vec<Envelope>> {
         let ddb = self.ctx.aws.dynamodb();
-        let region = self.home_region();
-        let account = self.account().await?;
+        let tagging = self.ctx.aws.tagging();
         let ((tables, listed), backups) = futures::try_join!(
-            dynamodb::tagged_tables(
-                &ddb,
-                &region,
-                &account,
-                &self.cfg.policy_tag,
-                &self.ctx.config,
-                self.cfg.concurrency
-            ),
+            dynamodb::tagged_tables(&tagging, &ddb, &self.cfg.policy_tag, &self.ctx.config, self.cfg.concurrency),
             dynamodb::backups(&ddb),
         )?;
         *report.inventory_requests.entry(KIND_TABLE.to_string()).or_default() += listed + backups.requests;

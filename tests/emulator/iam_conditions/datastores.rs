@@ -89,8 +89,8 @@ async fn table_and_bucket_protection_passes_the_conditions_and_table_changes_nee
     assert_eq!(deleted, 1, "an expired suite backup was deleted");
     let eval = assert_allowed(e.ctx());
     for k in [
-        "hub/ListTablesAndBackups dynamodb:ListTables",
-        "hub/ReadTables dynamodb:ListTagsOfResource",
+        "hub/ListTablesAndBackups tag:GetResources",
+        "hub/ReadTables dynamodb:DescribeTable",
         "hub/ProtectOptedInTables dynamodb:UpdateContinuousBackups",
         "hub/ProtectOptedInTables dynamodb:UpdateTable",
         "hub/ProtectOptedInTables dynamodb:CreateBackup",

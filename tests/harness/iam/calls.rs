@@ -694,8 +694,8 @@ impl Call<'_> {
 /// Reads of services whose statements grant reads on `*` only (no read there is scoped to a
 /// resource or conditioned), so any read's resource can stand as `*`: EC2, Auto Scaling and RDS
 /// `Describe*`, RDS `ListTagsForResource`, CloudWatch and AWS Backup listings, AWS Organizations,
-/// Elastic Load Balancing's `Describe*` and ARC zonal shift's `List*` (the reference gives them no
-/// resource type). Route 53, DynamoDB and AWS Backup's per-resource reads, CloudWatch's
+/// Elastic Load Balancing's `Describe*`, ARC zonal shift's `List*` and the tagging API's
+/// `GetResources` (the reference gives them no resource type). Route 53, DynamoDB and AWS Backup's per-resource reads, CloudWatch's
 /// `DescribeAlarms` (the alarm type) and ARC's `GetManagedResource` are scoped, and modelled one by one.
 pub(super) fn reads_anywhere(op: &str) -> bool {
     let (service, name) = op.split_once(':').unwrap_or(("", op));
@@ -708,6 +708,8 @@ pub(super) fn reads_anywhere(op: &str) -> bool {
         "organizations" => starts(&["List", "Describe"]),
         "elasticloadbalancing" => starts(&["Describe"]),
         "arc-zonal-shift" => starts(&["List"]),
+        // The Resource Groups Tagging API's reads name no resource type ("*" only).
+        "tag" => name == "GetResources",
         _ => false,
     }
 }
