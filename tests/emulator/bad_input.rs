@@ -509,7 +509,8 @@ fn the_drill_answers_an_event_not_for_it_with_an_error_naming_it() {
         assert_eq!(
             err.to_string(),
             format!(
-                "drill does not handle {event}: it takes manual \"drill\", \"preflight\" and \"coverage\" invocations"
+                "drill does not handle {event}: it takes manual \"drill\", \"preflight\", \"coverage\" and \"keep-alarms\" \
+                 invocations"
             )
         );
     }

@@ -260,9 +260,11 @@ fn routing_table() -> BTreeMap<String, BTreeSet<String>> {
 /// Whether `function` takes `payload`: the shared parser, then the function's own pure intake (an
 /// approval settlement is taken by every function's shared entry before its intake).
 fn accepts(function: &str, payload: &Json) -> Result<(), String> {
-    // The drill takes whole payloads: a preflight/coverage action or a drill request.
+    // The drill takes whole payloads: a preflight/coverage/keep-alarms action or a drill request.
     if function == "drill" {
-        if selfheal::drill::preflight::requested(payload).is_some() {
+        if selfheal::drill::preflight::requested(payload).is_some()
+            || selfheal::drill::standard_alarms::requested(payload).is_some()
+        {
             return Ok(());
         }
         return selfheal::drill::parse_request(payload).map(|_| ()).map_err(|e| e.to_string());
