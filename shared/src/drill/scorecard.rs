@@ -1364,4 +1364,60 @@ mod tests {
         );
         assert!(card.render().contains("1 targets met, 0 missed, 1 not measured"), "{}", card.render());
     }
+
+    // The misses cargo-mutants found in this module's library pass (README § Mutation testing).
+
+    #[test]
+    fn a_recovery_not_seen_is_judged_on_the_longer_of_the_window_and_the_drills_own_time() {
+        let t = Target { rto_in_secs: 300, rpo_in_secs: 60 };
+        // The drill ran 400 s (its own clock) against a 120 s window: missed by at least 100 s.
+        let mut long = report("lose-instance", "live", Some(400), None, vec![]);
+        long.total_ms = 400_000;
+        assert_eq!(not_within(&long, t, 120.0).describe(), "missed by at least 100.0s: at least 400.0s of 300s");
+        // Waited exactly the target: not measured, not missed by zero.
+        long.total_ms = 300_000;
+        assert!(not_within(&long, t, 10.0).describe().contains("shorter than the 300s target"));
+    }
+
+    #[test]
+    fn only_the_kinds_with_a_resource_not_recovered_are_named() {
+        let timing = |kind: &str, id: &str, recover: Option<u64>| crate::drill::ResourceTiming {
+            kind: kind.into(),
+            id: id.into(),
+            group: None,
+            detect_ms: Some(1),
+            recover_ms: recover,
+            outcome: "o".into(),
+            passed: recover.is_some(),
+        };
+        let mut r = report("az-outage", "live", Some(1), Some(2), vec![]);
+        r.resources = vec![timing("instance", "i-1", Some(5)), timing("instance", "i-2", Some(6))];
+        assert_eq!(unrecovered_resources(&r), "", "every one recovered: nothing to say");
+        r.resources.push(timing("database", "db-1", None));
+        assert_eq!(unrecovered_resources(&r), "; 1 of 1 databases not recovered");
+    }
+
+    #[test]
+    fn the_rpo_of_a_web_tier_is_none_and_of_a_restore_test_its_oldest_scored_point() {
+        let t = Target { rto_in_secs: 300, rpo_in_secs: 60 };
+        let web = report("lose-instance", "live", Some(1), Some(2), vec![ACTED]);
+        assert!(rpo(&web, &Evidence::default(), t).describe().contains("stateless web tier"));
+        let mut restore = report(RESTORE_TEST, "live", Some(1), Some(2), vec![]);
+        let point = |age: f64, scores: bool| RestoreResult {
+            kind: crate::drill::restores::Kind::EbsVolume,
+            account: None,
+            source: "vol-1".into(),
+            policy: "gold".into(),
+            point: Some("snap-1".into()),
+            point_age_secs: Some(age),
+            scores_rpo: scores,
+            scratch: None,
+            restore_ms: Some(1000),
+            verified: None,
+            error: None,
+            cleaned: true,
+        };
+        restore.restores = vec![point(30.0, true), point(45.0, true), point(9_000.0, false)];
+        assert_eq!(rpo(&restore, &Evidence::default(), t), Verdict::Met { measured_secs: 45.0, target_secs: 60 });
+    }
 }
