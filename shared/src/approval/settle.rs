@@ -333,3 +333,31 @@ fn placed(ctx: &Ctx, record: &ApprovalRecord) -> (Target, Ledger) {
         _ => (target, ctx.ledger.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trigger::parse_event;
+
+    fn manual(action: &str) -> Trigger {
+        parse_event(&serde_json::json!({"source": "selfheal.manual", "action": action, "target": "i-1"}))
+            .expect("a manual invocation")
+            .remove(0)
+    }
+
+    /// Only approve, reject and expire-approvals settle; any other manual action is the function's own
+    /// (a mutant taking every manual invocation as a settlement passed the approval tests through the
+    /// handlers, scripts/mutants' second pass: this holds it).
+    #[test]
+    fn only_the_three_settling_actions_are_settlements() {
+        for action in [APPROVE, REJECT, EXPIRE] {
+            assert_eq!(settlement(&manual(action)).map(|m| m.action.as_str()), Some(action));
+        }
+        for action in ["replace", "failover", "sweep", "approved", "APPROVE"] {
+            assert!(settlement(&manual(action)).is_none(), "{action:?}");
+        }
+        assert_eq!(Caller::TokenOnly.name(), "token-only");
+        let who = Caller::Verified { arn: "arn:aws:iam::1:role/alice".into(), account: None };
+        assert_eq!(who.name(), "arn:aws:iam::1:role/alice");
+    }
+}
